@@ -1,0 +1,205 @@
+#include "config.h"
+
+#include "arca_err.h"
+#include "log.h"
+#include "util.h"
+
+#include <ini.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum setting_type { T_STR, T_UINT, T_SIZE, T_BOOL };
+
+struct setting {
+    const char *section;
+    const char *key;
+    enum setting_type type;
+    size_t offset;
+    size_t size;  /* for T_STR: the buffer size */
+    const char *def;
+    uint64_t min, max;  /* for T_UINT / T_SIZE */
+};
+
+#define F(field) offsetof(struct arca_config, field), sizeof(((struct arca_config *)0)->field)
+
+static const struct setting settings[] = {
+    {"server", "listen", T_STR, F(listen), "127.0.0.1:8080", 0, 0},
+    {"server", "workers", T_UINT, F(workers), "0", 0, 64},
+    {"server", "io_threads", T_UINT, F(io_threads), "0", 0, 64},
+    {"server", "max_connections", T_UINT, F(max_connections), "1024", 1, 1000000},
+    {"server", "max_header_bytes", T_SIZE, F(max_header_bytes), "16K", 1024, 1 << 20},
+    {"server", "max_url_bytes", T_SIZE, F(max_url_bytes), "8K", 256, 1 << 20},
+    {"server", "max_upload_bytes", T_SIZE, F(max_upload_bytes), "64G", 0, UINT64_MAX},
+    {"server", "header_timeout", T_UINT, F(header_timeout), "10", 1, 3600},
+    {"server", "idle_timeout", T_UINT, F(idle_timeout), "60", 1, 86400},
+    {"server", "shutdown_grace", T_UINT, F(shutdown_grace), "30", 0, 3600},
+    {"server", "access_log", T_BOOL, F(access_log), "true", 0, 0},
+    {"storage", "data_dir", T_STR, F(data_dir), "./arca-data", 0, 0},
+    {"storage", "verify_on_download", T_BOOL, F(verify_on_download), "true", 0, 0},
+    {"log", "level", T_STR, F(log_level), "info", 0, 0},
+    {"centre", "id", T_STR, F(centre_id), "dc1", 0, 0},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static int apply(struct arca_config *cfg, const struct setting *s, const char *value, char *err,
+                 size_t errlen)
+{
+    char *field = (char *)cfg + s->offset;
+    switch (s->type) {
+    case T_STR:
+        if (strlen(value) >= s->size) {
+            snprintf(err, errlen, "%s.%s: value longer than %zu bytes", s->section, s->key,
+                     s->size - 1);
+            return ARCA_E_CONFIG;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case T_BOOL:
+        if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1") ||
+            !strcasecmp(value, "on"))
+            *(bool *)field = true;
+        else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+                 !strcmp(value, "0") || !strcasecmp(value, "off"))
+            *(bool *)field = false;
+        else {
+            snprintf(err, errlen, "%s.%s: expected true or false, got '%s'", s->section, s->key,
+                     value);
+            return ARCA_E_CONFIG;
+        }
+        return 0;
+    case T_UINT:
+    case T_SIZE: {
+        uint64_t v;
+        int rc;
+        if (s->type == T_SIZE) {
+            rc = parse_size(value, &v);
+        } else {
+            char *end;
+            v = strtoull(value, &end, 10);
+            rc = (*value && *value != '-' && *end == '\0') ? 0 : ARCA_E_INVALID;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "%s.%s: expected %s, got '%s'", s->section, s->key,
+                     s->type == T_SIZE ? "a size such as 16K or 4G" : "a whole number", value);
+            return ARCA_E_CONFIG;
+        }
+        if (v < s->min || v > s->max) {
+            snprintf(err, errlen, "%s.%s: %s is outside %llu..%llu", s->section, s->key, value,
+                     (unsigned long long)s->min, (unsigned long long)s->max);
+            return ARCA_E_CONFIG;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    }
+    return ARCA_E_CONFIG;
+}
+
+void config_init_defaults(struct arca_config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (apply(cfg, &settings[i], settings[i].def, err, sizeof(err)) != 0)
+            abort(); /* a bad embedded default is a programming error */
+}
+
+int config_set(struct arca_config *cfg, const char *section, const char *key, const char *value,
+               char *err, size_t errlen)
+{
+    bool known_section = false;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (strcmp(settings[i].section, section) != 0)
+            continue;
+        known_section = true;
+        if (strcmp(settings[i].key, key) == 0)
+            return apply(cfg, &settings[i], value, err, errlen);
+    }
+    if (!known_section)
+        snprintf(err, errlen, "unknown section [%s]", section);
+    else
+        snprintf(err, errlen, "unknown key '%s' in section [%s]", key, section);
+    return ARCA_E_CONFIG;
+}
+
+struct load_ctx {
+    struct arca_config *cfg;
+    char msg[256];
+    int failed;
+};
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    if (ctx->failed)
+        return 0;
+    if (config_set(ctx->cfg, section, name, value, ctx->msg, sizeof(ctx->msg)) != 0) {
+        ctx->failed = 1;
+        return 0; /* ini_parse then returns this line's number */
+    }
+    return 1;
+}
+
+int config_load_file(struct arca_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct load_ctx ctx = {.cfg = cfg};
+    struct arca_config work = *cfg; /* parse and validate all before applying */
+    ctx.cfg = &work;
+    int line = ini_parse(path, on_ini, &ctx);
+    if (line == -1) {
+        snprintf(err, errlen, "%s: cannot open", path);
+        return ARCA_E_CONFIG;
+    }
+    if (line != 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, line, ctx.failed ? ctx.msg : "syntax error");
+        return ARCA_E_CONFIG;
+    }
+    if (config_validate(&work, ctx.msg, sizeof(ctx.msg)) != 0) {
+        snprintf(err, errlen, "%s: %s", path, ctx.msg);
+        return ARCA_E_CONFIG;
+    }
+    *cfg = work;
+    return 0;
+}
+
+int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
+{
+    if (log_level_parse(cfg->log_level) < 0) {
+        snprintf(err, errlen, "log.level: expected error, warn, info or debug, got '%s'",
+                 cfg->log_level);
+        return ARCA_E_CONFIG;
+    }
+    if (!strchr(cfg->listen, ':')) {
+        snprintf(err, errlen, "server.listen: expected HOST:PORT, got '%s'", cfg->listen);
+        return ARCA_E_CONFIG;
+    }
+    if (cfg->data_dir[0] == '\0') {
+        snprintf(err, errlen, "storage.data_dir must not be empty");
+        return ARCA_E_CONFIG;
+    }
+    if (cfg->centre_id[0] == '\0' || strspn(cfg->centre_id, "abcdefghijklmnopqrstuvwxyz"
+                                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                            "0123456789-_") != strlen(cfg->centre_id)) {
+        snprintf(err, errlen, "centre.id: use letters, digits, '-' and '_' only, got '%s'",
+                 cfg->centre_id);
+        return ARCA_E_CONFIG;
+    }
+    return 0;
+}
+
+void config_dump(const struct arca_config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        const char *field = (const char *)cfg + s->offset;
+        fprintf(out, "%s.%s = ", s->section, s->key);
+        switch (s->type) {
+        case T_STR: fprintf(out, "%s\n", field); break;
+        case T_BOOL: fprintf(out, "%s\n", *(const bool *)field ? "true" : "false"); break;
+        default: fprintf(out, "%llu\n", (unsigned long long)*(const uint64_t *)field); break;
+        }
+    }
+}

@@ -1,0 +1,6 @@
+#include "repl.h"
+
+int repl_protocol_version(void)
+{
+    return 0;
+}

@@ -1,0 +1,1035 @@
+/*
+ * One client connection: http-parser over a libevent bufferevent.
+ *
+ * Bytes are fed to the parser straight from the bufferevent's input buffer in
+ * slices of at most FEED_MAX bytes.  The parser is paused at three points so
+ * that control returns here: when the headers are complete (dispatch to a
+ * handler), when a handler's body buffer is full (backpressure: we stop
+ * reading until it drains), and when the message is complete (the next
+ * pipelined request stays in the input buffer until this response is sent).
+ * The socket's read watermark bounds how much unparsed input we hold.
+ *
+ * A response is finished when the output buffer has drained (the write
+ * callback with low watermark 0).  File bodies are queued one block at a time
+ * as file segments, so plain connections use sendfile and memory stays
+ * bounded whatever the file size.
+ */
+#include "blob.h"
+#include "arca_err.h"
+#include "auth.h"
+#include "log.h"
+#include "server_int.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <http_parser.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FEED_MAX (256u * 1024)
+#define READ_HIGH_WATERMARK (512u * 1024)
+#define MAX_HEADERS 128
+#define STREAM_QUEUE (2u * BLOB_BLOCK_SIZE) /* file bytes kept queued while streaming */
+
+enum pause_reason { PAUSE_NONE, PAUSE_HEADERS, PAUSE_BODY, PAUSE_COMPLETE, PAUSE_ERROR };
+
+struct hdr {
+    uint32_t name_off, name_len, val_off, val_len;
+};
+
+struct conn {
+    struct worker *w;
+    struct conn *prev, *next;
+    struct bufferevent *bev;
+    http_parser parser;
+    char peer[64];
+    struct event *header_timer;
+
+    /* The request being read.  The arena holds the URL and header text. */
+    char *arena;
+    size_t arena_len, arena_cap;
+    uint32_t url_off, url_len;
+    uint32_t path_len;      /* the path part of the URL */
+    uint32_t query_off;     /* into the arena; "" when none */
+    struct hdr hdrs[MAX_HEADERS];
+    int nhdrs;
+    int last_cb;            /* 0 none, 1 field, 2 value */
+    size_t header_bytes;
+    int parse_status;       /* 414/431/413 decided inside a parser callback */
+    enum pause_reason pause;
+    bool in_request;        /* the first byte of a request has arrived */
+    bool headers_done, msg_complete;
+    bool body_accepted, body_paused, keep_alive;
+    uint64_t body_bytes;
+    uint64_t start_ns;
+    char request_id[72];
+    char actor[64];
+
+    /* The handler. */
+    const struct handler *h;
+    int route;
+    void *ctx;
+    int async;              /* outstanding async operations */
+    bool dead;              /* the socket is gone; freed when async reaches 0 */
+
+    /* The answer. */
+    int status;
+    bool responded, close_after, streaming, resp_done;
+    uint64_t bytes_out;     /* body bytes queued */
+    struct evbuffer_file_segment *seg;
+    struct blob_blocks *blocks;
+    int file_fd;
+    uint64_t file_size, file_pos, file_end;
+};
+
+static http_parser_settings parser_settings;
+
+static void conn_process(struct conn *c);
+static void conn_release(struct conn *c);
+static void request_done(struct conn *c);
+
+/* ---- request accessors ---- */
+
+const char *conn_method(const struct conn *c)
+{
+    return http_method_str((enum http_method)c->parser.method);
+}
+
+bool conn_is_head(const struct conn *c)
+{
+    return c->parser.method == HTTP_HEAD;
+}
+
+const char *conn_path(const struct conn *c)
+{
+    return c->arena + c->url_off;
+}
+
+size_t conn_path_len(const struct conn *c)
+{
+    return c->path_len;
+}
+
+const char *conn_query(const struct conn *c)
+{
+    return c->arena + c->query_off;
+}
+
+const char *conn_header(const struct conn *c, const char *name)
+{
+    for (int i = 0; i < c->nhdrs; i++)
+        if (strcasecmp(c->arena + c->hdrs[i].name_off, name) == 0)
+            return c->arena + c->hdrs[i].val_off;
+    return NULL;
+}
+
+int conn_header_count(const struct conn *c, const char *name)
+{
+    int n = 0;
+    for (int i = 0; i < c->nhdrs; i++)
+        if (strcasecmp(c->arena + c->hdrs[i].name_off, name) == 0)
+            n++;
+    return n;
+}
+
+int64_t conn_content_length(const struct conn *c)
+{
+    if (c->parser.flags & F_CHUNKED)
+        return -1;
+    if (c->parser.content_length == ULLONG_MAX)
+        return -1;
+    return conn_header(c, "Content-Length") ? (int64_t)c->parser.content_length : -1;
+}
+
+bool conn_is_chunked(const struct conn *c)
+{
+    return (c->parser.flags & F_CHUNKED) != 0;
+}
+
+bool conn_has_body(const struct conn *c)
+{
+    if (conn_is_chunked(c))
+        return true;
+    int64_t cl = conn_content_length(c);
+    return cl > 0;
+}
+
+const char *conn_request_id(const struct conn *c)
+{
+    return c->request_id;
+}
+
+const char *conn_peer(const struct conn *c)
+{
+    return c->peer;
+}
+
+const char *conn_actor(const struct conn *c)
+{
+    return c->actor;
+}
+
+struct server *conn_server(const struct conn *c)
+{
+    return c->w->srv;
+}
+
+struct mailbox *conn_mailbox(const struct conn *c)
+{
+    return c->w->mbox;
+}
+
+void *conn_scratch(const struct conn *c)
+{
+    return c->w->scratch;
+}
+
+void conn_set_ctx(struct conn *c, void *ctx)
+{
+    c->ctx = ctx;
+}
+
+void *conn_ctx(const struct conn *c)
+{
+    return c->ctx;
+}
+
+/* ---- the arena ---- */
+
+static int arena_append(struct conn *c, const char *data, size_t len)
+{
+    if (c->arena_len + len + 1 > c->arena_cap) {
+        size_t cap = c->arena_cap ? c->arena_cap : 1024;
+        while (cap < c->arena_len + len + 1)
+            cap *= 2;
+        char *p = realloc(c->arena, cap);
+        if (!p)
+            return -1;
+        c->arena = p;
+        c->arena_cap = cap;
+    }
+    memcpy(c->arena + c->arena_len, data, len);
+    c->arena_len += len;
+    c->arena[c->arena_len] = '\0';
+    return 0;
+}
+
+/* Ends the current string in the arena: a NUL that the next append will not overwrite. */
+static int arena_terminate(struct conn *c)
+{
+    if (arena_append(c, "", 0) != 0)
+        return -1;
+    c->arena_len++;
+    return 0;
+}
+
+/* ---- parser callbacks ---- */
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    if (!c->in_request) {
+        c->in_request = true;
+        c->start_ns = time_mono_ns();
+    }
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->url_len += (uint32_t)len;
+    c->header_bytes += len;
+    if (c->url_len > c->w->srv->cfg.max_url_bytes) {
+        c->parse_status = 414;
+        return -1;
+    }
+    return arena_append(c, at, len);
+}
+
+static void finish_header_value(struct conn *c)
+{
+    if (c->last_cb == 2) {
+        struct hdr *h = &c->hdrs[c->nhdrs - 1];
+        /* Trim trailing whitespace (RFC 9110 field values exclude it). */
+        while (h->val_len > 0 &&
+               (c->arena[h->val_off + h->val_len - 1] == ' ' ||
+                c->arena[h->val_off + h->val_len - 1] == '\t'))
+            h->val_len--;
+        c->arena[h->val_off + h->val_len] = '\0';
+    }
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->header_bytes += len;
+    if (c->header_bytes > c->w->srv->cfg.max_header_bytes) {
+        c->parse_status = 431;
+        return -1;
+    }
+    if (c->last_cb != 1) {
+        if (c->last_cb == 0 && arena_terminate(c) != 0) /* ends the URL */
+            return -1;
+        if (c->last_cb == 2) {
+            finish_header_value(c);
+            if (arena_terminate(c) != 0)
+                return -1;
+        }
+        if (c->nhdrs == MAX_HEADERS) {
+            c->parse_status = 431;
+            return -1;
+        }
+        c->hdrs[c->nhdrs].name_off = (uint32_t)c->arena_len;
+        c->hdrs[c->nhdrs].name_len = 0;
+        c->nhdrs++;
+        c->last_cb = 1;
+    }
+    c->hdrs[c->nhdrs - 1].name_len += (uint32_t)len;
+    return arena_append(c, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->header_bytes += len;
+    if (c->header_bytes > c->w->srv->cfg.max_header_bytes) {
+        c->parse_status = 431;
+        return -1;
+    }
+    if (c->last_cb != 2) {
+        if (arena_terminate(c) != 0) /* ends the name */
+            return -1;
+        c->hdrs[c->nhdrs - 1].val_off = (uint32_t)c->arena_len;
+        c->hdrs[c->nhdrs - 1].val_len = 0;
+        c->last_cb = 2;
+    }
+    c->hdrs[c->nhdrs - 1].val_len += (uint32_t)len;
+    return arena_append(c, at, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    if (c->last_cb == 0 && arena_terminate(c) != 0)
+        return -1;
+    finish_header_value(c);
+    if (arena_terminate(c) != 0)
+        return -1;
+    c->headers_done = true;
+    c->pause = PAUSE_HEADERS;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->body_bytes += len;
+    atomic_fetch_add_explicit(&c->w->srv->metrics.bytes_in, len, memory_order_relaxed);
+    if (c->body_bytes > c->w->srv->cfg.max_upload_bytes) {
+        c->parse_status = 413;
+        return -1;
+    }
+    if (c->body_accepted && c->h->on_body && c->h->on_body(c, at, len) != 0) {
+        c->body_paused = true;
+        c->pause = PAUSE_BODY;
+        http_parser_pause(p, 1);
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->msg_complete = true;
+    c->pause = PAUSE_COMPLETE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static void parser_settings_init(void)
+{
+    http_parser_settings_init(&parser_settings);
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+}
+
+/* ---- responses ---- */
+
+static void refresh_date(struct worker *w)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    if (tv.tv_sec != w->date_secs) {
+        w->date_secs = tv.tv_sec;
+        time_format_http(tv.tv_sec, w->date);
+    }
+}
+
+void resp_start(struct conn *c, int status)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    c->status = status;
+    c->responded = true;
+    /* An answer sent before the body was read leaves unread bytes: close after it. */
+    if (c->headers_done && conn_has_body(c) && !c->msg_complete && !c->body_accepted)
+        c->close_after = true;
+    refresh_date(c->w);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: arca\r\nX-Request-Id: %s\r\n",
+                        status, http_status_str((enum http_status)status), c->w->date,
+                        c->request_id);
+}
+
+void resp_header(struct conn *c, const char *name, const char *fmt, ...)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    va_list ap;
+    evbuffer_add_printf(out, "%s: ", name);
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(out, fmt, ap);
+    va_end(ap);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void resp_close_after(struct conn *c)
+{
+    c->close_after = true;
+}
+
+static void end_headers(struct conn *c, uint64_t content_length, bool has_length)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->w->draining || c->w->srv->shutting_down)
+        c->close_after = true;
+    if (has_length)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length);
+    if (c->close_after || !c->keep_alive)
+        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+    else
+        evbuffer_add(out, "\r\n", 2);
+}
+
+static bool status_has_body(int status)
+{
+    return !(status == 204 || status == 304 || (status >= 100 && status < 200));
+}
+
+void resp_finish_mem(struct conn *c, const char *content_type, const void *body, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (content_type && status_has_body(c->status))
+        resp_header(c, "Content-Type", "%s", content_type);
+    end_headers(c, len, status_has_body(c->status));
+    if (len > 0 && !conn_is_head(c) && status_has_body(c->status)) {
+        evbuffer_add(out, body, len);
+        c->bytes_out += len;
+    }
+    c->resp_done = true;
+}
+
+void resp_finish_json(struct conn *c, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        resp_finish_mem(c, "application/json", oom, sizeof(oom) - 1);
+        return;
+    }
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps leaves room: overwrite the NUL, length is known */
+    resp_finish_mem(c, "application/json", text, len + 1);
+    free(text);
+}
+
+void resp_json(struct conn *c, int status, json_t *body)
+{
+    resp_start(c, status);
+    resp_finish_json(c, body);
+}
+
+json_t *error_json(const char *code, json_t *extra, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *err = extra ? extra : json_object();
+    json_object_set_new(err, "code", json_string(code));
+    json_object_set_new(err, "message", json_string(msg));
+    return json_pack("{s:o}", "error", err);
+}
+
+void resp_error(struct conn *c, int status, const char *code, json_t *extra, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (status >= 500)
+        LOG_E("req %s: %d %s: %s", c->request_id, status, code, msg);
+    else
+        LOG_D("req %s: %d %s: %s", c->request_id, status, code, msg);
+    resp_start(c, status);
+    if (status == 401)
+        resp_header(c, "WWW-Authenticate", "Bearer realm=\"arca\", Basic realm=\"arca\"");
+    resp_finish_json(c, error_json(code, extra, "%s", msg));
+}
+
+/*
+ * Queues file bytes up to STREAM_QUEUE ahead of the socket, verifying each
+ * block before it is queued.  Returns false when a block failed verification
+ * (the caller aborts the connection: the client must never take a short or
+ * bad body as good).
+ */
+static bool stream_fill(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (c->file_pos < c->file_end && evbuffer_get_length(out) < STREAM_QUEUE) {
+        uint64_t block = c->file_pos / BLOB_BLOCK_SIZE;
+        uint64_t block_end = (block + 1) * BLOB_BLOCK_SIZE;
+        if (block_end > c->file_end)
+            block_end = c->file_end;
+        uint64_t n = block_end - c->file_pos;
+        if (c->blocks) {
+            int rc = blob_check_block(c->file_fd, c->file_size, c->blocks, (uint32_t)block,
+                                      c->w->scratch);
+            if (rc != 0) {
+                atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);
+                LOG_E("req %s: block %llu of %s failed verification (%s); aborting the response",
+                      c->request_id, (unsigned long long)block, c->arena + c->url_off,
+                      arca_strerror(rc));
+                return false;
+            }
+        }
+        if (c->blocks && n <= 64 * 1024) {
+            /* Small: the bytes are already in memory from verification. */
+            evbuffer_add(out, (char *)c->w->scratch + (c->file_pos - block * BLOB_BLOCK_SIZE), n);
+        } else {
+            if (evbuffer_add_file_segment(out, c->seg, (ev_off_t)c->file_pos, (ev_off_t)n) != 0)
+                return false;
+        }
+        c->file_pos += n;
+        c->bytes_out += n;
+    }
+    if (c->file_pos >= c->file_end)
+        c->streaming = false;
+    return true;
+}
+
+void resp_finish_file(struct conn *c, int fd, uint64_t size, uint64_t off, uint64_t len,
+                      struct blob_blocks *blocks)
+{
+    end_headers(c, len, true);
+    c->resp_done = true;
+    if (conn_is_head(c) || len == 0) {
+        close(fd);
+        if (blocks) {
+            blob_blocks_cleanup(blocks);
+            free(blocks);
+        }
+        return;
+    }
+    c->file_fd = fd;
+    c->blocks = blocks;
+    c->file_size = size;
+    c->file_pos = off;
+    c->file_end = off + len;
+    c->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size, EVBUF_FS_CLOSE_ON_FREE);
+    if (!c->seg) {
+        close(fd);
+        c->file_fd = -1;
+        c->close_after = true;
+        c->dead = true; /* cannot send the promised body */
+        return;
+    }
+    c->streaming = true;
+    if (!stream_fill(c)) {
+        c->streaming = false;
+        c->dead = true;
+    }
+}
+
+/* ---- body flow control ---- */
+
+void conn_accept_body(struct conn *c)
+{
+    c->body_accepted = true;
+    const char *expect = conn_header(c, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && c->parser.http_minor >= 1 &&
+        !c->msg_complete) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        bufferevent_write(c->bev, cont, sizeof(cont) - 1);
+    }
+}
+
+void conn_resume_body(struct conn *c)
+{
+    if (!c->body_paused)
+        return;
+    c->body_paused = false;
+    conn_process(c);
+}
+
+void conn_async_begin(struct conn *c)
+{
+    c->async++;
+}
+
+bool conn_async_end(struct conn *c)
+{
+    c->async--;
+    if (c->dead && c->async == 0) {
+        conn_release(c);
+        return false;
+    }
+    return !c->dead;
+}
+
+/* ---- lifecycle ---- */
+
+static void reset_request(struct conn *c)
+{
+    if (c->h && c->h->on_free && c->ctx)
+        c->h->on_free(c);
+    c->ctx = NULL;
+    c->h = NULL;
+    c->arena_len = 0;
+    c->url_off = c->url_len = c->path_len = c->query_off = 0;
+    c->nhdrs = 0;
+    c->last_cb = 0;
+    c->header_bytes = 0;
+    c->parse_status = 0;
+    c->pause = PAUSE_NONE;
+    c->in_request = c->headers_done = c->msg_complete = false;
+    c->body_accepted = c->body_paused = false;
+    c->body_bytes = 0;
+    c->status = 0;
+    c->responded = c->streaming = c->resp_done = false;
+    c->bytes_out = 0;
+    if (c->seg) {
+        evbuffer_file_segment_free(c->seg);
+        c->seg = NULL;
+    }
+    c->file_fd = -1;
+    if (c->blocks) {
+        blob_blocks_cleanup(c->blocks);
+        free(c->blocks);
+        c->blocks = NULL;
+    }
+    c->request_id[0] = '\0';
+}
+
+static void conn_unlink(struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (c->w->conns == c)
+        c->w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void maybe_finish_drain(struct worker *w)
+{
+    if (w->draining && !w->conns)
+        event_base_loopexit(w->base, NULL);
+}
+
+/*
+ * Closes the socket and frees the connection; when async work still holds
+ * it, only the socket goes now and the rest when the work ends.
+ */
+static void conn_release(struct conn *c)
+{
+    if (c->header_timer) {
+        event_free(c->header_timer);
+        c->header_timer = NULL;
+    }
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+        atomic_fetch_sub(&c->w->srv->metrics.connections, 1);
+    }
+    c->dead = true;
+    if (c->async > 0)
+        return;
+    struct worker *w = c->w;
+    reset_request(c);
+    conn_unlink(c);
+    free(c->arena);
+    free(c);
+    maybe_finish_drain(w);
+}
+
+static void access_log(struct conn *c)
+{
+    uint64_t dur = time_mono_ns() - c->start_ns;
+    struct server *srv = c->w->srv;
+    metrics_observe(&srv->metrics, c->route, c->status, dur);
+    atomic_fetch_add_explicit(&srv->metrics.bytes_out, c->bytes_out, memory_order_relaxed);
+    if (srv->cfg.access_log && log_current_level >= LOG_INFO)
+        log_write(LOG_INFO, "access %s %s %s %d in=%llu out=%llu %.3fms rid=%s actor=%s",
+                  c->peer, c->headers_done ? conn_method(c) : "-",
+                  c->url_len ? c->arena + c->url_off : "-", c->status,
+                  (unsigned long long)c->body_bytes, (unsigned long long)c->bytes_out,
+                  (double)dur / 1e6, c->request_id, c->actor[0] ? c->actor : "-");
+}
+
+/* The response has been written out completely. */
+static void request_done(struct conn *c)
+{
+    access_log(c);
+    bool close_now = c->close_after || !c->keep_alive || c->w->draining;
+    reset_request(c);
+    if (close_now) {
+        conn_release(c);
+        return;
+    }
+    bufferevent_enable(c->bev, EV_READ);
+    conn_process(c);
+}
+
+/* Sends an error for a request that failed while being parsed, then closes. */
+static void fail_request(struct conn *c, int status, const char *code, const char *msg)
+{
+    if (c->responded) { /* already answering: just close once that is out */
+        c->close_after = true;
+        return;
+    }
+    if (c->request_id[0] == '\0')
+        snprintf(c->request_id, sizeof(c->request_id), "%s-%llx", c->w->srv->rid_prefix,
+                 (unsigned long long)++c->w->next_req);
+    if (c->url_len == 0)
+        c->url_off = 0;
+    c->close_after = true;
+    c->keep_alive = false;
+    c->msg_complete = true;
+    bufferevent_disable(c->bev, EV_READ);
+    resp_error(c, status, code, NULL, "%s", msg);
+}
+
+static void set_request_id(struct conn *c)
+{
+    const char *rid = conn_header(c, "X-Request-Id");
+    if (rid && *rid && strlen(rid) <= 64 &&
+        strspn(rid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+            strlen(rid)) {
+        snprintf(c->request_id, sizeof(c->request_id), "%s", rid);
+    } else {
+        snprintf(c->request_id, sizeof(c->request_id), "%s-%d-%llx", c->w->srv->rid_prefix,
+                 c->w->id, (unsigned long long)++c->w->next_req);
+    }
+}
+
+/* Splits the URL into path and query; handles absolute-form targets. */
+static int split_url(struct conn *c)
+{
+    char *url = c->arena + c->url_off;
+    if (url[0] != '/') {
+        /* absolute-form (RFC 9112 3.2.2): skip scheme and authority. */
+        char *p = strstr(url, "://");
+        if (!p)
+            return -1;
+        p = strchr(p + 3, '/');
+        if (!p)
+            return -1;
+        c->url_off = (uint32_t)(p - c->arena);
+        url = p;
+    }
+    char *q = strchr(url, '?');
+    if (q) {
+        *q = '\0';
+        c->path_len = (uint32_t)(q - url);
+        c->query_off = (uint32_t)(q + 1 - c->arena);
+    } else {
+        c->path_len = (uint32_t)strlen(url);
+        c->query_off = (uint32_t)(url + c->path_len - c->arena); /* the NUL: "" */
+    }
+    return 0;
+}
+
+static void dispatch(struct conn *c)
+{
+    struct server *srv = c->w->srv;
+    if (c->header_timer)
+        evtimer_del(c->header_timer);
+    c->keep_alive = http_should_keep_alive(&c->parser) != 0;
+    set_request_id(c);
+    if (split_url(c) != 0) {
+        fail_request(c, 400, "bad_request", "the request target is not a path");
+        return;
+    }
+    if (conn_header_count(c, "Host") > 1) {
+        fail_request(c, 400, "bad_request", "more than one Host header");
+        return;
+    }
+    const char *expect = conn_header(c, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") != 0) {
+        c->h = &notfound_handler;
+        resp_error(c, 417, "expectation_failed", NULL, "only 'Expect: 100-continue' is supported");
+        return;
+    }
+    if (conn_is_chunked(c) && conn_header_count(c, "Content-Length") > 0) {
+        fail_request(c, 400, "bad_request", "both Transfer-Encoding and Content-Length");
+        return;
+    }
+    int64_t cl = conn_content_length(c);
+    if (cl > 0 && (uint64_t)cl > srv->cfg.max_upload_bytes) {
+        c->route = ROUTE_OTHER;
+        resp_error(c, 413, "payload_too_large", NULL,
+                   "the body (%lld bytes) is over the limit of %llu bytes", (long long)cl,
+                   (unsigned long long)srv->cfg.max_upload_bytes);
+        c->close_after = true;
+        return;
+    }
+    int arc = auth_identify(srv->auth, conn_header(c, "Authorization"), c->actor,
+                            sizeof(c->actor));
+    if (arc == ARCA_E_INVALID) {
+        c->route = ROUTE_OTHER;
+        resp_error(c, 401, "unauthorized", NULL, "the credential is not valid");
+        return;
+    }
+    c->h = router_match(c, &c->route);
+    c->h->on_headers(c);
+}
+
+/*
+ * Whether the parser should be fed now.  After the headers, a request's body
+ * is read only once a handler accepted it; a request without a body is fed on
+ * to its end (http-parser keeps the header block's final LF for that).  The
+ * next pipelined request waits until this one's answer is out.
+ */
+static bool wants_input(const struct conn *c)
+{
+    if (!c->bev || c->dead)
+        return false;
+    if (!c->headers_done)
+        return !c->responded;
+    if (c->msg_complete || c->body_paused)
+        return false;
+    if (!conn_has_body(c))
+        return true;
+    return c->body_accepted && !(c->responded && c->close_after);
+}
+
+static void parse_failed(struct conn *c, enum http_errno e)
+{
+    switch (c->parse_status) {
+    case 414:
+        fail_request(c, 414, "uri_too_long", "the request target is too long");
+        return;
+    case 431:
+        fail_request(c, 431, "header_too_large", "the request headers are too large");
+        return;
+    case 413:
+        fail_request(c, 413, "payload_too_large", "the body is over the upload limit");
+        return;
+    }
+    if (e == HPE_HEADER_OVERFLOW) {
+        fail_request(c, 431, "header_too_large", "the request headers are too large");
+    } else if (e == HPE_INVALID_TRANSFER_ENCODING) {
+        fail_request(c, 501, "not_implemented", "only chunked Transfer-Encoding is supported");
+    } else if (e == HPE_UNEXPECTED_CONTENT_LENGTH) {
+        fail_request(c, 400, "bad_request",
+                     "conflicting Content-Length headers, or Content-Length with Transfer-Encoding");
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "malformed HTTP request: %s", http_errno_description(e));
+        fail_request(c, 400, "bad_request", msg);
+    }
+}
+
+/* Feeds buffered input to the parser for as long as the request state allows. */
+static void conn_process(struct conn *c)
+{
+    while (wants_input(c)) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        struct evbuffer_iovec v;
+        if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t feed = v.iov_len < FEED_MAX ? v.iov_len : FEED_MAX;
+        if (!c->in_request && c->header_timer) {
+            /* The header clock starts with the first byte of a request. */
+            struct timeval tv = {(time_t)c->w->srv->cfg.header_timeout, 0};
+            evtimer_add(c->header_timer, &tv);
+        }
+        c->pause = PAUSE_NONE;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, feed);
+        evbuffer_drain(in, n);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            parse_failed(c, e);
+            break;
+        }
+        if (e != HPE_PAUSED)
+            continue;
+        http_parser_pause(&c->parser, 0);
+        enum pause_reason why = c->pause;
+        c->pause = PAUSE_NONE;
+        if (why == PAUSE_HEADERS)
+            dispatch(c);
+        else if (why == PAUSE_COMPLETE && c->body_accepted && c->h && c->h->on_complete)
+            c->h->on_complete(c);
+    }
+    if (!c->bev)
+        return;
+    if (c->dead) {
+        if (c->async == 0)
+            conn_release(c);
+        return;
+    }
+    /* Read from the socket only while the parser wants bytes: that is the backpressure. */
+    if (wants_input(c))
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
+/* ---- bufferevent callbacks ---- */
+
+static void readcb(struct bufferevent *bev, void *arg)
+{
+    conn_process(arg);
+}
+
+static void writecb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->dead) {
+        if (c->async == 0)
+            conn_release(c);
+        return;
+    }
+    if (c->streaming) {
+        if (!stream_fill(c)) {
+            conn_release(c);
+        }
+        return;
+    }
+    if (!c->resp_done || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return;
+    if (c->msg_complete) {
+        request_done(c);
+    } else if (c->close_after) {
+        access_log(c);
+        conn_release(c);
+    }
+    /* else: answered early but still reading an accepted body; done at on_complete. */
+}
+
+static void eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        if ((what & BEV_EVENT_READING) && c->in_request && !c->responded) {
+            LOG_I("%s: request timed out waiting for the client", c->peer);
+            fail_request(c, 408, "timeout", "the request did not arrive in time");
+            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            return;
+        }
+        conn_release(c);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && c->msg_complete && c->responded) {
+        /* The client half-closed after its request: finish the answer, then close. */
+        c->close_after = true;
+        return;
+    }
+    if (c->in_request && !c->resp_done)
+        LOG_I("%s: connection closed mid-request (%s)", c->peer,
+              (what & BEV_EVENT_EOF) ? "eof" : "error");
+    if (c->responded && c->resp_done && c->status)
+        access_log(c);
+    conn_release(c);
+}
+
+static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->headers_done || c->responded)
+        return;
+    LOG_I("%s: headers not complete after %llus; closing", c->peer,
+          (unsigned long long)c->w->srv->cfg.header_timeout);
+    fail_request(c, 408, "timeout", "the request headers did not arrive in time");
+}
+
+void conn_accept(struct worker *w, int fd, const char *peer)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, parser_settings_init);
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->file_fd = -1;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->header_timer = evtimer_new(w->base, header_timeout_cb, c);
+    if (!c->bev || !c->header_timer) {
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            close(fd);
+        if (c->header_timer)
+            event_free(c->header_timer);
+        free(c);
+        return;
+    }
+    atomic_fetch_add(&w->srv->metrics.connections, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    struct timeval idle = {(time_t)w->srv->cfg.idle_timeout, 0};
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
+    bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void conn_drain_all(struct worker *w)
+{
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        if (!c->in_request && !c->responded && c->async == 0)
+            conn_release(c);
+        else
+            c->close_after = true;
+        c = next;
+    }
+    maybe_finish_drain(w);
+}
+
+void conn_free_all(struct worker *w)
+{
+    while (w->conns) {
+        struct conn *c = w->conns;
+        c->async = 0; /* the pool is stopped: no job will come back */
+        conn_release(c);
+    }
+}

@@ -1,0 +1,689 @@
+/*
+ * /repos/{repo}/{name}/{version}/{path...}: upload (PUT) and download (GET, HEAD).
+ *
+ * An upload streams through two buffers: the event loop copies body bytes
+ * into one while the I/O pool processes the other, as two jobs that run side
+ * by side on two pool threads: one computes SHA-256, SHA-1 and the block sums
+ * and writes the file, the other computes MD5 (the slowest hash, so it gets a
+ * core to itself).  When a buffer is full and the other is still in the pool,
+ * the connection stops reading: that is the backpressure that bounds memory.
+ * The final fsync, rename and index commit also run in the pool, so no event
+ * loop waits for a disk.
+ */
+#include "arca_err.h"
+#include "blob.h"
+#include "httputil.h"
+#include "log.h"
+#include "repo.h"
+#include "server_int.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK (512u * 1024)
+#define CHUNK_ROOM (CHUNK + 256u * 1024) /* a parser feed may overshoot CHUNK by up to FEED_MAX */
+#define MAX_SEGMENTS (3 + COORD_PATH_DEPTH + 1)
+
+/* ---- coordinates from the URL ---- */
+
+/*
+ * Parses /repos/{repo}/{name}/{version}/{path...} into c.  Returns 0, or
+ * answers 400 itself and returns -1.
+ */
+static int parse_coord(struct conn *cn, size_t skip, struct coord *c)
+{
+    const char *path = conn_path(cn) + skip;
+    size_t len = conn_path_len(cn) - skip;
+    char *buf = malloc(len + MAX_SEGMENTS + 1);
+    char *segs[MAX_SEGMENTS];
+    size_t lens[MAX_SEGMENTS];
+    const char *why = NULL;
+    int rc = -1;
+    if (!buf) {
+        resp_error(cn, 500, "internal", NULL, "out of memory");
+        return -1;
+    }
+    int n = path_split(path, len, buf, segs, lens, MAX_SEGMENTS);
+    if (n == ARCA_E_INVALID) {
+        why = "malformed percent-escape";
+        goto out;
+    }
+    if (n == ARCA_E_TOOBIG) {
+        why = "too many path segments";
+        goto out;
+    }
+    if (n < 4) {
+        why = "expected /repos/{repo}/{name}/{version}/{path}";
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strlen(segs[i]) != lens[i]) {
+            why = "a segment contains a NUL byte";
+            goto out;
+        }
+        if (memchr(segs[i], '/', lens[i])) {
+            why = "a segment contains an encoded '/'";
+            goto out;
+        }
+    }
+    /* Re-join the file path segments, each of which coord_set checks again. */
+    for (int i = 4; i < n; i++)
+        segs[i][-1] = '/'; /* the NUL between path segments becomes the separator again */
+    if (coord_set(c, segs[0], segs[1], segs[2], segs[3], &why) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0)
+        resp_error(cn, 400, "invalid_path", NULL, "invalid artifact path: %s",
+                   why ? why : "bad segment");
+    free(buf);
+    return rc;
+}
+
+/* ---- JSON ---- */
+
+json_t *artifact_to_json(const struct artifact *a)
+{
+    char sha256[65], sha1[41], md5[33], created[32];
+    hex_encode(a->dig.sha256, 32, sha256);
+    hex_encode(a->dig.sha1, 20, sha1);
+    hex_encode(a->dig.md5, 16, md5);
+    time_format_iso(a->created_ms, created);
+    json_t *uri = json_sprintf("/repos/%s/%s/%s/%s", a->coord.repo, a->coord.name,
+                               a->coord.version, a->coord.path);
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:{s:s,s:s,s:s},s:s,s:s,s:o}", "repo", a->coord.repo,
+                     "name", a->coord.name, "version", a->coord.version, "path", a->coord.path,
+                     "size", (json_int_t)a->dig.size, "checksums", "sha256", sha256, "sha1", sha1,
+                     "md5", md5, "created", created, "created_by", a->created_by, "download_uri",
+                     uri ? uri : json_null());
+}
+
+/* ---- upload ---- */
+
+enum put_outcome {
+    PUT_PENDING,
+    PUT_STORED,       /* 201 */
+    PUT_SAME,         /* 200: the coordinate already held these bytes */
+    PUT_CONFLICT,     /* 409 */
+    PUT_MISMATCH,     /* 400: a client checksum differs */
+    PUT_NOT_FOUND,    /* 404: checksum deploy of unknown content */
+    PUT_ERROR,        /* 500/507 */
+};
+
+struct put {
+    struct conn *c;
+    struct coord coord;
+    blob_writer *w;
+    uint8_t *buf[2];
+    size_t len[2];
+    int fill;                   /* the buffer the event loop fills */
+    bool inflight;              /* the other buffer is in the pool */
+    int jobs;                   /* pool jobs of the in-flight chunk still running */
+    struct iojob job_data, job_md5, job_final;
+    int werr;                   /* first write error from the pool */
+    bool body_done, deploy;
+
+    bool want_sha256, want_sha1, want_md5;
+    uint8_t exp_sha256[32], exp_sha1[20], exp_md5[16];
+
+    /* Results of the final job. */
+    enum put_outcome outcome;
+    int err;
+    char mismatch_alg[8];
+    char expected[65], actual[65];
+    struct blob_digests dig;
+    struct blob_blocks blocks;
+    struct artifact art;
+};
+
+static void put_free(struct conn *c)
+{
+    struct put *p = conn_ctx(c);
+    if (!p)
+        return;
+    blob_writer_free(p->w); /* an uncommitted temp file goes with it */
+    blob_blocks_cleanup(&p->blocks);
+    free(p->buf[0]);
+    free(p->buf[1]);
+    free(p);
+}
+
+static struct put *from_job(struct iojob *job, size_t offset)
+{
+    return (struct put *)((char *)job - offset);
+}
+#define PUT_OF(job, member) from_job((job), offsetof(struct put, member))
+
+static void job_data_work(struct iojob *job)
+{
+    struct put *p = PUT_OF(job, job_data);
+    int idx = !p->fill;
+    int rc = blob_writer_write(p->w, p->buf[idx], p->len[idx]);
+    if (rc != 0)
+        p->werr = rc;
+}
+
+static void job_md5_work(struct iojob *job)
+{
+    struct put *p = PUT_OF(job, job_md5);
+    int idx = !p->fill;
+    blob_writer_md5(p->w, p->buf[idx], p->len[idx]);
+}
+
+static void put_finalize(struct put *p);
+static void chunk_done(struct iojob *job);
+
+/* Hands the filled buffer to the pool and starts filling the other. */
+static void dispatch_chunk(struct put *p)
+{
+    p->inflight = true;
+    p->fill = !p->fill;
+    p->len[p->fill] = 0;
+    p->jobs = 2;
+    struct mailbox *mb = conn_mailbox(p->c);
+    p->job_data = (struct iojob){.work = job_data_work, .done = chunk_done, .mbox = mb};
+    p->job_md5 = (struct iojob){.work = job_md5_work, .done = chunk_done, .mbox = mb};
+    conn_async_begin(p->c);
+    conn_async_begin(p->c);
+    iopool_submit(conn_server(p->c)->pool, &p->job_data);
+    iopool_submit(conn_server(p->c)->pool, &p->job_md5);
+}
+
+static void chunk_done(struct iojob *job)
+{
+    struct put *p = job->work == job_data_work ? PUT_OF(job, job_data) : PUT_OF(job, job_md5);
+    struct conn *c = p->c;
+    p->jobs--;
+    if (!conn_async_end(c))
+        return; /* the client went away; p is gone */
+    if (p->jobs > 0)
+        return;
+    p->inflight = false;
+    if (p->werr) {
+        int st = p->werr == -ENOSPC || p->werr == -EDQUOT ? 507 : 500;
+        resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,
+                   "cannot write the upload: %s", arca_strerror(p->werr));
+        resp_close_after(c);
+        conn_resume_body(c); /* lets the connection finish and close */
+        return;
+    }
+    if (p->body_done) {
+        if (p->len[p->fill] > 0)
+            dispatch_chunk(p);
+        else
+            put_finalize(p);
+        return;
+    }
+    if (p->len[p->fill] >= CHUNK)
+        dispatch_chunk(p);
+    conn_resume_body(c);
+}
+
+static int put_body(struct conn *c, const char *data, size_t len)
+{
+    struct put *p = conn_ctx(c);
+    if (p->werr)
+        return 0; /* discard: the error answer is on its way */
+    memcpy(p->buf[p->fill] + p->len[p->fill], data, len);
+    p->len[p->fill] += len;
+    if (p->len[p->fill] < CHUNK)
+        return 0;
+    if (!p->inflight) {
+        dispatch_chunk(p);
+        return 0;
+    }
+    return 1; /* both buffers busy: stop reading until the pool catches up */
+}
+
+static void put_complete(struct conn *c)
+{
+    struct put *p = conn_ctx(c);
+    p->body_done = true;
+    if (p->inflight)
+        return; /* chunk_done continues */
+    if (p->len[p->fill] > 0)
+        dispatch_chunk(p);
+    else
+        put_finalize(p);
+}
+
+static bool check_digest(struct put *p, const char *alg, bool want, const uint8_t *exp,
+                         const uint8_t *act, size_t n)
+{
+    if (!want || memcmp(exp, act, n) == 0)
+        return true;
+    snprintf(p->mismatch_alg, sizeof(p->mismatch_alg), "%s", alg);
+    hex_encode(exp, n, p->expected);
+    hex_encode(act, n, p->actual);
+    return false;
+}
+
+/* Decides 200/409 against what the coordinate holds; true when it decided. */
+static bool compare_existing(struct put *p, repo_db *db)
+{
+    int rc = repo_get_artifact(db, &p->coord, &p->art);
+    if (rc == ARCA_E_NOTFOUND)
+        return false;
+    if (rc != 0) {
+        p->outcome = PUT_ERROR;
+        p->err = rc;
+    } else if (memcmp(p->art.dig.sha256, p->dig.sha256, 32) == 0) {
+        p->outcome = PUT_SAME;
+    } else {
+        p->outcome = PUT_CONFLICT;
+    }
+    return true;
+}
+
+static void record(struct put *p, const struct blob_blocks *blocks)
+{
+    struct server *srv = conn_server(p->c);
+    struct actor_ctx who = {conn_actor(p->c), conn_peer(p->c), conn_request_id(p->c)};
+    int created = 0;
+    int rc = repo_put_artifact(srv->db, &p->coord, &p->dig, blocks, &who, &p->art, &created);
+    if (rc == 0)
+        p->outcome = created ? PUT_STORED : PUT_SAME;
+    else if (rc == ARCA_E_CONFLICT)
+        p->outcome = PUT_CONFLICT;
+    else {
+        p->outcome = PUT_ERROR;
+        p->err = rc;
+    }
+}
+
+static void job_final_work(struct iojob *job)
+{
+    struct put *p = PUT_OF(job, job_final);
+    struct server *srv = conn_server(p->c);
+    int rc;
+    if ((rc = blob_writer_finish(p->w, &p->dig)) != 0) {
+        p->outcome = PUT_ERROR;
+        p->err = rc;
+        return;
+    }
+    if (!check_digest(p, "sha256", p->want_sha256, p->exp_sha256, p->dig.sha256, 32) ||
+        !check_digest(p, "sha1", p->want_sha1, p->exp_sha1, p->dig.sha1, 20) ||
+        !check_digest(p, "md5", p->want_md5, p->exp_md5, p->dig.md5, 16)) {
+        p->outcome = PUT_MISMATCH;
+        return;
+    }
+    /* Settled before the blob is committed, so a refused upload leaves no orphan. */
+    if (compare_existing(p, srv->db))
+        return;
+    if ((rc = blob_writer_commit(p->w)) != 0) {
+        p->outcome = PUT_ERROR;
+        p->err = rc;
+        return;
+    }
+    blob_writer_take_blocks(p->w, &p->blocks);
+    record(p, &p->blocks);
+}
+
+static void job_deploy_work(struct iojob *job)
+{
+    struct put *p = PUT_OF(job, job_final);
+    struct server *srv = conn_server(p->c);
+    uint8_t sha256[32];
+    int rc = 0;
+    if (p->want_sha256)
+        memcpy(sha256, p->exp_sha256, 32);
+    else
+        rc = repo_find_sha1(srv->db, p->exp_sha1, sha256);
+    if (rc == 0)
+        rc = repo_get_blob(srv->db, sha256, &p->dig, NULL);
+    if (rc == 0) {
+        /* The index knows it; make sure the bytes are really there before linking them. */
+        int fd;
+        uint64_t size;
+        rc = blob_open(srv->blobs, sha256, &fd, &size);
+        if (rc == 0) {
+            close(fd);
+            if (size != p->dig.size)
+                rc = ARCA_E_CORRUPT;
+        }
+        if (rc != 0)
+            LOG_W("checksum deploy: index names a blob that is %s on disk; asking for the body",
+                  rc == -ENOENT ? "missing" : "damaged");
+    }
+    if (rc == ARCA_E_NOTFOUND || rc == -ENOENT || rc == ARCA_E_CORRUPT) {
+        p->outcome = PUT_NOT_FOUND;
+        return;
+    }
+    if (rc != 0) {
+        p->outcome = PUT_ERROR;
+        p->err = rc;
+        return;
+    }
+    if (p->want_sha1 && memcmp(p->dig.sha1, p->exp_sha1, 20) != 0) {
+        check_digest(p, "sha1", true, p->exp_sha1, p->dig.sha1, 20);
+        p->outcome = PUT_MISMATCH;
+        return;
+    }
+    if (p->want_md5 && memcmp(p->dig.md5, p->exp_md5, 16) != 0) {
+        check_digest(p, "md5", true, p->exp_md5, p->dig.md5, 16);
+        p->outcome = PUT_MISMATCH;
+        return;
+    }
+    if (compare_existing(p, srv->db))
+        return;
+    record(p, NULL);
+}
+
+static void job_final_done(struct iojob *job)
+{
+    struct put *p = PUT_OF(job, job_final);
+    struct conn *c = p->c;
+    if (!conn_async_end(c))
+        return;
+    char stored[65];
+    switch (p->outcome) {
+    case PUT_STORED:
+        resp_start(c, 201);
+        resp_header(c, "Location", "/repos/%s/%s/%s/%s", p->art.coord.repo, p->art.coord.name,
+                    p->art.coord.version, p->art.coord.path);
+        resp_finish_json(c, artifact_to_json(&p->art));
+        break;
+    case PUT_SAME:
+        resp_json(c, 200, artifact_to_json(&p->art));
+        break;
+    case PUT_CONFLICT:
+        hex_encode(p->art.dig.sha256, 32, stored);
+        resp_error(c, 409, "conflict", json_pack("{s:s}", "sha256", stored),
+                   "%s/%s/%s/%s already holds different content (sha256 %s); artifacts are "
+                   "immutable",
+                   p->coord.repo, p->coord.name, p->coord.version, p->coord.path, stored);
+        break;
+    case PUT_MISMATCH:
+        resp_error(c, 400, "checksum_mismatch",
+                   json_pack("{s:s,s:s,s:s}", "algorithm", p->mismatch_alg, "expected",
+                             p->expected, "actual", p->actual),
+                   "%s mismatch: the client sent %s but the body hashes to %s; nothing stored",
+                   p->mismatch_alg, p->expected, p->actual);
+        break;
+    case PUT_NOT_FOUND:
+        resp_error(c, 404, "not_found", NULL,
+                   "no stored content has that checksum; send the body");
+        break;
+    default:
+        resp_error(c, p->err == -ENOSPC ? 507 : 500,
+                   p->err == -ENOSPC ? "insufficient_storage" : "internal", NULL,
+                   "storing the upload failed: %s", arca_strerror(p->err));
+        break;
+    }
+    /* Whatever the answer, the temp file goes now rather than with the connection. */
+    blob_writer_free(p->w);
+    p->w = NULL;
+}
+
+static void put_finalize(struct put *p)
+{
+    p->job_final = (struct iojob){.work = p->deploy ? job_deploy_work : job_final_work,
+                                  .done = job_final_done, .mbox = conn_mailbox(p->c)};
+    conn_async_begin(p->c);
+    iopool_submit(conn_server(p->c)->pool, &p->job_final);
+}
+
+/* Reads one client checksum header; false (after answering 400) when malformed. */
+static bool read_checksum(struct conn *c, const char *header, bool *want, uint8_t *out, size_t n)
+{
+    const char *v = conn_header(c, header);
+    if (!v)
+        return true;
+    if (conn_header_count(c, header) > 1 || hex_decode(v, strlen(v), out, n) != 0) {
+        resp_error(c, 400, "bad_request", NULL, "%s must be %zu hex digits", header, 2 * n);
+        return false;
+    }
+    *want = true;
+    return true;
+}
+
+static bool read_content_digest(struct conn *c, struct put *p)
+{
+    const char *v = conn_header(c, "Content-Digest");
+    if (!v)
+        return true;
+    static const struct {
+        const char *alg;
+        size_t n;
+        size_t want_off, exp_off;
+    } algs[] = {
+        {"sha-256", 32, offsetof(struct put, want_sha256), offsetof(struct put, exp_sha256)},
+        {"sha", 20, offsetof(struct put, want_sha1), offsetof(struct put, exp_sha1)},
+        {"md5", 16, offsetof(struct put, want_md5), offsetof(struct put, exp_md5)},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t d[32];
+        int rc = content_digest_get(v, algs[i].alg, d, algs[i].n);
+        if (rc == ARCA_E_NOTFOUND)
+            continue;
+        if (rc != 0) {
+            resp_error(c, 400, "bad_request", NULL, "malformed Content-Digest for %s",
+                       algs[i].alg);
+            return false;
+        }
+        bool *want = (bool *)((char *)p + algs[i].want_off);
+        uint8_t *exp = (uint8_t *)p + algs[i].exp_off;
+        if (*want && memcmp(exp, d, algs[i].n) != 0) {
+            resp_error(c, 400, "checksum_mismatch", NULL,
+                       "Content-Digest %s disagrees with the X-Checksum header", algs[i].alg);
+            return false;
+        }
+        memcpy(exp, d, algs[i].n);
+        *want = true;
+    }
+    return true;
+}
+
+static void put_headers(struct conn *c)
+{
+    struct server *srv = conn_server(c);
+    struct put *p = calloc(1, sizeof(*p));
+    if (!p) {
+        resp_error(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    p->c = c;
+    conn_set_ctx(c, p);
+    if (parse_coord(c, strlen("/repos/"), &p->coord) != 0)
+        return;
+    if (!read_checksum(c, "X-Checksum-Sha256", &p->want_sha256, p->exp_sha256, 32) ||
+        !read_checksum(c, "X-Checksum-Sha1", &p->want_sha1, p->exp_sha1, 20) ||
+        !read_checksum(c, "X-Checksum-Md5", &p->want_md5, p->exp_md5, 16) ||
+        !read_content_digest(c, p))
+        return;
+    const char *inm = conn_header(c, "If-None-Match");
+    if (inm && strcmp(inm, "*") == 0) {
+        struct artifact a;
+        int rc = repo_get_artifact(srv->db, &p->coord, &a);
+        if (rc == 0) {
+            resp_error(c, 412, "precondition_failed", NULL,
+                       "If-None-Match: * and %s/%s/%s/%s exists", p->coord.repo, p->coord.name,
+                       p->coord.version, p->coord.path);
+            return;
+        }
+        if (rc != ARCA_E_NOTFOUND) {
+            resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
+            return;
+        }
+    }
+    const char *deploy = conn_header(c, "X-Checksum-Deploy");
+    if (deploy && strcasecmp(deploy, "true") == 0) {
+        if (!p->want_sha256 && !p->want_sha1) {
+            resp_error(c, 400, "bad_request", NULL,
+                       "X-Checksum-Deploy needs X-Checksum-Sha256 or X-Checksum-Sha1");
+            return;
+        }
+        if (conn_has_body(c)) {
+            resp_error(c, 400, "bad_request", NULL, "X-Checksum-Deploy takes no body");
+            return;
+        }
+        p->deploy = true;
+        put_finalize(p);
+        return;
+    }
+    if (!conn_is_chunked(c) && conn_content_length(c) < 0) {
+        resp_error(c, 411, "length_required",
+                   NULL, "send Content-Length or Transfer-Encoding: chunked");
+        return;
+    }
+    p->buf[0] = malloc(CHUNK_ROOM);
+    p->buf[1] = malloc(CHUNK_ROOM);
+    int rc = p->buf[0] && p->buf[1] ? blob_writer_new(srv->blobs, &p->w) : -ENOMEM;
+    if (rc != 0) {
+        resp_error(c, rc == -ENOSPC ? 507 : 500, rc == -ENOSPC ? "insufficient_storage" : "internal",
+                   NULL, "cannot start the upload: %s", arca_strerror(rc));
+        return;
+    }
+    /* With Content-Length: 0 the parser completes the message next: an empty file. */
+    conn_accept_body(c);
+}
+
+/* ---- download ---- */
+
+static void get_headers(struct conn *c)
+{
+    struct server *srv = conn_server(c);
+    struct coord coord;
+    struct artifact a;
+    if (parse_coord(c, strlen("/repos/"), &coord) != 0)
+        return;
+    int rc = repo_get_artifact(srv->db, &coord, &a);
+    if (rc == ARCA_E_NOTFOUND) {
+        resp_error(c, 404, "not_found", NULL, "no artifact at %s/%s/%s/%s", coord.repo,
+                   coord.name, coord.version, coord.path);
+        return;
+    }
+    if (rc != 0) {
+        resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
+        return;
+    }
+    char sha256[65], etag[68], lastmod[40];
+    hex_encode(a.dig.sha256, 32, sha256);
+    snprintf(etag, sizeof(etag), "\"%s\"", sha256);
+    time_format_http((int64_t)(a.created_ms / 1000), lastmod);
+
+    struct blob_blocks *blocks = NULL;
+    int fd = -1;
+    uint64_t size = 0;
+    rc = blob_open(srv->blobs, a.dig.sha256, &fd, &size);
+    if (rc != 0 || size != a.dig.size) {
+        atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
+        LOG_E("req %s: blob %s for %s/%s/%s/%s is %s", conn_request_id(c), sha256, coord.repo,
+              coord.name, coord.version, coord.path,
+              rc == -ENOENT ? "missing" : rc != 0 ? arca_strerror(rc) : "the wrong size");
+        if (fd >= 0)
+            close(fd);
+        resp_error(c, 500, "corrupt_blob", json_pack("{s:s}", "sha256", sha256),
+                   "the stored content of this artifact is %s; run `arcad verify`",
+                   rc == -ENOENT ? "missing" : "damaged");
+        return;
+    }
+
+    uint64_t start = 0, len = size;
+    int status = 200;
+    const char *inm = conn_header(c, "If-None-Match");
+    if (inm && etag_list_matches(inm, etag))
+        status = 304;
+    const char *range = conn_header(c, "Range");
+    if (status == 200 && range && strcmp(conn_method(c), "GET") == 0) {
+        const char *if_range = conn_header(c, "If-Range");
+        bool honour = true;
+        if (if_range) {
+            if (if_range[0] == '"' || (if_range[0] == 'W' && if_range[1] == '/'))
+                honour = strcmp(if_range, etag) == 0; /* strong comparison only */
+            else
+                honour = strcmp(if_range, lastmod) == 0;
+        }
+        if (honour) {
+            enum range_result rr = range_parse(range, size, &start, &len);
+            if (rr == RANGE_UNSATISFIABLE) {
+                close(fd);
+                resp_start(c, 416);
+                resp_header(c, "Content-Range", "bytes */%llu", (unsigned long long)size);
+                resp_finish_json(c, error_json("range_not_satisfiable", NULL,
+                                               "the range '%s' is outside the %llu-byte file",
+                                               range, (unsigned long long)size));
+                return;
+            }
+            if (rr == RANGE_OK)
+                status = 206;
+            else
+                start = 0, len = size;
+        }
+    }
+
+    if (srv->cfg.verify_on_download && status != 304 && len > 0) {
+        struct blob_digests bdig;
+        blocks = calloc(1, sizeof(*blocks));
+        rc = blocks ? repo_get_blob(srv->db, a.dig.sha256, &bdig, blocks) : -ENOMEM;
+        if (rc == 0)
+            rc = blob_check_block(fd, size, blocks, (uint32_t)(start / BLOB_BLOCK_SIZE),
+                                  conn_scratch(c));
+        if (rc != 0) {
+            if (rc == ARCA_E_CORRUPT)
+                atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
+            LOG_E("req %s: blob %s failed verification: %s", conn_request_id(c), sha256,
+                  arca_strerror(rc));
+            close(fd);
+            if (blocks) {
+                blob_blocks_cleanup(blocks);
+                free(blocks);
+            }
+            resp_error(c, 500, rc == ARCA_E_CORRUPT ? "corrupt_blob" : "internal",
+                       json_pack("{s:s}", "sha256", sha256),
+                       "the stored content failed verification (%s); run `arcad verify`",
+                       arca_strerror(rc));
+            return;
+        }
+    }
+
+    char sha1[41], md5[33];
+    hex_encode(a.dig.sha1, 20, sha1);
+    hex_encode(a.dig.md5, 16, md5);
+    resp_start(c, status);
+    resp_header(c, "ETag", "%s", etag);
+    resp_header(c, "Last-Modified", "%s", lastmod);
+    resp_header(c, "Accept-Ranges", "bytes");
+    resp_header(c, "X-Checksum-Sha256", "%s", sha256);
+    resp_header(c, "X-Checksum-Sha1", "%s", sha1);
+    resp_header(c, "X-Checksum-Md5", "%s", md5);
+    if (status == 304) {
+        close(fd);
+        resp_finish_mem(c, NULL, NULL, 0);
+        return;
+    }
+    resp_header(c, "Content-Type", "%s", content_type_for(coord.path));
+    if (status == 206)
+        resp_header(c, "Content-Range", "bytes %llu-%llu/%llu", (unsigned long long)start,
+                    (unsigned long long)(start + len - 1), (unsigned long long)size);
+    resp_finish_file(c, fd, size, start, len, blocks);
+}
+
+static void artifact_headers(struct conn *c)
+{
+    const char *m = conn_method(c);
+    if (strcmp(m, "PUT") == 0) {
+        put_headers(c);
+    } else if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+        get_headers(c);
+    } else {
+        resp_start(c, 405);
+        resp_header(c, "Allow", "GET, HEAD, PUT");
+        resp_finish_json(c, error_json("method_not_allowed", NULL,
+                                       "%s is not allowed on artifacts; use GET, HEAD or PUT", m));
+    }
+}
+
+const struct handler artifact_handler = {
+    .route = "artifact",
+    .on_headers = artifact_headers,
+    .on_body = put_body,
+    .on_complete = put_complete,
+    .on_free = put_free,
+};

@@ -1,0 +1,199 @@
+/*
+ * /api/v1/repos[/{repo}[/{name}[/{version}]]]: paginated listings, read
+ * through index iterators one page at a time.
+ */
+#include "arca_err.h"
+#include "coord.h"
+#include "httputil.h"
+#include "repo.h"
+#include "server_int.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIMIT_DEFAULT 100
+#define LIMIT_MAX 1000
+
+json_t *artifact_to_json(const struct artifact *a);
+
+struct page {
+    size_t limit;
+    char cursor[REPO_CURSOR_MAX];
+    json_t *items;
+};
+
+/* Reads limit and cursor from the query; answers 400 and returns -1 when bad. */
+static int parse_query(struct conn *c, struct page *pg)
+{
+    const char *q = conn_query(c);
+    pg->limit = LIMIT_DEFAULT;
+    pg->cursor[0] = '\0';
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *v = eq ? eq + 1 : q + len;
+        size_t vlen = (size_t)(q + len - v);
+        if (klen == 5 && memcmp(q, "limit", 5) == 0) {
+            char buf[16];
+            char *end;
+            if (vlen == 0 || vlen >= sizeof(buf)) {
+                resp_error(c, 400, "bad_request", NULL, "limit must be 1..%d", LIMIT_MAX);
+                return -1;
+            }
+            memcpy(buf, v, vlen);
+            buf[vlen] = '\0';
+            unsigned long n = strtoul(buf, &end, 10);
+            if (*end || buf[0] == '-' || n < 1 || n > LIMIT_MAX) {
+                resp_error(c, 400, "bad_request", NULL, "limit must be 1..%d, got '%s'",
+                           LIMIT_MAX, buf);
+                return -1;
+            }
+            pg->limit = n;
+        } else if (klen == 6 && memcmp(q, "cursor", 6) == 0) {
+            size_t dl;
+            if (vlen >= sizeof(pg->cursor) || url_decode(v, vlen, pg->cursor, &dl) != 0 ||
+                strlen(pg->cursor) != dl) {
+                resp_error(c, 400, "bad_request", NULL, "malformed cursor");
+                return -1;
+            }
+        }
+        q = amp ? amp + 1 : q + len;
+    }
+    return 0;
+}
+
+static int add_repo(void *arg, const struct repo_entry *e)
+{
+    struct page *pg = arg;
+    char created[32];
+    time_format_iso(e->created_ms, created);
+    json_array_append_new(pg->items, json_pack("{s:s,s:s}", "repo", e->repo, "created", created));
+    return 0;
+}
+
+static int add_name(void *arg, const struct name_entry *e)
+{
+    struct page *pg = arg;
+    char created[32];
+    time_format_iso(e->created_ms, created);
+    json_array_append_new(pg->items, json_pack("{s:s,s:s}", "name", e->name, "created", created));
+    return 0;
+}
+
+static int add_version(void *arg, const struct version_entry *e)
+{
+    struct page *pg = arg;
+    char created[32];
+    time_format_iso(e->created_ms, created);
+    json_array_append_new(pg->items,
+                          json_pack("{s:s,s:s,s:I,s:I}", "version", e->version, "created", created,
+                                    "files", (json_int_t)e->file_count, "bytes",
+                                    (json_int_t)e->total_bytes));
+    return 0;
+}
+
+static int add_file(void *arg, const struct artifact *a)
+{
+    struct page *pg = arg;
+    json_array_append_new(pg->items, artifact_to_json(a));
+    return 0;
+}
+
+static void meta_headers(struct conn *c)
+{
+    if (reject_unless_get(c))
+        return;
+    struct server *srv = conn_server(c);
+    const char *base = "/api/v1/repos";
+    size_t blen = strlen(base);
+    const char *path = conn_path(c) + blen;
+    size_t len = conn_path_len(c) - blen;
+    char *buf = malloc(len + 8);
+    char *segs[4];
+    size_t lens[4];
+    struct page pg = {0};
+    json_t *body = NULL;
+    const char *why = NULL;
+    int rc = 0;
+    if (!buf) {
+        resp_error(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    int n = len == 0 ? 0 : path_split(path, len, buf, segs, lens, 4);
+    if (n < 0) {
+        resp_error(c, n == ARCA_E_TOOBIG ? 404 : 400, n == ARCA_E_TOOBIG ? "not_found" : "invalid_path",
+                   NULL, n == ARCA_E_TOOBIG ? "no such listing" : "malformed percent-escape");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        int bad = strlen(segs[i]) != lens[i] ? (why = "a segment contains a NUL byte", 1)
+                  : i == 0 ? coord_repo_check(segs[i], lens[i], &why)
+                           : coord_segment_check(segs[i], lens[i], &why);
+        if (bad) {
+            resp_error(c, 400, "invalid_path", NULL, "invalid path: %s", why);
+            goto out;
+        }
+    }
+    if (parse_query(c, &pg) != 0)
+        goto out;
+    pg.items = json_array();
+    char next[REPO_CURSOR_MAX] = "";
+    repo_db *db = srv->db;
+    switch (n) {
+    case 0:
+        rc = repo_list_repos(db, pg.cursor, pg.limit, add_repo, &pg, next);
+        if (rc == 0)
+            body = json_pack("{s:O}", "items", pg.items);
+        break;
+    case 1:
+        rc = repo_repo_exists(db, segs[0]);
+        if (rc == 0)
+            rc = repo_list_names(db, segs[0], pg.cursor, pg.limit, add_name, &pg, next);
+        if (rc == 0)
+            body = json_pack("{s:s,s:O}", "repo", segs[0], "items", pg.items);
+        break;
+    case 2:
+        rc = repo_name_exists(db, segs[0], segs[1]);
+        if (rc == 0)
+            rc = repo_list_versions(db, segs[0], segs[1], pg.cursor, pg.limit, add_version, &pg,
+                                    next);
+        if (rc == 0)
+            body = json_pack("{s:s,s:s,s:O}", "repo", segs[0], "name", segs[1], "items", pg.items);
+        break;
+    default:
+        rc = repo_version_exists(db, segs[0], segs[1], segs[2]);
+        if (rc == 0)
+            rc = repo_list_files(db, segs[0], segs[1], segs[2], pg.cursor, pg.limit, add_file, &pg,
+                                 next);
+        if (rc == 0)
+            body = json_pack("{s:s,s:s,s:s,s:O}", "repo", segs[0], "name", segs[1], "version",
+                             segs[2], "items", pg.items);
+        break;
+    }
+    if (rc == ARCA_E_NOTFOUND) {
+        resp_error(c, 404, "not_found", NULL, "no such %s",
+                   n == 1 ? "repository" : n == 2 ? "artifact" : "version");
+        goto out;
+    }
+    if (rc == ARCA_E_INVALID) {
+        resp_error(c, 400, "bad_request", NULL, "the cursor is not one this listing gave out");
+        goto out;
+    }
+    if (rc != 0 || !body) {
+        resp_error(c, 500, "internal", NULL, "listing failed: %s", arca_strerror(rc));
+        goto out;
+    }
+    json_object_set_new(body, "next_cursor", next[0] ? json_string(next) : json_null());
+    resp_json(c, 200, body);
+    body = NULL;
+out:
+    json_decref(body);
+    json_decref(pg.items);
+    free(buf);
+}
+
+const struct handler meta_handler = {.route = "metadata", .on_headers = meta_headers};

@@ -1,0 +1,136 @@
+/* Operational endpoints: /healthz, /readyz, /metrics, /api/v1/storage, and the 404 fallback. */
+#include "arca_err.h"
+#include "repo.h"
+#include "server_int.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Answers 405 unless the method is GET or HEAD; returns true when it answered. */
+bool reject_unless_get(struct conn *c)
+{
+    const char *m = conn_method(c);
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+        return false;
+    resp_start(c, 405);
+    resp_header(c, "Allow", "GET, HEAD");
+    resp_finish_json(c, error_json("method_not_allowed", NULL, "%s is not allowed here; use GET",
+                                   m));
+    return true;
+}
+
+static void health(struct conn *c)
+{
+    if (reject_unless_get(c))
+        return;
+    resp_json(c, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void ready(struct conn *c)
+{
+    if (reject_unless_get(c))
+        return;
+    if (conn_server(c)->shutting_down)
+        resp_error(c, 503, "unavailable", NULL, "the server is shutting down");
+    else
+        resp_json(c, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static void storage(struct conn *c)
+{
+    if (reject_unless_get(c))
+        return;
+    struct repo_stats st;
+    int rc = repo_get_stats(conn_server(c)->db, &st);
+    if (rc != 0) {
+        resp_error(c, 500, "internal", NULL, "cannot read storage statistics: %s",
+                   arca_strerror(rc));
+        return;
+    }
+    double ratio = st.stored_bytes ? (double)st.logical_bytes / (double)st.stored_bytes : 1.0;
+    resp_json(c, 200,
+              json_pack("{s:I,s:I,s:I,s:I,s:f,s:I}", "blob_count", (json_int_t)st.blob_count,
+                        "stored_bytes", (json_int_t)st.stored_bytes, "artifact_count",
+                        (json_int_t)st.artifact_count, "logical_bytes",
+                        (json_int_t)st.logical_bytes, "dedup_ratio", ratio, "event_count",
+                        (json_int_t)st.event_count));
+}
+
+static void metrics(struct conn *c)
+{
+    if (reject_unless_get(c))
+        return;
+    struct server *srv = conn_server(c);
+    struct metrics *m = &srv->metrics;
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        resp_error(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "# HELP arca_http_requests_total HTTP requests answered.\n"
+                           "# TYPE arca_http_requests_total counter\n");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int s = 100; s < 600; s++) {
+            uint64_t v = atomic_load_explicit(&m->by_status[r][s], memory_order_relaxed);
+            if (v)
+                evbuffer_add_printf(b, "arca_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                    route_names[r], s, (unsigned long long)v);
+        }
+    evbuffer_add_printf(b, "# HELP arca_http_request_duration_seconds Time from first byte to answer sent.\n"
+                           "# TYPE arca_http_request_duration_seconds histogram\n");
+    for (int r = 0; r < ROUTE_COUNT; r++) {
+        uint64_t cum = 0;
+        for (int k = 0; k <= METRICS_BUCKETS; k++) {
+            cum += atomic_load_explicit(&m->latency_bucket[r][k], memory_order_relaxed);
+            if (k < METRICS_BUCKETS)
+                evbuffer_add_printf(b, "arca_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                                    route_names[r], metrics_bucket_bounds[k], (unsigned long long)cum);
+            else
+                evbuffer_add_printf(b, "arca_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                                    route_names[r], (unsigned long long)cum);
+        }
+        evbuffer_add_printf(b, "arca_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+                            route_names[r],
+                            (double)atomic_load(&m->latency_sum_us[r]) / 1e6);
+        evbuffer_add_printf(b, "arca_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                            route_names[r], (unsigned long long)cum);
+    }
+    struct repo_stats st = {0};
+    repo_get_stats(srv->db, &st);
+    evbuffer_add_printf(b,
+                        "# TYPE arca_http_bytes_received_total counter\narca_http_bytes_received_total %llu\n"
+                        "# TYPE arca_http_bytes_sent_total counter\narca_http_bytes_sent_total %llu\n"
+                        "# TYPE arca_http_connections gauge\narca_http_connections %lld\n"
+                        "# TYPE arca_http_connections_rejected_total counter\narca_http_connections_rejected_total %llu\n"
+                        "# TYPE arca_blob_corrupt_detected_total counter\narca_blob_corrupt_detected_total %llu\n"
+                        "# TYPE arca_blob_count gauge\narca_blob_count %llu\n"
+                        "# TYPE arca_blob_stored_bytes gauge\narca_blob_stored_bytes %llu\n"
+                        "# TYPE arca_artifact_count gauge\narca_artifact_count %llu\n"
+                        "# TYPE arca_logical_bytes gauge\narca_logical_bytes %llu\n"
+                        "# TYPE arca_event_count gauge\narca_event_count %llu\n",
+                        (unsigned long long)atomic_load(&m->bytes_in),
+                        (unsigned long long)atomic_load(&m->bytes_out),
+                        (long long)atomic_load(&m->connections),
+                        (unsigned long long)atomic_load(&m->connections_rejected),
+                        (unsigned long long)atomic_load(&m->corrupt_detected),
+                        (unsigned long long)st.blob_count, (unsigned long long)st.stored_bytes,
+                        (unsigned long long)st.artifact_count, (unsigned long long)st.logical_bytes,
+                        (unsigned long long)st.event_count);
+    size_t len = evbuffer_get_length(b);
+    resp_start(c, 200);
+    resp_finish_mem(c, "text/plain; version=0.0.4", evbuffer_pullup(b, -1), len);
+    evbuffer_free(b);
+}
+
+static void notfound(struct conn *c)
+{
+    resp_error(c, 404, "not_found", NULL, "no route for %s %s", conn_method(c), conn_path(c));
+}
+
+const struct handler health_handler = {.route = "health", .on_headers = health};
+const struct handler ready_handler = {.route = "health", .on_headers = ready};
+const struct handler storage_handler = {.route = "storage", .on_headers = storage};
+const struct handler metrics_handler = {.route = "metrics", .on_headers = metrics};
+const struct handler notfound_handler = {.route = "other", .on_headers = notfound};

@@ -1,0 +1,303 @@
+#include "httputil.h"
+
+#include "arca_err.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int hexdig(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int url_decode(const char *in, size_t len, char *out, size_t *outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] != '%') {
+            out[o++] = in[i];
+            continue;
+        }
+        if (i + 2 >= len)
+            return ARCA_E_INVALID; /* a '%' needs two hex digits after it */
+        int hi = hexdig((unsigned char)in[i + 1]), lo = hexdig((unsigned char)in[i + 2]);
+        if (hi < 0 || lo < 0)
+            return ARCA_E_INVALID;
+        out[o++] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return 0;
+}
+
+int path_split(const char *path, size_t pathlen, char *buf, char **segs, size_t *lens, int max)
+{
+    int n = 0;
+    size_t i = 0;
+    if (pathlen > 0 && path[0] == '/')
+        i = 1;
+    if (i >= pathlen)
+        return 0;
+    char *o = buf;
+    while (i <= pathlen) {
+        size_t j = i;
+        while (j < pathlen && path[j] != '/')
+            j++;
+        if (n == max)
+            return ARCA_E_TOOBIG;
+        size_t dl;
+        if (url_decode(path + i, j - i, o, &dl) != 0)
+            return ARCA_E_INVALID;
+        segs[n] = o;
+        lens[n] = dl;
+        n++;
+        o += dl + 1;
+        if (j == pathlen)
+            break;
+        i = j + 1;
+        if (i == pathlen) { /* trailing '/': an empty last segment */
+            if (n == max)
+                return ARCA_E_TOOBIG;
+            *o = '\0';
+            segs[n] = o;
+            lens[n] = 0;
+            n++;
+            break;
+        }
+    }
+    return n;
+}
+
+static int parse_u64(const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    uint64_t v = 0;
+    while (isdigit((unsigned char)*s)) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+        s++;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+enum range_result range_parse(const char *value, uint64_t size, uint64_t *start, uint64_t *len)
+{
+    const char *p = value;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, "bytes", 5) != 0)
+        return RANGE_NONE;
+    p += 5;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p++ != '=')
+        return RANGE_NONE;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strchr(p, ','))
+        return RANGE_NONE; /* several ranges: we answer with the whole representation */
+    uint64_t a = 0, b = 0;
+    bool has_a = false, has_b = false;
+    if (*p != '-') {
+        if (parse_u64(&p, &a) != 0)
+            return RANGE_NONE;
+        has_a = true;
+    }
+    if (*p++ != '-')
+        return RANGE_NONE;
+    if (isdigit((unsigned char)*p)) {
+        if (parse_u64(&p, &b) != 0)
+            return RANGE_NONE;
+        has_b = true;
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p != '\0' || (!has_a && !has_b))
+        return RANGE_NONE;
+    if (!has_a) { /* suffix: the last b bytes */
+        if (b == 0 || size == 0)
+            return RANGE_UNSATISFIABLE;
+        if (b > size)
+            b = size;
+        *start = size - b;
+        *len = b;
+        return RANGE_OK;
+    }
+    if (has_b && b < a)
+        return RANGE_NONE; /* invalid range-spec: ignore the header */
+    if (a >= size)
+        return RANGE_UNSATISFIABLE;
+    if (!has_b || b >= size)
+        b = size - 1;
+    *start = a;
+    *len = b - a + 1;
+    return RANGE_OK;
+}
+
+static const struct {
+    const char *ext;
+    const char *type;
+} types[] = {
+    {".tar.gz", "application/gzip"},
+    {".tgz", "application/gzip"},
+    {".gz", "application/gzip"},
+    {".jar", "application/java-archive"},
+    {".war", "application/java-archive"},
+    {".ear", "application/java-archive"},
+    {".pom", "application/xml"},
+    {".xml", "application/xml"},
+    {".json", "application/json"},
+    {".txt", "text/plain; charset=utf-8"},
+    {".log", "text/plain; charset=utf-8"},
+    {".md", "text/markdown; charset=utf-8"},
+    {".html", "text/html; charset=utf-8"},
+    {".zip", "application/zip"},
+    {".tar", "application/x-tar"},
+    {".bz2", "application/x-bzip2"},
+    {".xz", "application/x-xz"},
+    {".zst", "application/zstd"},
+    {".deb", "application/vnd.debian.binary-package"},
+    {".rpm", "application/x-rpm"},
+    {".whl", "application/zip"},
+    {".pdf", "application/pdf"},
+    {".png", "image/png"},
+    {".svg", "image/svg+xml"},
+    {".sha256", "text/plain; charset=utf-8"},
+    {".sha1", "text/plain; charset=utf-8"},
+    {".md5", "text/plain; charset=utf-8"},
+    {".asc", "text/plain; charset=utf-8"},
+};
+
+const char *content_type_for(const char *path)
+{
+    size_t n = strlen(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        size_t e = strlen(types[i].ext);
+        if (n > e && (size_t)(path + n - base) > e &&
+            strcasecmp(path + n - e, types[i].ext) == 0)
+            return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+bool etag_list_matches(const char *header, const char *etag)
+{
+    const char *p = header;
+    size_t elen = strlen(etag);
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *end = p;
+        if (*end == '"') {
+            end = strchr(p + 1, '"');
+            if (!end)
+                return false;
+            end++;
+        } else {
+            while (*end && *end != ',' && *end != ' ')
+                end++;
+        }
+        if ((size_t)(end - p) == elen && memcmp(p, etag, elen) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int base64_decode(const char *in, size_t len, uint8_t *out, size_t outmax)
+{
+    if (len % 4 != 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            if (in[i + k] == '=' && i + 4 == len && k >= 2) {
+                v[k] = 0;
+                pad++;
+            } else if (pad) {
+                return -1;
+            } else if ((v[k] = b64val((unsigned char)in[i + k])) < 0) {
+                return -1;
+            }
+        }
+        uint32_t triple = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                          (uint32_t)v[3];
+        for (int k = 0; k < 3 - pad; k++) {
+            if (o >= outmax)
+                return -1;
+            out[o++] = (uint8_t)(triple >> (16 - 8 * k));
+        }
+    }
+    return (int)o;
+}
+
+int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t outlen)
+{
+    size_t alen = strlen(alg);
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        const char *eq = strchr(p, '=');
+        if (!eq)
+            return ARCA_E_INVALID;
+        const char *comma = strchr(eq, ',');
+        const char *end = comma ? comma : eq + strlen(eq);
+        if ((size_t)(eq - p) == alen && strncasecmp(p, alg, alen) == 0) {
+            const char *v = eq + 1;
+            while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            if (end - v < 2 || v[0] != ':' || end[-1] != ':')
+                return ARCA_E_INVALID;
+            uint8_t tmp[64];
+            int n = base64_decode(v + 1, (size_t)(end - v - 2), tmp, sizeof(tmp));
+            if (n != (int)outlen)
+                return ARCA_E_INVALID;
+            memcpy(out, tmp, outlen);
+            return 0;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return ARCA_E_NOTFOUND;
+}

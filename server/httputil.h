@@ -1,0 +1,62 @@
+/*
+ * Pure HTTP helpers with no I/O: percent-decoding, Range parsing, content
+ * types, ETag matching.  Kept apart from the connection code so they can be
+ * unit tested directly.
+ */
+#ifndef ARCA_HTTPUTIL_H
+#define ARCA_HTTPUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Percent-decodes len bytes of in into out (at least len+1 bytes), once.
+ * Malformed escapes ("%", "%4", "%zz") → ARCA_E_INVALID.  The result may hold
+ * any byte, including NUL and '/': *outlen says how long it is, and the
+ * coordinate checks reject what they must.  '+' is left as is (path, not form).
+ */
+int url_decode(const char *in, size_t len, char *out, size_t *outlen);
+
+/*
+ * Splits a request path ("/a/b%2Fc/d") on '/' and decodes each segment.
+ * Writes up to max segments into segs[] (each NUL-terminated, pointing into
+ * buf, which must hold at least strlen(path)+max bytes) with lengths in lens[].
+ * A segment containing a decoded NUL keeps its true length in lens[].
+ * Returns the number of segments, or ARCA_E_INVALID (bad escape) or
+ * ARCA_E_TOOBIG (more than max segments).  An empty path or "/" has 0.
+ * Empty segments ("a//b", trailing "/") are kept as empty strings so callers
+ * can reject them.
+ */
+int path_split(const char *path, size_t pathlen, char *buf, char **segs, size_t *lens, int max);
+
+enum range_result {
+    RANGE_NONE = 0,        /* no Range, or one to ignore (malformed, several ranges): send 200 */
+    RANGE_OK = 1,          /* a single satisfiable range in *start, *len */
+    RANGE_UNSATISFIABLE = 2, /* 416 */
+};
+
+/* Parses a Range header value for a representation of size bytes (RFC 9110 14.2). */
+enum range_result range_parse(const char *value, uint64_t size, uint64_t *start, uint64_t *len);
+
+/* The Content-Type for a file path, by its extension; never NULL. */
+const char *content_type_for(const char *path);
+
+/*
+ * True if an If-None-Match / If-Match style header value lists etag (given
+ * with its quotes, e.g. "\"abc\"") or is "*".  Weak "W/" prefixes compare
+ * weakly (they match the same opaque tag).
+ */
+bool etag_list_matches(const char *header, const char *etag);
+
+/* Decodes standard base64 (with padding) into out; returns bytes written or -1. */
+int base64_decode(const char *in, size_t len, uint8_t *out, size_t outmax);
+
+/*
+ * Finds algorithm alg ("sha-256", "sha", "md5") in an RFC 9530 Content-Digest
+ * value and decodes it into out (outlen bytes expected).  0 when found and
+ * well formed, ARCA_E_NOTFOUND when absent, ARCA_E_INVALID when malformed.
+ */
+int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t outlen);
+
+#endif

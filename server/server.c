@@ -1,0 +1,317 @@
+/*
+ * The server: one event loop per worker thread, each with its own listening
+ * socket on the same port (SO_REUSEPORT, so the kernel spreads connections),
+ * plus the I/O pool for everything that may wait on a disk.  The main thread
+ * only waits for SIGTERM/SIGINT and then drains the workers.
+ */
+#include "arca_err.h"
+#include "auth.h"
+#include "blob.h"
+#include "log.h"
+#include "repo.h"
+#include "server_int.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, len, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, len, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, len, "unknown");
+    }
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct worker *w = arg;
+    struct server *srv = w->srv;
+    if ((uint64_t)atomic_load(&srv->metrics.connections) >= srv->cfg.max_connections) {
+        /* Over the cap: a short, complete answer, then close.  Best effort, never blocks. */
+        static const char busy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\nRetry-After: 1\r\nContent-Length: 78\r\n\r\n"
+            "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections; retry\"}}\n";
+        ssize_t wr = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)wr;
+        atomic_fetch_add(&srv->metrics.connections_rejected, 1);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    char peer[64];
+    format_peer(sa, peer, sizeof(peer));
+    conn_accept(w, fd, peer);
+}
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    LOG_W("worker %d: shutdown grace over with requests still running; stopping them", w->id);
+    event_base_loopbreak(w->base);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->draining)
+        return;
+    w->draining = true;
+    if (w->listener) {
+        evconnlistener_free(w->listener);
+        w->listener = NULL;
+    }
+    struct timeval tv = {(time_t)w->srv->cfg.shutdown_grace, 0};
+    evtimer_add(w->grace_ev, &tv);
+    conn_drain_all(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return ARCA_E_CONFIG;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *h = host;
+    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
+        h[strlen(h) - 1] = '\0';
+        h++;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res)
+        return ARCA_E_CONFIG;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int worker_init(struct server *srv, struct worker *w, int id, struct sockaddr *sa,
+                       socklen_t salen)
+{
+    w->srv = srv;
+    w->id = id;
+    w->base = event_base_new();
+    if (!w->base)
+        return -ENOMEM;
+    if (mailbox_new(w->base, &w->mbox) != 0)
+        return -ENOMEM;
+    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->grace_ev = evtimer_new(w->base, on_grace_over, w);
+    w->scratch = malloc(BLOB_BLOCK_SIZE);
+    if (!w->stop_ev || !w->grace_ev || !w->scratch)
+        return -ENOMEM;
+    w->listener = evconnlistener_new_bind(
+        w->base, on_accept, w,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+        1024, sa, (int)salen);
+    if (!w->listener)
+        return -errno ? -errno : -EADDRINUSE;
+    return 0;
+}
+
+static void worker_cleanup(struct worker *w)
+{
+    if (w->listener)
+        evconnlistener_free(w->listener);
+    if (w->base)
+        conn_free_all(w);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->grace_ev)
+        event_free(w->grace_ev);
+    mailbox_free(w->mbox);
+    free(w->scratch);
+    if (w->base)
+        event_base_free(w->base);
+}
+
+static struct server *signal_srv;
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct event_base *main_base = arg;
+    struct server *srv = signal_srv;
+    if (srv->shutting_down)
+        return;
+    LOG_I("signal %d: stopping; in-flight requests have %llus", (int)sig,
+          (unsigned long long)srv->cfg.shutdown_grace);
+    srv->shutting_down = true;
+    for (size_t i = 0; i < srv->nworkers; i++)
+        event_active(srv->workers[i].stop_ev, EV_READ, 0);
+    event_base_loopexit(main_base, NULL);
+}
+
+static size_t cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+int server_run(const struct arca_config *cfg)
+{
+    int rc = 0;
+    char path[PATH_MAX];
+    struct event_base *main_base = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    struct server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    srv->cfg = *cfg;
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((rc = fs_mkdirs(cfg->data_dir, 0750)) != 0) {
+        LOG_E("cannot create data directory %s: %s", cfg->data_dir, arca_strerror(rc));
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/blobs", cfg->data_dir);
+    if ((rc = blob_store_open(path, &srv->blobs)) != 0) {
+        LOG_E("cannot open blob store %s: %s", path, arca_strerror(rc));
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/index", cfg->data_dir);
+    if ((rc = repo_db_open(path, cfg->centre_id, &srv->db)) != 0) {
+        LOG_E("cannot open index %s: %s", path, arca_strerror(rc));
+        goto out;
+    }
+    int created = 0;
+    if ((rc = auth_open(cfg->data_dir, &srv->auth, &created)) != 0) {
+        LOG_E("cannot set up the admin token in %s: %s", cfg->data_dir, arca_strerror(rc));
+        goto out;
+    }
+    if (created)
+        LOG_I("created an admin token in %s/admin.token (mode 0600)", cfg->data_dir);
+
+    uint8_t r[4];
+    rand_bytes(r, sizeof(r));
+    hex_encode(r, sizeof(r), srv->rid_prefix);
+
+    size_t nio = cfg->io_threads ? cfg->io_threads : cpu_count();
+    if ((rc = iopool_new(nio, &srv->pool)) != 0)
+        goto out;
+
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (parse_listen(cfg->listen, &ss, &sslen) != 0) {
+        LOG_E("cannot resolve listen address '%s'", cfg->listen);
+        rc = ARCA_E_CONFIG;
+        goto out;
+    }
+    srv->nworkers = cfg->workers ? cfg->workers : cpu_count();
+    srv->workers = calloc(srv->nworkers, sizeof(struct worker));
+    if (!srv->workers) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        if ((rc = worker_init(srv, &srv->workers[i], (int)i, (struct sockaddr *)&ss, sslen)) != 0) {
+            LOG_E("cannot listen on %s: %s", cfg->listen, arca_strerror(rc));
+            goto out;
+        }
+        if (i == 0) {
+            /* With port 0 the first socket picks the port; the others share it. */
+            struct sockaddr_storage bound;
+            socklen_t blen = sizeof(bound);
+            getsockname(evconnlistener_get_fd(srv->workers[0].listener),
+                        (struct sockaddr *)&bound, &blen);
+            srv->port = ntohs(bound.ss_family == AF_INET6
+                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                  : ((struct sockaddr_in *)&bound)->sin_port);
+            if (ss.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)srv->port);
+            else
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)srv->port);
+        }
+    }
+
+    char portline[16];
+    int n = snprintf(portline, sizeof(portline), "%d\n", srv->port);
+    snprintf(path, sizeof(path), "%s/arcad.port", cfg->data_dir);
+    if ((rc = fs_write_atomic(path, portline, (size_t)n, 0644)) != 0) {
+        LOG_E("cannot write %s: %s", path, arca_strerror(rc));
+        goto out;
+    }
+    char host[128];
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(cfg->listen, ':') - cfg->listen),
+             cfg->listen);
+    LOG_I("listening on %s:%d (data %s, %zu workers, %zu io threads, centre %s)", host, srv->port,
+          cfg->data_dir, srv->nworkers, nio, cfg->centre_id);
+
+    main_base = event_base_new();
+    signal_srv = srv;
+    sigterm = evsignal_new(main_base, SIGTERM, on_signal, main_base);
+    sigint = evsignal_new(main_base, SIGINT, on_signal, main_base);
+    if (!main_base || !sigterm || !sigint) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    evsignal_add(sigterm, NULL);
+    evsignal_add(sigint, NULL);
+
+    for (size_t i = 0; i < srv->nworkers; i++)
+        pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+    event_base_dispatch(main_base);
+    for (size_t i = 0; i < srv->nworkers; i++)
+        pthread_join(srv->workers[i].thread, NULL);
+    LOG_I("all workers stopped");
+
+out:
+    /* The pool first: after it, no job runs or completes, so connections can go. */
+    iopool_free(srv->pool);
+    srv->pool = NULL;
+    if (srv->workers)
+        for (size_t i = 0; i < srv->nworkers; i++)
+            worker_cleanup(&srv->workers[i]);
+    free(srv->workers);
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (main_base)
+        event_base_free(main_base);
+    repo_db_free(srv->db);
+    blob_store_free(srv->blobs);
+    auth_free(srv->auth);
+    free(srv);
+    libevent_global_shutdown();
+    return rc;
+}

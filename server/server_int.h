@@ -1,0 +1,105 @@
+/* Layouts shared inside server/: the server, its workers, metrics, routing. */
+#ifndef ARCA_SERVER_INT_H
+#define ARCA_SERVER_INT_H
+
+#include "config.h"
+#include "http.h"
+#include "iopool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct conn;
+typedef struct repo_db repo_db;
+typedef struct blob_store blob_store;
+typedef struct auth auth;
+
+/* Metrics: a fixed set of routes, counted with relaxed atomics. */
+enum route_id {
+    ROUTE_ARTIFACT_PUT,
+    ROUTE_ARTIFACT_GET,
+    ROUTE_META,
+    ROUTE_STORAGE,
+    ROUTE_HEALTH,
+    ROUTE_METRICS,
+    ROUTE_OTHER,
+    ROUTE_COUNT
+};
+#define METRICS_BUCKETS 12
+
+struct metrics {
+    _Atomic uint64_t requests[ROUTE_COUNT][6]; /* by status class 1xx..5xx (index 1..5) */
+    _Atomic uint64_t by_status[ROUTE_COUNT][600];
+    _Atomic uint64_t latency_bucket[ROUTE_COUNT][METRICS_BUCKETS + 1];
+    _Atomic uint64_t latency_sum_us[ROUTE_COUNT];
+    _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic int64_t connections;
+    _Atomic uint64_t connections_rejected;
+    _Atomic uint64_t corrupt_detected;
+};
+extern const double metrics_bucket_bounds[METRICS_BUCKETS];
+extern const char *const route_names[ROUTE_COUNT];
+void metrics_observe(struct metrics *m, int route, int status, uint64_t dur_ns);
+
+struct worker {
+    struct server *srv;
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct mailbox *mbox;
+    struct event *stop_ev;      /* activated from the signal thread */
+    struct event *grace_ev;     /* fires when the shutdown grace is over */
+    struct conn *conns;         /* every open connection, for shutdown */
+    bool draining;
+    uint64_t next_req;
+    void *scratch;              /* BLOB_BLOCK_SIZE, for verification reads */
+    char date[40];              /* cached HTTP Date, refreshed once a second */
+    int64_t date_secs;
+};
+
+struct server {
+    struct arca_config cfg;
+    repo_db *db;
+    blob_store *blobs;
+    auth *auth;
+    iopool *pool;
+    struct metrics metrics;
+    _Atomic bool shutting_down;
+    char rid_prefix[9];         /* random per process, so request ids are unique across restarts */
+    size_t nworkers;
+    struct worker *workers;
+    int port;
+};
+
+/* Routing: picks the handler for a request; never NULL (a 404/405 handler). */
+const struct handler *router_match(struct conn *c, int *route_id);
+
+/* Handlers, by area. */
+extern const struct handler artifact_handler;
+extern const struct handler meta_handler;
+extern const struct handler storage_handler;
+extern const struct handler health_handler;
+extern const struct handler ready_handler;
+extern const struct handler metrics_handler;
+extern const struct handler notfound_handler;
+
+/* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
+bool reject_unless_get(struct conn *c);
+
+/* conn.c: accepts a new connection on worker w. */
+void conn_accept(struct worker *w, int fd, const char *peer);
+/* conn.c: shutdown began; idle connections close, busy ones close after their answer. */
+void conn_drain_all(struct worker *w);
+/* conn.c: frees every connection of w (after the loop stopped; partial uploads discarded). */
+void conn_free_all(struct worker *w);
+
+/* server.c */
+int server_run(const struct arca_config *cfg);
+
+#endif
