@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Command 2: install what is missing, build, and run every test:
+#   1. a warnings-as-errors build: unit tests (cmocka) and end-to-end tests (real arcad, loopback);
+#   2. an ASan+UBSan build: unit tests and the end-to-end tests not labelled "slow"
+#      (the 1 GiB memory test and the crash loop measure the plain build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+echo "== build (RelWithDebInfo, -Werror)"
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DARCA_WERROR=ON >/dev/null
+cmake --build build-test -j"$jobs"
+echo "== tests"
+(cd build-test && ctest --output-on-failure -j"$jobs")
+echo "== build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DARCA_WERROR=ON -DARCA_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+echo "== tests under ASan + UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j"$jobs" -LE slow)

@@ -1,0 +1,560 @@
+/*
+ * The content-addressed blob store.  See blob.h for the contract; the
+ * crash-safety argument is the write order: temp file, fdatasync, rename to
+ * the content address, fsync of the directory that now names it.  Only then
+ * may the index name the blob.
+ */
+#include "blob.h"
+
+#include "arca_err.h"
+#include "log.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+struct blob_store {
+    char *dir;
+    char *tmpdir;
+    bool readonly; /* opened for verification beside a server: never writes */
+    /* Fetched once: an implicit fetch per EVP_DigestInit_ex costs a lookup under a lock. */
+    EVP_MD *md_sha256;
+    EVP_MD *md_sha1;
+    EVP_MD *md_md5;
+};
+
+struct blob_writer {
+    blob_store *bs;
+    int fd;
+    char tmp_path[PATH_MAX];
+    bool finished;
+    bool committed;
+    int err; /* the first write error; a failed writer stays failed */
+
+    /* Touched only by blob_writer_write() and finish. */
+    EVP_MD_CTX *sha256;
+    EVP_MD_CTX *sha1;
+    XXH3_state_t *xxh;
+    uint64_t size;
+    uint32_t block_fill; /* bytes of the current block already hashed */
+    uint64_t *sums;
+    uint32_t nsums;
+    uint32_t cap;
+
+    /*
+     * Touched only by blob_writer_md5() and finish, so that MD5 (the slowest
+     * hash) may run on another thread beside write().
+     */
+    EVP_MD_CTX *md5;
+
+    struct blob_digests dig;
+};
+
+void blob_blocks_cleanup(struct blob_blocks *b)
+{
+    if (!b)
+        return;
+    free(b->sums);
+    b->sums = NULL;
+    b->count = 0;
+}
+
+uint64_t blob_block_sum(const void *buf, size_t len)
+{
+    return XXH3_64bits(buf, len);
+}
+
+/* Removes every entry of the temp directory: after a crash they are partial uploads. */
+static int clean_tmp(const char *tmpdir)
+{
+    int rc = 0, removed = 0;
+    DIR *d = opendir(tmpdir);
+    if (!d) {
+        rc = -errno;
+        LOG_E("blob store: cannot open %s: %s", tmpdir, strerror(errno));
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0) {
+            LOG_W("blob store: cannot remove %s/%s: %s", tmpdir, de->d_name, strerror(errno));
+            continue;
+        }
+        removed++;
+    }
+    if (removed > 0)
+        LOG_I("blob store: removed %d leftover temp file(s) from %s", removed, tmpdir);
+out:
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+/* Opens the store; a writable open also creates its folders and clears crash leftovers. */
+static int store_open(const char *dir, bool readonly, blob_store **out)
+{
+    int rc = 0;
+    blob_store *bs = calloc(1, sizeof(*bs));
+    *out = NULL;
+    if (!bs) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    size_t dlen = strlen(dir);
+    bs->dir = strdup(dir);
+    bs->tmpdir = malloc(dlen + sizeof("/tmp"));
+    if (!bs->dir || !bs->tmpdir) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memcpy(bs->tmpdir, dir, dlen);
+    memcpy(bs->tmpdir + dlen, "/tmp", sizeof("/tmp"));
+    bs->readonly = readonly;
+    if (readonly) {
+        struct stat st;
+        if (stat(dir, &st) != 0) {
+            rc = -errno;
+            goto out;
+        }
+    } else {
+        if ((rc = fs_mkdirs(bs->tmpdir, 0755)) != 0) {
+            LOG_E("blob store: cannot create %s: %s", bs->tmpdir, strerror(-rc));
+            goto out;
+        }
+        if ((rc = clean_tmp(bs->tmpdir)) != 0)
+            goto out;
+    }
+    bs->md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    bs->md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    bs->md_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    if (!bs->md_sha256 || !bs->md_sha1 || !bs->md_md5) {
+        LOG_E("blob store: OpenSSL lacks SHA-256, SHA-1 or MD5");
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    *out = bs;
+    bs = NULL;
+out:
+    blob_store_free(bs);
+    return rc;
+}
+
+int blob_store_open(const char *dir, blob_store **out)
+{
+    return store_open(dir, false, out);
+}
+
+int blob_store_open_readonly(const char *dir, blob_store **out)
+{
+    return store_open(dir, true, out);
+}
+
+void blob_store_free(blob_store *bs)
+{
+    if (!bs)
+        return;
+    EVP_MD_free(bs->md_sha256);
+    EVP_MD_free(bs->md_sha1);
+    EVP_MD_free(bs->md_md5);
+    free(bs->dir);
+    free(bs->tmpdir);
+    free(bs);
+}
+
+int blob_store_path(const blob_store *bs, const uint8_t sha256[32], char *buf, size_t buflen)
+{
+    char hex[65];
+    hex_encode(sha256, 32, hex);
+    int n = snprintf(buf, buflen, "%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex);
+    if (n < 0 || (size_t)n >= buflen)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *size_out)
+{
+    char path[PATH_MAX];
+    int rc, fd = -1;
+    struct stat st;
+    if ((rc = blob_store_path(bs, sha256, path, sizeof(path))) != 0)
+        goto out;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    *fd_out = fd;
+    fd = -1;
+    if (size_out)
+        *size_out = (uint64_t)st.st_size;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* Reads up to len bytes at off, retrying short reads; returns bytes read (short only at EOF) or -errno. */
+static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static uint32_t block_count(uint64_t size)
+{
+    return (uint32_t)((size + BLOB_BLOCK_SIZE - 1) / BLOB_BLOCK_SIZE);
+}
+
+int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, uint32_t idx,
+                     void *scratch)
+{
+    if (blocks->count != block_count(size) || idx >= blocks->count)
+        return ARCA_E_CORRUPT;
+    uint64_t off = (uint64_t)idx * BLOB_BLOCK_SIZE;
+    size_t len = size - off < BLOB_BLOCK_SIZE ? (size_t)(size - off) : BLOB_BLOCK_SIZE;
+    ssize_t got = pread_full(fd, scratch, len, off);
+    if (got < 0)
+        return (int)got;
+    if ((size_t)got != len) /* the file is shorter than the index says */
+        return ARCA_E_CORRUPT;
+    return XXH3_64bits(scratch, len) == blocks->sums[idx] ? 0 : ARCA_E_CORRUPT;
+}
+
+int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks)
+{
+    int rc = 0, fd = -1;
+    uint64_t size = 0;
+    unsigned char *buf = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    uint8_t sha[32];
+    if ((rc = blob_open(bs, dig->sha256, &fd, &size)) != 0)
+        goto out;
+    if (size != dig->size || (blocks && blocks->count != block_count(size))) {
+        rc = ARCA_E_CORRUPT;
+        goto out;
+    }
+    buf = malloc(BLOB_BLOCK_SIZE);
+    ctx = EVP_MD_CTX_new();
+    if (!buf || !ctx) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (!EVP_DigestInit_ex(ctx, bs->md_sha256, NULL)) {
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    /* One pass, one block per read: the block sums and SHA-256 see the same bytes. */
+    for (uint32_t idx = 0; (uint64_t)idx * BLOB_BLOCK_SIZE < size; idx++) {
+        uint64_t off = (uint64_t)idx * BLOB_BLOCK_SIZE;
+        size_t len = size - off < BLOB_BLOCK_SIZE ? (size_t)(size - off) : BLOB_BLOCK_SIZE;
+        ssize_t got = pread_full(fd, buf, len, off);
+        if (got < 0) {
+            rc = (int)got;
+            goto out;
+        }
+        if ((size_t)got != len || (blocks && XXH3_64bits(buf, len) != blocks->sums[idx])) {
+            rc = ARCA_E_CORRUPT;
+            goto out;
+        }
+        if (!EVP_DigestUpdate(ctx, buf, len)) {
+            rc = ARCA_E_CRYPTO;
+            goto out;
+        }
+    }
+    if (!EVP_DigestFinal_ex(ctx, sha, NULL)) {
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    if (memcmp(sha, dig->sha256, 32) != 0)
+        rc = ARCA_E_CORRUPT;
+out:
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int blob_writer_new(blob_store *bs, blob_writer **out)
+{
+    int rc = 0;
+    uint8_t rnd[16];
+    char hex[33];
+    blob_writer *w = calloc(1, sizeof(*w));
+    *out = NULL;
+    if (!w) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    w->bs = bs;
+    w->fd = -1;
+    if (bs->readonly) {
+        rc = -EROFS;
+        goto out;
+    }
+    w->sha256 = EVP_MD_CTX_new();
+    w->sha1 = EVP_MD_CTX_new();
+    w->md5 = EVP_MD_CTX_new();
+    w->xxh = XXH3_createState();
+    if (!w->sha256 || !w->sha1 || !w->md5 || !w->xxh) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (!EVP_DigestInit_ex(w->sha256, bs->md_sha256, NULL) ||
+        !EVP_DigestInit_ex(w->sha1, bs->md_sha1, NULL) ||
+        !EVP_DigestInit_ex(w->md5, bs->md_md5, NULL) || XXH3_64bits_reset(w->xxh) != XXH_OK) {
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    if ((rc = rand_bytes(rnd, sizeof(rnd))) != 0)
+        goto out;
+    hex_encode(rnd, sizeof(rnd), hex);
+    int n = snprintf(w->tmp_path, sizeof(w->tmp_path), "%s/%s", bs->tmpdir, hex);
+    if (n < 0 || (size_t)n >= sizeof(w->tmp_path)) {
+        rc = -ENAMETOOLONG;
+        goto out;
+    }
+    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        rc = -errno;
+        LOG_E("blob store: cannot create temp file in %s: %s", bs->tmpdir, strerror(errno));
+        goto out;
+    }
+    *out = w;
+    w = NULL;
+out:
+    if (w && w->fd < 0)
+        w->tmp_path[0] = '\0'; /* no file was created: never unlink that name */
+    blob_writer_free(w);
+    return rc;
+}
+
+static int push_sum(blob_writer *w, uint64_t sum)
+{
+    if (w->nsums == w->cap) {
+        uint32_t ncap = w->cap ? w->cap * 2 : 16;
+        uint64_t *n = realloc(w->sums, ncap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        w->sums = n;
+        w->cap = ncap;
+    }
+    w->sums[w->nsums++] = sum;
+    return 0;
+}
+
+/* Ends the current block: its xxh3 becomes the next block sum. */
+static int close_block(blob_writer *w)
+{
+    int rc = push_sum(w, XXH3_64bits_digest(w->xxh));
+    if (rc == 0 && XXH3_64bits_reset(w->xxh) != XXH_OK)
+        rc = ARCA_E_CRYPTO;
+    w->block_fill = 0;
+    return rc;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int blob_writer_write(blob_writer *w, const void *buf, size_t len)
+{
+    int rc = w->err;
+    if (rc != 0)
+        goto out;
+    if (w->finished) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (!EVP_DigestUpdate(w->sha256, buf, len) || !EVP_DigestUpdate(w->sha1, buf, len)) {
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    /* Block boundaries sit at multiples of BLOB_BLOCK_SIZE whatever the chunking. */
+    const char *p = buf;
+    size_t left = len;
+    while (left > 0) {
+        size_t n = BLOB_BLOCK_SIZE - w->block_fill;
+        if (n > left)
+            n = left;
+        if (XXH3_64bits_update(w->xxh, p, n) != XXH_OK) {
+            rc = ARCA_E_CRYPTO;
+            goto out;
+        }
+        w->block_fill += (uint32_t)n;
+        p += n;
+        left -= n;
+        if (w->block_fill == BLOB_BLOCK_SIZE && (rc = close_block(w)) != 0)
+            goto out;
+    }
+    if ((rc = write_full(w->fd, buf, len)) != 0) {
+        LOG_E("blob store: write to %s failed: %s", w->tmp_path, strerror(-rc));
+        goto out;
+    }
+    w->size += len;
+out:
+    if (rc != 0)
+        w->err = rc;
+    return rc;
+}
+
+void blob_writer_md5(blob_writer *w, const void *buf, size_t len)
+{
+    /* EVP_DigestUpdate cannot fail for an initialized software MD5. */
+    EVP_DigestUpdate(w->md5, buf, len);
+}
+
+int blob_writer_finish(blob_writer *w, struct blob_digests *dig)
+{
+    int rc = w->err;
+    if (rc != 0)
+        goto out;
+    if (w->finished) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (w->block_fill > 0 && (rc = close_block(w)) != 0)
+        goto out;
+    if (!EVP_DigestFinal_ex(w->sha256, w->dig.sha256, NULL) ||
+        !EVP_DigestFinal_ex(w->sha1, w->dig.sha1, NULL) ||
+        !EVP_DigestFinal_ex(w->md5, w->dig.md5, NULL)) {
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    w->dig.size = w->size;
+    if (fdatasync(w->fd) != 0) {
+        rc = -errno;
+        LOG_E("blob store: fdatasync %s failed: %s", w->tmp_path, strerror(errno));
+        goto out;
+    }
+    w->finished = true;
+    *dig = w->dig;
+out:
+    if (rc != 0)
+        w->err = rc;
+    return rc;
+}
+
+void blob_writer_take_blocks(blob_writer *w, struct blob_blocks *blocks)
+{
+    blocks->count = w->nsums;
+    blocks->sums = w->sums;
+    w->sums = NULL;
+    w->nsums = 0;
+    w->cap = 0;
+}
+
+/* mkdir that reports whether it created the directory (so its parent needs an fsync). */
+static int mkdir_one(const char *path, bool *created)
+{
+    *created = false;
+    if (mkdir(path, 0755) == 0) {
+        *created = true;
+        return 0;
+    }
+    return errno == EEXIST ? 0 : -errno;
+}
+
+int blob_writer_commit(blob_writer *w)
+{
+    int rc = 0;
+    char final[PATH_MAX], shard1[PATH_MAX], shard2[PATH_MAX];
+    bool made1 = false, made2 = false;
+    struct stat st;
+    if (!w->finished || w->committed) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if ((rc = blob_store_path(w->bs, w->dig.sha256, final, sizeof(final))) != 0)
+        goto out;
+    /* final is "<dir>/aa/bb/<hex>": the shard directories are its prefixes. */
+    size_t dlen = strlen(w->bs->dir);
+    memcpy(shard1, final, dlen + 3);
+    shard1[dlen + 3] = '\0';
+    memcpy(shard2, final, dlen + 6);
+    shard2[dlen + 6] = '\0';
+    if ((rc = mkdir_one(shard1, &made1)) != 0 || (rc = mkdir_one(shard2, &made2)) != 0) {
+        LOG_E("blob store: cannot create shard directory for %s: %s", final, strerror(-rc));
+        goto out;
+    }
+    close(w->fd);
+    w->fd = -1;
+    bool exists = stat(final, &st) == 0;
+    if (exists && (uint64_t)st.st_size == w->dig.size) {
+        /* Identical content is already stored (same SHA-256 and size): keep one copy. */
+        if (unlink(w->tmp_path) != 0)
+            LOG_W("blob store: cannot remove %s: %s", w->tmp_path, strerror(errno));
+    } else {
+        if (exists)
+            LOG_W("blob store: %s has the wrong size; replacing it", final);
+        if (rename(w->tmp_path, final) != 0) {
+            rc = -errno;
+            LOG_E("blob store: rename to %s failed: %s", final, strerror(errno));
+            goto out;
+        }
+    }
+    w->committed = true;
+    /*
+     * The directory fsync makes the new name durable.  Even when deduplicated
+     * it runs, because the writer that renamed the file may not have synced
+     * the directory yet.
+     */
+    if ((rc = fs_fsync_dir(shard2)) != 0 || (made2 && (rc = fs_fsync_dir(shard1)) != 0) ||
+        (made1 && (rc = fs_fsync_dir(w->bs->dir)) != 0)) {
+        LOG_E("blob store: directory fsync for %s failed: %s", final, strerror(-rc));
+        goto out;
+    }
+out:
+    return rc;
+}
+
+void blob_writer_free(blob_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (!w->committed && w->tmp_path[0] != '\0')
+        unlink(w->tmp_path);
+    EVP_MD_CTX_free(w->sha256);
+    EVP_MD_CTX_free(w->sha1);
+    EVP_MD_CTX_free(w->md5);
+    XXH3_freeState(w->xxh);
+    free(w->sums);
+    free(w);
+}

@@ -1,0 +1,100 @@
+/*
+ * The blob store: content-addressed files under <dir>/<aa>/<bb>/<sha256 hex>.
+ *
+ * A blob is written through a blob_writer: bytes stream into a temp file in
+ * <dir>/tmp while SHA-256, SHA-1, MD5 and an xxh3-64 checksum of every
+ * BLOB_BLOCK_SIZE block are computed.  blob_writer_finish() fsyncs the temp
+ * file; blob_writer_commit() renames it to its content address (or, when that
+ * content is already stored, discards the temp file: identical content is
+ * stored once) and fsyncs the directory.  Only after commit may the index name
+ * the blob.  A crash at any point leaves at most a temp file, which
+ * blob_store_open() removes.
+ *
+ * Block checksums let a download or a scrub verify a blob block by block at
+ * xxh3 speed; SHA-256 stays the identity.
+ *
+ * Thread safety: a blob_store may be used from any number of threads.  One
+ * blob_writer is used by one thread at a time, except that blob_writer_md5()
+ * and blob_writer_write() may run at the same time on two threads (they touch
+ * disjoint state), so that the slowest hash runs beside the others.
+ */
+#ifndef ARCA_BLOB_H
+#define ARCA_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BLOB_BLOCK_SIZE (1u << 20)
+
+struct blob_digests {
+    uint8_t sha256[32];
+    uint8_t sha1[20];
+    uint8_t md5[16];
+    uint64_t size;
+};
+
+/* xxh3-64 of each BLOB_BLOCK_SIZE block (the last may be short; an empty blob has none). */
+struct blob_blocks {
+    uint32_t count;
+    uint64_t *sums;  /* malloc'd, owned by whoever holds the struct; free with blob_blocks_cleanup */
+};
+
+void blob_blocks_cleanup(struct blob_blocks *b);
+
+/* xxh3-64 of a buffer: the block checksum function. */
+uint64_t blob_block_sum(const void *buf, size_t len);
+
+typedef struct blob_store blob_store;
+
+/* Opens (creating if needed) the store rooted at dir and removes leftover temp files. */
+int blob_store_open(const char *dir, blob_store **out);
+/*
+ * Opens an existing store without touching it (no folder creation, no temp
+ * clean-up), for `arcad verify` beside a running server.  -ENOENT when absent.
+ * blob_writer_new() on such a store fails with -EROFS.
+ */
+int blob_store_open_readonly(const char *dir, blob_store **out);
+void blob_store_free(blob_store *bs);
+
+/* Writes the blob's path for sha256 into buf; 0 or -ENAMETOOLONG. */
+int blob_store_path(const blob_store *bs, const uint8_t sha256[32], char *buf, size_t buflen);
+
+/* Opens a stored blob read-only; *fd_out is the caller's to close.  0, -ENOENT, or -errno. */
+int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *size_out);
+
+/*
+ * Verifies block idx of an open blob: preads it into scratch (BLOB_BLOCK_SIZE
+ * bytes, caller's) and compares its xxh3 with blocks->sums[idx].  0, or
+ * ARCA_E_CORRUPT, or -errno.
+ */
+int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, uint32_t idx,
+                     void *scratch);
+
+/*
+ * Re-reads a whole stored blob and recomputes SHA-256 and its block sums.
+ * 0 when it matches dig and blocks; -ENOENT when missing; ARCA_E_CORRUPT when
+ * the size, a block or the SHA-256 differs.
+ */
+int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks);
+
+typedef struct blob_writer blob_writer;
+
+int blob_writer_new(blob_store *bs, blob_writer **out);
+/* Appends len bytes: SHA-256, SHA-1, block sums and the file write.  0 or -errno. */
+int blob_writer_write(blob_writer *w, const void *buf, size_t len);
+/* Feeds the same bytes, in the same order, to MD5.  Never fails. */
+void blob_writer_md5(blob_writer *w, const void *buf, size_t len);
+/* Finalizes digests into dig and fdatasyncs the temp file.  0 or -errno. */
+int blob_writer_finish(blob_writer *w, struct blob_digests *dig);
+/* Moves the block sums out into blocks (the writer no longer owns them); call after finish. */
+void blob_writer_take_blocks(blob_writer *w, struct blob_blocks *blocks);
+/*
+ * Renames the finished temp file to its content address, or drops it if that
+ * address already holds a file of the same size, then fsyncs the directory.
+ * 0 or -errno.
+ */
+int blob_writer_commit(blob_writer *w);
+/* Frees the writer; an uncommitted temp file is unlinked.  NULL is a no-op. */
+void blob_writer_free(blob_writer *w);
+
+#endif

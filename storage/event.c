@@ -1,0 +1,383 @@
+/*
+ * The event log and apply: the only code that writes the index.
+ *
+ * An operation (repo_put_artifact, later promotions, properties, deletions,
+ * and replication's incoming events) describes its change as a struct event
+ * and calls apply.  Under one mutex, apply asks the action's stage function
+ * to validate the event against the current state and add the index changes
+ * to a write batch; it then appends the event record (hash-chained to the
+ * previous one) and the updated counters to the same batch and writes it
+ * synced.  So the index, the log and the counters never disagree, and every
+ * check-then-write decision is atomic.
+ *
+ * Event record (cf events, key BE64(local seq)), JSON:
+ *   {seq, origin, origin_seq, hlc, actor, remote_addr, request_id, action,
+ *    subject, details, prev, hash}
+ * hash = hex SHA-256(prev hash bytes || canonical JSON of the record without
+ * prev and hash), canonical meaning compact with sorted keys.  The first
+ * event's prev is 32 zero bytes.
+ */
+#include "repo_int.h"
+
+#include "arca_err.h"
+#include "hlc.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUBJECT_MAX (COORD_REPO_MAX + 2 * COORD_SEGMENT_MAX + COORD_PATH_MAX + 4)
+#define ACTOR_FIELD_MAX 256
+
+enum event_action { EV_ARTIFACT_PUT };
+
+static const char *const action_names[] = {[EV_ARTIFACT_PUT] = "artifact.put"};
+
+struct event {
+    enum event_action action;
+    const struct actor_ctx *who;
+    /*
+     * Replication will fill these from the remote event; a local event leaves
+     * origin NULL and hlc 0, and gets this centre, its local seq and hlc_now().
+     */
+    const char *origin;
+    uint64_t origin_seq;
+    uint64_t hlc;
+    union {
+        struct {
+            const struct coord *c;
+            const struct blob_digests *dig;
+            const struct blob_blocks *blocks;
+            struct artifact *out;
+        } put;
+    } u;
+};
+
+/* What an action's stage function hands back to apply. */
+struct staged {
+    bool noop;                 /* the state already holds exactly this change */
+    json_t *details;           /* owned by apply after the call */
+    char subject[SUBJECT_MAX];
+    struct repo_stats delta;   /* event_count excluded: apply counts events */
+};
+
+/*
+ * Copies an untrusted label (actor, address, request id) keeping printable
+ * ASCII only, so the event JSON stays valid and its canonical form unambiguous.
+ */
+static void clean_label(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    dst[i] = '\0';
+}
+
+static json_t *label_json(const char *s)
+{
+    char buf[ACTOR_FIELD_MAX];
+    if (!s)
+        return json_null();
+    clean_label(buf, sizeof(buf), s);
+    return json_string(buf);
+}
+
+static json_t *hex_json(const uint8_t *b, size_t len)
+{
+    char hex[65];
+    hex_encode(b, len, hex);
+    return json_string(hex);
+}
+
+/*
+ * Adds a put of an encoded record (malloc'd, freed here) to the batch.  The
+ * length goes by pointer because the encoder sets it while the argument list
+ * is evaluated, in an unspecified order.
+ */
+static int batch_put(rocksdb_writebatch_t *b, repo_db *db, enum repo_cf cf, const char *k,
+                     size_t kl, char *v, const size_t *vl)
+{
+    if (!v)
+        return -ENOMEM;
+    rocksdb_writebatch_put_cf(b, db->cf[cf], k, kl, v, *vl);
+    free(v);
+    return 0;
+}
+
+/* Puts a {created_ms} record at key unless one exists. */
+static int put_created_if_missing(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf,
+                                  const char *key, size_t klen, uint64_t now_ms)
+{
+    int rc = db_get(db, cf, key, klen, NULL, NULL);
+    if (rc == ARCA_E_NOTFOUND) {
+        size_t vl = 0;
+        rc = batch_put(b, db, cf, key, klen, rec_created_encode(now_ms, &vl), &vl);
+    }
+    return rc;
+}
+
+/*
+ * artifact.put: a coordinate is immutable.  Same content again is a no-op
+ * (a safe retry); different content is a conflict.  Otherwise the artifact,
+ * its blob (when new), its version, name and repository records are staged.
+ */
+static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq, uint64_t hlc,
+                              rocksdb_writebatch_t *b, struct staged *st)
+{
+    const struct coord *c = ev->u.put.c;
+    struct artifact *out = ev->u.put.out;
+    char key[KEY_MAX], vkey[KEY_MAX], *v = NULL;
+    size_t klen, vlen = 0, reclen = 0;
+    bool new_blob = false;
+    uint64_t now_ms = HLC_MS(hlc), vcreated = now_ms, vfiles = 0, vbytes = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->coord = *c;
+    klen = key_make(key, false, c->repo, c->name, c->version, c->path);
+    rc = db_get(db, CF_ARTIFACTS, key, klen, &v, &vlen);
+    if (rc == 0) {
+        if ((rc = rec_artifact_decode(v, vlen, out)) != 0)
+            goto out;
+        if (memcmp(out->dig.sha256, ev->u.put.dig->sha256, 32) == 0)
+            st->noop = true;
+        else
+            rc = ARCA_E_CONFLICT;
+        goto out;
+    }
+    if (rc != ARCA_E_NOTFOUND)
+        goto out;
+
+    /* The blob: the index's own record wins over the caller's digests when it has one. */
+    out->dig = *ev->u.put.dig;
+    rc = repo_get_blob(db, out->dig.sha256, &out->dig, NULL);
+    if (rc == ARCA_E_NOTFOUND) {
+        const struct blob_blocks *blocks = ev->u.put.blocks;
+        uint64_t want = (out->dig.size + BLOB_BLOCK_SIZE - 1) / BLOB_BLOCK_SIZE;
+        if (!blocks) {
+            LOG_W("index: put of unknown blob without block sums");
+            goto out; /* ARCA_E_NOTFOUND: nothing names that content */
+        }
+        if (blocks->count != want || (blocks->count > 0 && !blocks->sums)) {
+            LOG_W("index: block sums do not match the blob size");
+            rc = ARCA_E_INVALID;
+            goto out;
+        }
+        new_blob = true;
+        if ((rc = batch_put(b, db, CF_BLOBS, (const char *)out->dig.sha256, 32,
+                            rec_blob_encode(&out->dig, blocks, &reclen), &reclen)) != 0)
+            goto out;
+        rocksdb_writebatch_put_cf(b, db->cf[CF_SHA1], (const char *)out->dig.sha1, 20,
+                                  (const char *)out->dig.sha256, 32);
+    } else if (rc != 0) {
+        goto out;
+    }
+
+    out->created_ms = now_ms;
+    out->event_seq = seq;
+    clean_label(out->created_by, sizeof(out->created_by),
+                ev->who && ev->who->actor ? ev->who->actor : "");
+    if ((rc = batch_put(b, db, CF_ARTIFACTS, key, klen, rec_artifact_encode(out, &reclen),
+                        &reclen)) != 0)
+        goto out;
+
+    /* The version: created by its first file, then counted. */
+    rocksdb_free(v);
+    v = NULL;
+    klen = key_make(key, false, c->repo, c->name, c->version, NULL);
+    rc = db_get(db, CF_VERSIONS, key, klen, &v, &vlen);
+    if (rc == 0)
+        rc = rec_version_decode(v, vlen, &vcreated, &vfiles, &vbytes);
+    else if (rc == ARCA_E_NOTFOUND)
+        rc = 0;
+    if (rc != 0)
+        goto out;
+    vfiles++;
+    vbytes += out->dig.size;
+    if ((rc = batch_put(b, db, CF_VERSIONS, key, klen,
+                        rec_version_encode(vcreated, vfiles, vbytes, &reclen), &reclen)) != 0)
+        goto out;
+    size_t vklen = vtime_key(vkey, c->repo, c->name, vcreated, c->version);
+    if ((rc = batch_put(b, db, CF_VTIME, vkey, vklen,
+                        rec_version_encode(vcreated, vfiles, vbytes, &reclen), &reclen)) != 0)
+        goto out;
+
+    klen = key_make(key, false, c->repo, c->name, NULL, NULL);
+    if ((rc = put_created_if_missing(db, b, CF_NAMES, key, klen, now_ms)) != 0)
+        goto out;
+    if ((rc = put_created_if_missing(db, b, CF_REPOS, c->repo, strlen(c->repo), now_ms)) != 0)
+        goto out;
+
+    snprintf(st->subject, sizeof(st->subject), "%s/%s/%s/%s", c->repo, c->name, c->version,
+             c->path);
+    st->details = json_object();
+    if (!st->details) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    json_object_set_new(st->details, "repo", json_string(c->repo));
+    json_object_set_new(st->details, "name", json_string(c->name));
+    json_object_set_new(st->details, "version", json_string(c->version));
+    json_object_set_new(st->details, "path", json_string(c->path));
+    json_object_set_new(st->details, "sha256", hex_json(out->dig.sha256, 32));
+    json_object_set_new(st->details, "sha1", hex_json(out->dig.sha1, 20));
+    json_object_set_new(st->details, "md5", hex_json(out->dig.md5, 16));
+    json_object_set_new(st->details, "size", json_integer((json_int_t)out->dig.size));
+    json_object_set_new(st->details, "new_blob", json_boolean(new_blob));
+    st->delta.artifact_count = 1;
+    st->delta.logical_bytes = out->dig.size;
+    st->delta.blob_count = new_blob ? 1 : 0;
+    st->delta.stored_bytes = new_blob ? out->dig.size : 0;
+out:
+    rocksdb_free(v);
+    return rc;
+}
+
+/* hash = SHA-256(prev || canonical) */
+static int chain_hash(const uint8_t prev[32], const char *canon, uint8_t hash[32])
+{
+    int rc = ARCA_E_CRYPTO;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, prev, 32) &&
+        EVP_DigestUpdate(ctx, canon, strlen(canon)) && EVP_DigestFinal_ex(ctx, hash, NULL))
+        rc = 0;
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/*
+ * Applies one event: validate against the current state, then one synced
+ * batch holding the index changes, the event record and the counters.
+ * Returns 0 (the change is durable, or was already there: *applied tells
+ * which), the stage function's refusal (ARCA_E_CONFLICT, ...), or ARCA_E_DB.
+ */
+static int apply(repo_db *db, const struct event *ev, bool *applied)
+{
+    int rc = 0;
+    rocksdb_writebatch_t *b = NULL;
+    struct staged st;
+    struct repo_counters nc;
+    json_t *rec = NULL;
+    char *canon = NULL, *text = NULL, *err = NULL;
+    uint8_t seqkey[8];
+    size_t clen = 0;
+
+    memset(&st, 0, sizeof(st));
+    *applied = false;
+    pthread_mutex_lock(&db->apply_mu);
+    if (db->readonly) {
+        LOG_E("index: write to a read-only index");
+        rc = ARCA_E_DB;
+        goto out;
+    }
+    uint64_t seq = db->ctr.next_seq;
+    uint64_t hlc = ev->hlc ? ev->hlc : hlc_now();
+    b = rocksdb_writebatch_create();
+    switch (ev->action) {
+    case EV_ARTIFACT_PUT:
+        rc = stage_artifact_put(db, ev, seq, hlc, b, &st);
+        break;
+    }
+    if (rc != 0 || st.noop)
+        goto out;
+
+    rec = json_object();
+    if (!rec) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    const struct actor_ctx *who = ev->who;
+    json_object_set_new(rec, "seq", json_integer((json_int_t)seq));
+    json_object_set_new(rec, "origin", json_string(ev->origin ? ev->origin : db->centre));
+    json_object_set_new(rec, "origin_seq",
+                        json_integer((json_int_t)(ev->origin ? ev->origin_seq : seq)));
+    json_object_set_new(rec, "hlc", json_integer((json_int_t)hlc));
+    json_object_set_new(rec, "actor", label_json(who && who->actor ? who->actor : ""));
+    json_object_set_new(rec, "remote_addr", label_json(who ? who->remote_addr : NULL));
+    json_object_set_new(rec, "request_id", label_json(who ? who->request_id : NULL));
+    json_object_set_new(rec, "action", json_string(action_names[ev->action]));
+    json_object_set_new(rec, "subject", json_string(st.subject));
+    json_object_set_new(rec, "details", st.details);
+    st.details = NULL;
+    canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!canon) {
+        rc = -ENOMEM;
+        goto out;
+    }
+
+    nc = db->ctr;
+    if ((rc = chain_hash(db->ctr.head, canon, nc.head)) != 0)
+        goto out;
+    json_object_set_new(rec, "prev", hex_json(db->ctr.head, 32));
+    json_object_set_new(rec, "hash", hex_json(nc.head, 32));
+    text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    put_be64(seqkey, seq);
+    rocksdb_writebatch_put_cf(b, db->cf[CF_EVENTS], (const char *)seqkey, 8, text, strlen(text));
+
+    nc.next_seq = seq + 1;
+    nc.st.blob_count += st.delta.blob_count;
+    nc.st.stored_bytes += st.delta.stored_bytes;
+    nc.st.artifact_count += st.delta.artifact_count;
+    nc.st.logical_bytes += st.delta.logical_bytes;
+    nc.st.event_count++;
+    if ((rc = batch_put(b, db, CF_META, "state", 5, rec_counters_encode(&nc, &clen), &clen)) != 0)
+        goto out;
+
+    rocksdb_write(db->db, db->wopts, b, &err);
+    if (err) {
+        rc = db_error("write batch", err);
+        goto out;
+    }
+    /* Only a durable batch moves the cached counters. */
+    db->ctr = nc;
+    *applied = true;
+out:
+    pthread_mutex_unlock(&db->apply_mu);
+    json_decref(st.details);
+    json_decref(rec);
+    free(canon);
+    free(text);
+    if (b)
+        rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+int repo_put_artifact(repo_db *db, const struct coord *c, const struct blob_digests *dig,
+                      const struct blob_blocks *blocks, const struct actor_ctx *who,
+                      struct artifact *out, int *created)
+{
+    const char *why;
+    bool applied = false;
+    int rc;
+    struct event ev = {.action = EV_ARTIFACT_PUT, .who = who};
+
+    *created = 0;
+    if (coord_repo_check(c->repo, strlen(c->repo), &why) ||
+        coord_segment_check(c->name, strlen(c->name), &why) ||
+        coord_segment_check(c->version, strlen(c->version), &why) ||
+        coord_path_check(c->path, strlen(c->path), &why)) {
+        LOG_W("index: refusing put of an invalid coordinate: %s", why);
+        rc = ARCA_E_INVALID;
+        goto out;
+    }
+    ev.u.put.c = c;
+    ev.u.put.dig = dig;
+    ev.u.put.blocks = blocks;
+    ev.u.put.out = out;
+    rc = apply(db, &ev, &applied);
+    if (rc == 0 && applied)
+        *created = 1;
+out:
+    return rc;
+}

@@ -1,0 +1,123 @@
+/*
+ * Internals shared by repo.c (open, reads, listings) and event.c (apply, the
+ * only writer).  Nothing outside storage/ includes this header: it is where
+ * RocksDB types live.  Unit tests include it to read the event log directly.
+ *
+ * Data layout (every key segment is a validated coordinate part, which never
+ * contains NUL, so '\0' separators keep prefix iteration in segment order):
+ *
+ *   cf         key                                      value
+ *   meta       "state"                                  JSON counters: next_seq, head, stats
+ *              "centre"                                 the centre id (bytes)
+ *   repos      repo                                     JSON {created_ms}
+ *   names      repo \0 name                             JSON {created_ms}
+ *   versions   repo \0 name \0 version                  JSON {created_ms, file_count, total_bytes}
+ *   vtime      repo \0 name \0 BE64(~created_ms) version  the same JSON as versions
+ *   artifacts  repo \0 name \0 version \0 path          JSON {sha256, sha1, md5, size,
+ *                                                         created_ms, created_by, event_seq}
+ *   blobs      sha256 (32 bytes)                        binary, see blob record below
+ *   sha1       sha1 (20 bytes)                          sha256 (32 bytes)
+ *   events     BE64(local seq)                          JSON event with prev and hash
+ */
+#ifndef ARCA_REPO_INT_H
+#define ARCA_REPO_INT_H
+
+#include "repo.h"
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum repo_cf {
+    CF_DEFAULT,
+    CF_META,
+    CF_REPOS,
+    CF_NAMES,
+    CF_VERSIONS,
+    CF_VTIME,
+    CF_ARTIFACTS,
+    CF_BLOBS,
+    CF_SHA1,
+    CF_EVENTS,
+    CF_COUNT
+};
+
+/* Longest key: repo, name, version and path with three separators, rounded up. */
+#define KEY_MAX 2048
+#define CENTRE_MAX 64
+
+/* The counters apply read-modify-writes; cached in memory, persisted in meta "state". */
+struct repo_counters {
+    uint64_t next_seq;   /* the local sequence number of the next event */
+    uint8_t head[32];    /* hash of the last event (zeros before the first) */
+    struct repo_stats st;
+};
+
+struct repo_db {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_column_family_handle_t **handles; /* every family opened, ours and unknown ones */
+    size_t nhandles;
+    rocksdb_column_family_handle_t *cf[CF_COUNT]; /* borrowed from handles */
+    bool readonly;
+    char centre[CENTRE_MAX + 1];
+
+    /* Serializes apply; guards ctr. */
+    pthread_mutex_t apply_mu;
+    struct repo_counters ctr;
+};
+
+/* Turns a RocksDB error string into ARCA_E_DB with a log line; frees err. */
+int db_error(const char *what, char *err);
+
+/*
+ * Point lookup.  0 with *val (free with rocksdb_free) and *vlen, ARCA_E_NOTFOUND,
+ * or ARCA_E_DB.  val may be NULL for an existence check.
+ */
+int db_get(repo_db *db, enum repo_cf cf, const char *key, size_t klen, char **val, size_t *vlen);
+
+/*
+ * Joins the given segments with '\0' separators into buf (KEY_MAX bytes); a
+ * trailing separator is added when trailing is true (a listing prefix).
+ * Segments must already be validated coordinate parts.  Returns the length.
+ */
+size_t key_make(char *buf, bool trailing, const char *a, const char *b, const char *c,
+                const char *d);
+
+void put_be64(uint8_t *p, uint64_t v);
+uint64_t get_be64(const uint8_t *p);
+
+/* Records (repo.c).  Encoders return malloc'd bytes (free()) or NULL on OOM. */
+char *rec_artifact_encode(const struct artifact *a, size_t *len);
+int rec_artifact_decode(const char *v, size_t len, struct artifact *a);
+char *rec_created_encode(uint64_t created_ms, size_t *len);
+int rec_created_decode(const char *v, size_t len, uint64_t *created_ms);
+char *rec_version_encode(uint64_t created_ms, uint64_t file_count, uint64_t total_bytes,
+                         size_t *len);
+int rec_version_decode(const char *v, size_t len, uint64_t *created_ms, uint64_t *file_count,
+                       uint64_t *total_bytes);
+/* Blob record: 0x01, sha1[20], md5[16], BE64 size, BE32 count, count x BE64 sums. */
+char *rec_blob_encode(const struct blob_digests *dig, const struct blob_blocks *blocks,
+                      size_t *len);
+/* blocks may be NULL; dig->sha256 is not touched (it is the key). */
+int rec_blob_decode(const char *v, size_t len, struct blob_digests *dig,
+                    struct blob_blocks *blocks);
+char *rec_counters_encode(const struct repo_counters *c, size_t *len);
+
+/* Builds the vtime key for a version created at created_ms. */
+size_t vtime_key(char *buf, const char *repo, const char *name, uint64_t created_ms,
+                 const char *version);
+
+/*
+ * Reads the event with local sequence seq as its stored JSON text (malloc'd,
+ * NUL-terminated, the caller frees).  0, ARCA_E_NOTFOUND, ARCA_E_DB.  For the
+ * audit log and for tests of the hash chain.
+ */
+int event_read(repo_db *db, uint64_t seq, char **json);
+
+#endif

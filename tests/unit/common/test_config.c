@@ -1,0 +1,103 @@
+/* Unit tests for common/config.c: defaults, every error class, line numbers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "arca_err.h"
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *write_conf(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/arca-test-conf-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_defaults(void **state)
+{
+    struct arca_config c;
+    char err[256];
+    config_init_defaults(&c);
+    assert_string_equal(c.listen, "127.0.0.1:8080");
+    assert_string_equal(c.data_dir, "./arca-data");
+    assert_int_equal(c.max_header_bytes, 16384);
+    assert_int_equal(c.max_upload_bytes, 64ull << 30);
+    assert_true(c.verify_on_download);
+    assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+}
+
+static void test_load_good(void **state)
+{
+    struct arca_config c;
+    char err[256];
+    config_init_defaults(&c);
+    char *p = write_conf("; comment\n[server]\nlisten = 127.0.0.1:0\nmax_upload_bytes = 1M\n"
+                         "access_log = off\n[centre]\nid = eu-west_1\n");
+    assert_int_equal(config_load_file(&c, p, err, sizeof(err)), 0);
+    assert_string_equal(c.listen, "127.0.0.1:0");
+    assert_int_equal(c.max_upload_bytes, 1 << 20);
+    assert_false(c.access_log);
+    assert_string_equal(c.centre_id, "eu-west_1");
+    unlink(p);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+    struct arca_config c, before;
+    char err[256] = "";
+    config_init_defaults(&c);
+    before = c;
+    char *p = write_conf(text);
+    assert_int_equal(config_load_file(&c, p, err, sizeof(err)), ARCA_E_CONFIG);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+    /* Nothing is applied from a file that fails. */
+    assert_memory_equal(&c, &before, sizeof(c));
+    unlink(p);
+}
+
+static void test_errors_name_the_line(void **state)
+{
+    expect_error("[server]\nlisten = 1.2.3.4:5\nbogus = 1\n", ":3: unknown key 'bogus'");
+    expect_error("[nowhere]\nx = 1\n", ":2: unknown section [nowhere]");
+    expect_error("[server]\nworkers = many\n", ":2: server.workers: expected a whole number");
+    expect_error("[server]\nworkers = 65\n", ":2: server.workers: 65 is outside 0..64");
+    expect_error("[server]\nmax_header_bytes = 12X\n", ":2: server.max_header_bytes");
+    expect_error("[server]\naccess_log = maybe\n", ":2: server.access_log: expected true or false");
+    expect_error("[log]\nlevel = loud\n", "log.level");
+    expect_error("[centre]\nid = a b\n", "centre.id");
+    expect_error("[server]\nlisten = nocolon\n", "server.listen");
+    expect_error("this is not ini\n", ":1:");
+}
+
+static void test_missing_file(void **state)
+{
+    struct arca_config c;
+    char err[256];
+    config_init_defaults(&c);
+    assert_int_equal(config_load_file(&c, "/nonexistent/arca.conf", err, sizeof(err)),
+                     ARCA_E_CONFIG);
+    assert_non_null(strstr(err, "cannot open"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_load_good),
+        cmocka_unit_test(test_errors_name_the_line),
+        cmocka_unit_test(test_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

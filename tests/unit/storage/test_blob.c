@@ -1,0 +1,474 @@
+/* Unit tests for storage/blob.c against real files in a temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "arca_err.h"
+#include "blob.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MiB (1024u * 1024u)
+
+struct fixture {
+    char dir[64];
+    blob_store *bs;
+};
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/arca-blob-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    if (blob_store_open(f->dir, &f->bs) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    blob_store_free(f->bs);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static int count_entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static int tmp_count(struct fixture *f)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s/tmp", f->dir);
+    return count_entries(p);
+}
+
+static uint8_t *pattern(size_t len, uint32_t seed)
+{
+    uint8_t *b = malloc(len ? len : 1);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        b[i] = (uint8_t)x;
+    }
+    return b;
+}
+
+static void digest(const char *md, const void *buf, size_t len, uint8_t *out)
+{
+    EVP_MD *m = EVP_MD_fetch(NULL, md, NULL);
+    assert_non_null(m);
+    assert_int_equal(EVP_Digest(buf, len, out, NULL, m, NULL), 1);
+    EVP_MD_free(m);
+}
+
+/* Writes buf through a writer in chunks given by a cycling size list; md5 gets other chunks. */
+static void write_chunked(blob_writer *w, const uint8_t *buf, size_t len, const size_t *sizes,
+                          size_t nsizes)
+{
+    size_t off = 0, i = 0;
+    while (off < len) {
+        size_t n = sizes[i++ % nsizes];
+        if (n > len - off)
+            n = len - off;
+        assert_int_equal(blob_writer_write(w, buf + off, n), 0);
+        off += n;
+    }
+}
+
+static void md5_in(blob_writer *w, const uint8_t *buf, size_t len, size_t chunk)
+{
+    for (size_t off = 0; off < len; off += chunk)
+        blob_writer_md5(w, buf + off, len - off < chunk ? len - off : chunk);
+}
+
+/* Stores buf and returns its digests and blocks; checks them against one-shot hashes. */
+static void store(struct fixture *f, const uint8_t *buf, size_t len, const size_t *sizes,
+                  size_t nsizes, struct blob_digests *dig, struct blob_blocks *blocks)
+{
+    blob_writer *w = NULL;
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    write_chunked(w, buf, len, sizes, nsizes);
+    md5_in(w, buf, len, 777777);
+    assert_int_equal(blob_writer_finish(w, dig), 0);
+    blob_writer_take_blocks(w, blocks);
+    assert_int_equal(blob_writer_commit(w), 0);
+    blob_writer_free(w);
+
+    uint8_t sha256[32], sha1[20], md5[16];
+    digest("SHA256", buf, len, sha256);
+    digest("SHA1", buf, len, sha1);
+    digest("MD5", buf, len, md5);
+    assert_memory_equal(dig->sha256, sha256, 32);
+    assert_memory_equal(dig->sha1, sha1, 20);
+    assert_memory_equal(dig->md5, md5, 16);
+    assert_int_equal(dig->size, len);
+    assert_int_equal(blocks->count, (len + MiB - 1) / MiB);
+    for (uint32_t i = 0; i < blocks->count; i++) {
+        size_t off = (size_t)i * MiB, n = len - off < MiB ? len - off : MiB;
+        assert_true(blocks->sums[i] == blob_block_sum(buf + off, n));
+    }
+}
+
+static void test_known_vectors(void **state)
+{
+    struct fixture *f = *state;
+    blob_writer *w = NULL;
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    char hex[65];
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_write(w, "a", 1), 0);
+    assert_int_equal(blob_writer_write(w, "bc", 2), 0);
+    blob_writer_md5(w, "ab", 2);
+    blob_writer_md5(w, "c", 1);
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    blob_writer_take_blocks(w, &blocks);
+    hex_encode(dig.sha256, 32, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    hex_encode(dig.sha1, 20, hex);
+    assert_string_equal(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    hex_encode(dig.md5, 16, hex);
+    assert_string_equal(hex, "900150983cd24fb0d6963f7d28e17f72");
+    assert_int_equal(dig.size, 3);
+    assert_int_equal(blocks.count, 1);
+    assert_true(blocks.sums[0] == blob_block_sum("abc", 3));
+    assert_int_equal(blob_writer_commit(w), 0);
+    blob_writer_free(w);
+
+    char path[PATH_MAX], want[PATH_MAX];
+    assert_int_equal(blob_store_path(f->bs, dig.sha256, path, sizeof(path)), 0);
+    snprintf(want, sizeof(want), "%s/ba/78/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+             f->dir);
+    assert_string_equal(path, want);
+    assert_int_equal(blob_store_path(f->bs, dig.sha256, path, 20), -ENAMETOOLONG);
+    int fd = -1;
+    uint64_t size = 0;
+    char got[4] = {0};
+    assert_int_equal(blob_open(f->bs, dig.sha256, &fd, &size), 0);
+    assert_int_equal(size, 3);
+    assert_int_equal(read(fd, got, 3), 3);
+    assert_string_equal(got, "abc");
+    close(fd);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+    assert_int_equal(tmp_count(f), 0);
+    blob_blocks_cleanup(&blocks);
+}
+
+static void test_chunking(void **state)
+{
+    struct fixture *f = *state;
+    size_t len = 3 * MiB + 12345;
+    uint8_t *buf = pattern(len, 7);
+    static const size_t one_shot[] = {SIZE_MAX};
+    static const size_t ones[] = {1};
+    static const size_t odd[] = {1, MiB - 1, 3, MiB + 7, 65536, 2 * MiB - 5};
+    static const size_t exact[] = {MiB};
+    const struct {
+        const size_t *s;
+        size_t n;
+    } plans[] = {{one_shot, 1}, {odd, 6}, {exact, 1}};
+    struct blob_digests first;
+    for (size_t p = 0; p < sizeof(plans) / sizeof(plans[0]); p++) {
+        struct blob_digests dig;
+        struct blob_blocks blocks = {0};
+        store(f, buf, len, plans[p].s, plans[p].n, &dig, &blocks);
+        if (p == 0)
+            first = dig;
+        assert_memory_equal(dig.sha256, first.sha256, 32);
+        assert_memory_equal(dig.sha1, first.sha1, 20);
+        assert_memory_equal(dig.md5, first.md5, 16);
+        assert_int_equal(dig.size, first.size);
+        blob_blocks_cleanup(&blocks);
+    }
+    /* 1-byte writes across a block boundary (a smaller blob keeps the test quick). */
+    size_t small = MiB + 100;
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    store(f, buf, small, ones, 1, &dig, &blocks);
+    assert_int_equal(blocks.count, 2);
+    blob_blocks_cleanup(&blocks);
+    free(buf);
+}
+
+struct md5_job {
+    blob_writer *w;
+    const uint8_t *buf;
+    size_t len;
+};
+
+static void *md5_thread(void *arg)
+{
+    struct md5_job *j = arg;
+    md5_in(j->w, j->buf, j->len, 4096);
+    return NULL;
+}
+
+/* MD5 on a second thread beside write(): the digests still match. */
+static void test_md5_concurrent(void **state)
+{
+    struct fixture *f = *state;
+    size_t len = 2 * MiB + 3;
+    uint8_t *buf = pattern(len, 11);
+    blob_writer *w = NULL;
+    struct blob_digests dig;
+    uint8_t md5[16];
+    pthread_t t;
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    struct md5_job j = {w, buf, len};
+    assert_int_equal(pthread_create(&t, NULL, md5_thread, &j), 0);
+    static const size_t sizes[] = {65536};
+    write_chunked(w, buf, len, sizes, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    digest("MD5", buf, len, md5);
+    assert_memory_equal(dig.md5, md5, 16);
+    blob_writer_free(w);
+    free(buf);
+    assert_int_equal(tmp_count(f), 0);
+}
+
+static void test_dedup(void **state)
+{
+    struct fixture *f = *state;
+    size_t len = 5000;
+    uint8_t *buf = pattern(len, 3);
+    static const size_t sizes[] = {100};
+    struct blob_digests d1, d2;
+    struct blob_blocks b1 = {0}, b2 = {0};
+    store(f, buf, len, sizes, 1, &d1, &b1);
+    store(f, buf, len, sizes, 1, &d2, &b2);
+    assert_memory_equal(d1.sha256, d2.sha256, 32);
+    char hex[65], shard[PATH_MAX];
+    hex_encode(d1.sha256, 32, hex);
+    snprintf(shard, sizeof(shard), "%s/%.2s/%.2s", f->dir, hex, hex + 2);
+    assert_int_equal(count_entries(shard), 1);
+    assert_int_equal(tmp_count(f), 0);
+    assert_int_equal(blob_verify(f->bs, &d1, &b1), 0);
+    blob_blocks_cleanup(&b1);
+    blob_blocks_cleanup(&b2);
+    free(buf);
+}
+
+static void test_abort(void **state)
+{
+    struct fixture *f = *state;
+    blob_writer *w = NULL;
+    struct blob_digests dig;
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_write(w, "partial", 7), 0);
+    assert_int_equal(tmp_count(f), 1);
+    blob_writer_free(w);
+    assert_int_equal(tmp_count(f), 0);
+
+    /* Finished but never committed: still removed, and nothing was stored. */
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_write(w, "partial", 7), 0);
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    blob_writer_free(w);
+    assert_int_equal(tmp_count(f), 0);
+    int fd = -1;
+    assert_int_equal(blob_open(f->bs, dig.sha256, &fd, NULL), -ENOENT);
+    blob_writer_free(NULL);
+}
+
+static void test_startup_cleans_tmp(void **state)
+{
+    struct fixture *f = *state;
+    char p[PATH_MAX];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/tmp/leftover%d", f->dir, i);
+        int fd = open(p, O_CREAT | O_WRONLY, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "x", 1), 1);
+        close(fd);
+    }
+    assert_int_equal(tmp_count(f), 3);
+    blob_store_free(f->bs);
+    f->bs = NULL;
+    assert_int_equal(blob_store_open(f->dir, &f->bs), 0);
+    assert_int_equal(tmp_count(f), 0);
+}
+
+/* A read-only store (arcad verify beside a server) reads blobs and changes nothing. */
+static void test_readonly_store(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {SIZE_MAX};
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    const uint8_t data[] = "read me";
+    store(f, data, sizeof(data), sizes, 1, &dig, &blocks);
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/tmp/in-flight", f->dir);
+    int fd = open(p, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+
+    blob_store *ro = NULL;
+    blob_writer *w = NULL;
+    assert_int_equal(blob_store_open_readonly(f->dir, &ro), 0);
+    assert_int_equal(tmp_count(f), 1); /* another process's upload is left alone */
+    assert_int_equal(blob_verify(ro, &dig, &blocks), 0);
+    assert_int_equal(blob_writer_new(ro, &w), -EROFS);
+    assert_null(w);
+    blob_store_free(ro);
+    blob_blocks_cleanup(&blocks);
+
+    snprintf(p, sizeof(p), "%s/missing", f->dir);
+    assert_int_equal(blob_store_open_readonly(p, &ro), -ENOENT);
+    assert_null(ro);
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    uint8_t b;
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= 0x01;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+static void test_corruption(void **state)
+{
+    struct fixture *f = *state;
+    size_t len = 2 * MiB + MiB / 2;
+    uint8_t *buf = pattern(len, 5);
+    static const size_t sizes[] = {SIZE_MAX};
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    char path[PATH_MAX];
+    void *scratch = malloc(BLOB_BLOCK_SIZE);
+    int fd = -1;
+    uint64_t size = 0;
+    store(f, buf, len, sizes, 1, &dig, &blocks);
+    assert_int_equal(blocks.count, 3);
+    assert_int_equal(blob_store_path(f->bs, dig.sha256, path, sizeof(path)), 0);
+
+    assert_int_equal(blob_open(f->bs, dig.sha256, &fd, &size), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(blob_check_block(fd, size, &blocks, i, scratch), 0);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+
+    /* A flipped byte in block 1 is caught by that block and by verify only. */
+    flip_byte(path, MiB + 4242);
+    assert_int_equal(blob_check_block(fd, size, &blocks, 0, scratch), 0);
+    assert_int_equal(blob_check_block(fd, size, &blocks, 1, scratch), ARCA_E_CORRUPT);
+    assert_int_equal(blob_check_block(fd, size, &blocks, 2, scratch), 0);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), ARCA_E_CORRUPT);
+    assert_int_equal(blob_verify(f->bs, &dig, NULL), ARCA_E_CORRUPT); /* SHA-256 alone */
+    flip_byte(path, MiB + 4242);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+
+    /* Truncation: the last block comes up short. */
+    assert_int_equal(truncate(path, (off_t)len - 10), 0);
+    assert_int_equal(blob_check_block(fd, size, &blocks, 2, scratch), ARCA_E_CORRUPT);
+    assert_int_equal(blob_check_block(fd, size, &blocks, 0, scratch), 0);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), ARCA_E_CORRUPT);
+    /* An index entry out of range or with the wrong block count is corrupt too. */
+    assert_int_equal(blob_check_block(fd, size, &blocks, 3, scratch), ARCA_E_CORRUPT);
+    close(fd);
+
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), -ENOENT);
+    blob_blocks_cleanup(&blocks);
+    free(scratch);
+    free(buf);
+}
+
+static void test_empty_blob(void **state)
+{
+    struct fixture *f = *state;
+    blob_writer *w = NULL;
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    char hex[65];
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_write(w, "", 0), 0);
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    blob_writer_take_blocks(w, &blocks);
+    assert_int_equal(blob_writer_commit(w), 0);
+    blob_writer_free(w);
+    hex_encode(dig.sha256, 32, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    hex_encode(dig.md5, 16, hex);
+    assert_string_equal(hex, "d41d8cd98f00b204e9800998ecf8427e");
+    assert_int_equal(dig.size, 0);
+    assert_int_equal(blocks.count, 0);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+    blob_blocks_cleanup(&blocks);
+    blob_blocks_cleanup(&blocks); /* idempotent */
+}
+
+static void test_misuse(void **state)
+{
+    struct fixture *f = *state;
+    blob_writer *w = NULL;
+    struct blob_digests dig;
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_commit(w), -EINVAL); /* not finished */
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    assert_int_equal(blob_writer_write(w, "x", 1), -EINVAL);
+    assert_int_equal(blob_writer_finish(w, &dig), -EINVAL);
+    assert_int_equal(blob_writer_commit(w), 0);
+    assert_int_equal(blob_writer_commit(w), -EINVAL);
+    blob_writer_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_known_vectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunking, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_md5_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_startup_cleans_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,667 @@
+/*
+ * Unit tests for storage/repo.c and event.c against a real RocksDB in a
+ * temporary directory.  The event log is read through repo_int.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "arca_err.h"
+#include "repo.h"
+#include "repo_int.h"
+#include "util.h"
+
+#include <ftw.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct fixture {
+    char dir[64];
+    repo_db *db;
+};
+
+static const struct actor_ctx who = {"token:ci", "127.0.0.1:5555", "req-1"};
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/arca-repo-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    if (repo_db_open(f->dir, "dc1", &f->db) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    repo_db_free(f->db);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Digests and block sums of a small in-memory content (one block). */
+struct content {
+    struct blob_digests dig;
+    uint64_t sum;
+    struct blob_blocks blocks;
+};
+
+static void make_content(struct content *ct, const char *s)
+{
+    size_t len = strlen(s);
+    memset(ct, 0, sizeof(*ct));
+    EVP_Digest(s, len, ct->dig.sha256, NULL, EVP_sha256(), NULL);
+    EVP_Digest(s, len, ct->dig.sha1, NULL, EVP_sha1(), NULL);
+    EVP_Digest(s, len, ct->dig.md5, NULL, EVP_md5(), NULL);
+    ct->dig.size = len;
+    ct->sum = blob_block_sum(s, len);
+    ct->blocks.count = len ? 1 : 0;
+    ct->blocks.sums = &ct->sum;
+}
+
+/* Field by field: the structs have padding. */
+static void assert_dig_equal(const struct blob_digests *a, const struct blob_digests *b)
+{
+    assert_memory_equal(a->sha256, b->sha256, 32);
+    assert_memory_equal(a->sha1, b->sha1, 20);
+    assert_memory_equal(a->md5, b->md5, 16);
+    assert_int_equal(a->size, b->size);
+}
+
+static void assert_artifact_equal(const struct artifact *a, const struct artifact *b)
+{
+    assert_memory_equal(&a->coord, &b->coord, sizeof(a->coord));
+    assert_dig_equal(&a->dig, &b->dig);
+    assert_int_equal(a->created_ms, b->created_ms);
+    assert_string_equal(a->created_by, b->created_by);
+    assert_int_equal(a->event_seq, b->event_seq);
+}
+
+static struct coord C(const char *repo, const char *name, const char *version, const char *path)
+{
+    struct coord c;
+    const char *why;
+    assert_int_equal(coord_set(&c, repo, name, version, path, &why), 0);
+    return c;
+}
+
+static int put(repo_db *db, struct coord c, const char *content, struct artifact *out,
+               int *created)
+{
+    struct content ct;
+    make_content(&ct, content);
+    return repo_put_artifact(db, &c, &ct.dig, &ct.blocks, &who, out, created);
+}
+
+static void put_new(repo_db *db, struct coord c, const char *content)
+{
+    struct artifact a;
+    int created = -1;
+    assert_int_equal(put(db, c, content, &a, &created), 0);
+    assert_int_equal(created, 1);
+}
+
+static void test_put_get(void **state)
+{
+    struct fixture *f = *state;
+    struct artifact a, g;
+    int created = -1;
+    struct content ct;
+    struct coord c = C("libs", "app", "1.0", "bin/app.tar.gz");
+    make_content(&ct, "hello");
+    assert_int_equal(repo_get_artifact(f->db, &c, &g), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_put_artifact(f->db, &c, &ct.dig, &ct.blocks, &who, &a, &created), 0);
+    assert_int_equal(created, 1);
+    assert_dig_equal(&a.dig, &ct.dig);
+    assert_string_equal(a.created_by, "token:ci");
+    assert_int_equal(a.event_seq, 1);
+    assert_true(a.created_ms > 0);
+
+    assert_int_equal(repo_get_artifact(f->db, &c, &g), 0);
+    assert_memory_equal(&g.coord, &c, sizeof(c));
+    assert_dig_equal(&g.dig, &ct.dig);
+    assert_int_equal(g.created_ms, a.created_ms);
+    assert_string_equal(g.created_by, "token:ci");
+    assert_int_equal(g.event_seq, 1);
+
+    struct blob_digests d;
+    struct blob_blocks b = {0};
+    assert_int_equal(repo_get_blob(f->db, ct.dig.sha256, &d, &b), 0);
+    assert_dig_equal(&d, &ct.dig);
+    assert_int_equal(b.count, 1);
+    assert_true(b.sums[0] == ct.sum);
+    blob_blocks_cleanup(&b);
+    assert_int_equal(repo_get_blob(f->db, ct.dig.sha256, &d, NULL), 0);
+
+    uint8_t sha256[32];
+    assert_int_equal(repo_find_sha1(f->db, ct.dig.sha1, sha256), 0);
+    assert_memory_equal(sha256, ct.dig.sha256, 32);
+    uint8_t zero[32] = {0};
+    assert_int_equal(repo_find_sha1(f->db, zero, sha256), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_get_blob(f->db, zero, &d, NULL), ARCA_E_NOTFOUND);
+
+    assert_int_equal(repo_repo_exists(f->db, "libs"), 0);
+    assert_int_equal(repo_repo_exists(f->db, "nope"), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_repo_exists(f->db, "../x"), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_name_exists(f->db, "libs", "app"), 0);
+    assert_int_equal(repo_name_exists(f->db, "libs", "ap"), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_version_exists(f->db, "libs", "app", "1.0"), 0);
+    assert_int_equal(repo_version_exists(f->db, "libs", "app", "1"), ARCA_E_NOTFOUND);
+
+    struct coord other = C("libs", "app", "1.0", "bin");
+    assert_int_equal(repo_get_artifact(f->db, &other, &g), ARCA_E_NOTFOUND);
+}
+
+static void test_idempotent_and_conflict(void **state)
+{
+    struct fixture *f = *state;
+    struct artifact a, b;
+    int created = -1;
+    struct repo_stats st;
+    struct coord c = C("libs", "app", "1.0", "a.txt");
+    assert_int_equal(put(f->db, c, "one", &a, &created), 0);
+    assert_int_equal(created, 1);
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+    assert_int_equal(st.event_count, 1);
+
+    assert_int_equal(put(f->db, c, "one", &b, &created), 0);
+    assert_int_equal(created, 0);
+    assert_artifact_equal(&a, &b);
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+    assert_int_equal(st.event_count, 1);
+    assert_int_equal(st.artifact_count, 1);
+
+    created = -1;
+    assert_int_equal(put(f->db, c, "two", &b, &created), ARCA_E_CONFLICT);
+    assert_int_equal(created, 0);
+    assert_memory_equal(b.dig.sha256, a.dig.sha256, 32);
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+    assert_int_equal(st.event_count, 1);
+    /* The loser's content was not indexed. */
+    struct content two;
+    struct blob_digests d;
+    make_content(&two, "two");
+    assert_int_equal(repo_get_blob(f->db, two.dig.sha256, &d, NULL), ARCA_E_NOTFOUND);
+}
+
+static void test_stats_and_dedup(void **state)
+{
+    struct fixture *f = *state;
+    struct repo_stats st;
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+    assert_int_equal(st.blob_count, 0);
+    assert_int_equal(st.event_count, 0);
+    put_new(f->db, C("libs", "app", "1.0", "a"), "same-bytes");
+    put_new(f->db, C("other", "lib", "2", "b/c"), "same-bytes");
+    put_new(f->db, C("other", "lib", "2", "empty"), "");
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+    assert_int_equal(st.blob_count, 2);
+    assert_int_equal(st.stored_bytes, 10);
+    assert_int_equal(st.artifact_count, 3);
+    assert_int_equal(st.logical_bytes, 20);
+    assert_int_equal(st.event_count, 3);
+}
+
+static void test_checksum_deploy(void **state)
+{
+    struct fixture *f = *state;
+    struct artifact a;
+    int created = -1;
+    struct content ct;
+    struct coord c1 = C("libs", "app", "1", "x"), c2 = C("libs", "app", "1", "y");
+    make_content(&ct, "deploy-me");
+    /* Unknown content without block sums: nothing names it. */
+    assert_int_equal(repo_put_artifact(f->db, &c1, &ct.dig, NULL, &who, &a, &created),
+                     ARCA_E_NOTFOUND);
+    /* Block sums that cannot belong to the size. */
+    struct blob_blocks bad = {0, NULL};
+    assert_int_equal(repo_put_artifact(f->db, &c1, &ct.dig, &bad, &who, &a, &created),
+                     ARCA_E_INVALID);
+    assert_int_equal(repo_put_artifact(f->db, &c1, &ct.dig, &ct.blocks, &who, &a, &created), 0);
+    /* Known content by SHA-256 only: the index's digests fill the rest. */
+    struct blob_digests only = {0};
+    memcpy(only.sha256, ct.dig.sha256, 32);
+    assert_int_equal(repo_put_artifact(f->db, &c2, &only, NULL, NULL, &a, &created), 0);
+    assert_int_equal(created, 1);
+    assert_dig_equal(&a.dig, &ct.dig);
+    assert_string_equal(a.created_by, "");
+    /* An invalid coordinate never reaches the index. */
+    struct coord badc = c1;
+    strcpy(badc.path, "../etc/passwd");
+    assert_int_equal(repo_put_artifact(f->db, &badc, &ct.dig, &ct.blocks, &who, &a, &created),
+                     ARCA_E_INVALID);
+}
+
+/* ---- listings ---- */
+
+struct collect {
+    char items[16][64];
+    uint64_t extra[16];
+    int n;
+    int stop_at;
+};
+
+static int cb_repo(void *arg, const struct repo_entry *e)
+{
+    struct collect *c = arg;
+    assert_true(e->created_ms > 0);
+    snprintf(c->items[c->n++], 64, "%s", e->repo);
+    return c->n == c->stop_at ? 42 : 0;
+}
+
+static int cb_name(void *arg, const struct name_entry *e)
+{
+    struct collect *c = arg;
+    assert_true(e->created_ms > 0);
+    snprintf(c->items[c->n++], 64, "%s", e->name);
+    return 0;
+}
+
+static int cb_version(void *arg, const struct version_entry *e)
+{
+    struct collect *c = arg;
+    c->extra[c->n] = e->file_count * 1000 + e->total_bytes;
+    snprintf(c->items[c->n++], 64, "%s", e->version);
+    return 0;
+}
+
+static int cb_file(void *arg, const struct artifact *a)
+{
+    struct collect *c = arg;
+    c->extra[c->n] = a->dig.size;
+    char full[2048];
+    snprintf(full, sizeof(full), "%s/%s/%s/%s", a->coord.repo, a->coord.name, a->coord.version,
+             a->coord.path);
+    snprintf(c->items[c->n++], 64, "%.63s", full);
+    return 0;
+}
+
+static void test_list_repos_names_files(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const repos[] = {"r1", "r2", "r3", "r4", "r5"};
+    for (int i = 4; i >= 0; i--)
+        put_new(f->db, C(repos[i], "n", "1", "f"), repos[i]);
+    static const char *const names[] = {"a", "a-b", "a.b", "b", "\xc3\xa9"};
+    for (int i = 0; i < 5; i++)
+        put_new(f->db, C("r1", names[i], "1", "f"), names[i]);
+    static const char *const files[] = {"a", "a/b", "a/b/c", "b", "z.txt"};
+    for (int i = 0; i < 5; i++)
+        put_new(f->db, C("r2", "lib", "1", files[i]), files[i]);
+
+    char next[REPO_CURSOR_MAX], cur[REPO_CURSOR_MAX];
+    struct collect c = {0};
+
+    /* Repos: pages of 2, 2, 1. */
+    cur[0] = '\0';
+    int pages = 0;
+    do {
+        assert_int_equal(repo_list_repos(f->db, cur, 2, cb_repo, &c, next), 0);
+        strcpy(cur, next);
+        pages++;
+    } while (cur[0]);
+    assert_int_equal(pages, 3);
+    assert_int_equal(c.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(c.items[i], repos[i]);
+
+    /* A page that ends exactly at the last item says there is no more. */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(repo_list_repos(f->db, NULL, 5, cb_repo, &c, next), 0);
+    assert_string_equal(next, "");
+    assert_int_equal(c.n, 5);
+
+    /* A callback's non-zero return stops the walk and is returned. */
+    memset(&c, 0, sizeof(c));
+    c.stop_at = 2;
+    assert_int_equal(repo_list_repos(f->db, NULL, 10, cb_repo, &c, next), 42);
+    assert_int_equal(c.n, 2);
+
+    /* Names within r1 only, in byte order, pages of 2. */
+    memset(&c, 0, sizeof(c));
+    cur[0] = '\0';
+    pages = 0;
+    do {
+        assert_int_equal(repo_list_names(f->db, "r1", cur, 2, cb_name, &c, next), 0);
+        strcpy(cur, next);
+        pages++;
+    } while (cur[0]);
+    assert_int_equal(pages, 3);
+    assert_int_equal(c.n, 6); /* the five names and "n" */
+    static const char *const want_names[] = {"a", "a-b", "a.b", "b", "n", "\xc3\xa9"};
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(c.items[i], want_names[i]);
+
+    /* Files by path, pages of 2. */
+    memset(&c, 0, sizeof(c));
+    cur[0] = '\0';
+    pages = 0;
+    do {
+        assert_int_equal(repo_list_files(f->db, "r2", "lib", "1", cur, 2, cb_file, &c, next), 0);
+        strcpy(cur, next);
+        pages++;
+    } while (cur[0]);
+    assert_int_equal(pages, 3);
+    assert_int_equal(c.n, 5);
+    for (int i = 0; i < 5; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "r2/lib/1/%s", files[i]);
+        assert_string_equal(c.items[i], want);
+        assert_int_equal(c.extra[i], strlen(files[i]));
+    }
+
+    /* Empty listings. */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(repo_list_files(f->db, "r2", "lib", "2", NULL, 2, cb_file, &c, next), 0);
+    assert_int_equal(c.n, 0);
+    assert_string_equal(next, "");
+    assert_int_equal(repo_list_names(f->db, "r9", "", 2, cb_name, &c, next), 0);
+    assert_int_equal(c.n, 0);
+}
+
+static void test_list_versions(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const versions[] = {"1.0", "1.1", "2.0", "10.0", "0.9"};
+    for (int i = 0; i < 5; i++) {
+        put_new(f->db, C("libs", "app", versions[i], "a"), "aa");
+        usleep(3000); /* distinct creation milliseconds */
+    }
+    put_new(f->db, C("libs", "app", "1.1", "b"), "bbbb");
+    put_new(f->db, C("libs", "other", "9", "a"), "aa");
+
+    char next[REPO_CURSOR_MAX], cur[REPO_CURSOR_MAX];
+    struct collect c = {0};
+    cur[0] = '\0';
+    int pages = 0;
+    do {
+        assert_int_equal(repo_list_versions(f->db, "libs", "app", cur, 2, cb_version, &c, next),
+                         0);
+        strcpy(cur, next);
+        pages++;
+    } while (cur[0]);
+    assert_int_equal(pages, 3);
+    assert_int_equal(c.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(c.items[i], versions[4 - i]); /* newest first */
+    assert_int_equal(c.extra[3], 2 * 1000 + 6);          /* 1.1: two files, 6 bytes */
+    assert_int_equal(c.extra[0], 1 * 1000 + 2);
+}
+
+static void test_bad_cursors(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 3; i++) {
+        char p[8];
+        snprintf(p, sizeof(p), "f%d", i);
+        put_new(f->db, C("r", "n", "1", p), p);
+    }
+    char next[REPO_CURSOR_MAX];
+    struct collect c = {0};
+    assert_int_equal(repo_list_files(f->db, "r", "n", "1", NULL, 1, cb_file, &c, next), 0);
+    assert_true(next[0] == 'f');
+    char good[REPO_CURSOR_MAX];
+    strcpy(good, next);
+
+    static const char *const bad[] = {"zz", "f", "f0", "fzz", "f616", "n6630", "r00", "v6630",
+                                      "f6600"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(repo_list_files(f->db, "r", "n", "1", bad[i], 1, cb_file, &c, next),
+                         ARCA_E_INVALID);
+    /* A cursor from a names listing is refused by a files listing and vice versa. */
+    assert_int_equal(repo_list_names(f->db, "r", good, 1, cb_name, &c, next), ARCA_E_INVALID);
+    assert_int_equal(repo_list_versions(f->db, "r", "n", good, 1, cb_version, &c, next),
+                     ARCA_E_INVALID);
+    assert_int_equal(repo_list_repos(f->db, good, 1, cb_repo, &c, next), ARCA_E_INVALID);
+    /* Over-long cursor. */
+    char *huge = malloc(REPO_CURSOR_MAX + 10);
+    memset(huge, 'a', REPO_CURSOR_MAX + 9);
+    huge[0] = 'f';
+    huge[REPO_CURSOR_MAX + 9] = '\0';
+    assert_int_equal(repo_list_files(f->db, "r", "n", "1", huge, 1, cb_file, &c, next),
+                     ARCA_E_INVALID);
+    free(huge);
+    /* Invalid parents. */
+    assert_int_equal(repo_list_names(f->db, "..", NULL, 1, cb_name, &c, next), ARCA_E_INVALID);
+    assert_int_equal(repo_list_files(f->db, "r", "n", "..", NULL, 1, cb_file, &c, next),
+                     ARCA_E_INVALID);
+    /* The good cursor still works. */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(repo_list_files(f->db, "r", "n", "1", good, 5, cb_file, &c, next), 0);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.items[0], "r/n/1/f1");
+}
+
+/* ---- the event log ---- */
+
+static void check_chain(repo_db *db, uint64_t expect_events)
+{
+    uint8_t prev[32] = {0};
+    for (uint64_t seq = 1; seq <= expect_events; seq++) {
+        char *text = NULL;
+        assert_int_equal(event_read(db, seq, &text), 0);
+        json_error_t e;
+        json_t *ev = json_loads(text, 0, &e);
+        assert_non_null(ev);
+        assert_int_equal(json_integer_value(json_object_get(ev, "seq")), seq);
+        assert_int_equal(json_integer_value(json_object_get(ev, "origin_seq")), seq);
+        assert_string_equal(json_string_value(json_object_get(ev, "origin")), "dc1");
+        assert_string_equal(json_string_value(json_object_get(ev, "action")), "artifact.put");
+        assert_true(json_integer_value(json_object_get(ev, "hlc")) > 0);
+        assert_non_null(json_object_get(json_object_get(ev, "details"), "sha256"));
+
+        uint8_t p[32], h[32], want[32];
+        const char *ph = json_string_value(json_object_get(ev, "prev"));
+        const char *hh = json_string_value(json_object_get(ev, "hash"));
+        assert_non_null(ph);
+        assert_non_null(hh);
+        assert_int_equal(hex_decode(ph, strlen(ph), p, 32), 0);
+        assert_int_equal(hex_decode(hh, strlen(hh), h, 32), 0);
+        assert_memory_equal(p, prev, 32); /* links to the previous event */
+
+        json_object_del(ev, "prev");
+        json_object_del(ev, "hash");
+        char *canon = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        EVP_DigestUpdate(ctx, p, 32);
+        EVP_DigestUpdate(ctx, canon, strlen(canon));
+        EVP_DigestFinal_ex(ctx, want, NULL);
+        EVP_MD_CTX_free(ctx);
+        assert_memory_equal(h, want, 32); /* the hash covers the event */
+        memcpy(prev, h, 32);
+        free(canon);
+        json_decref(ev);
+        free(text);
+    }
+    char *text = NULL;
+    assert_int_equal(event_read(db, expect_events + 1, &text), ARCA_E_NOTFOUND);
+}
+
+static void test_event_chain(void **state)
+{
+    struct fixture *f = *state;
+    struct artifact a;
+    int created;
+    put_new(f->db, C("libs", "app", "1", "a"), "a");
+    put_new(f->db, C("libs", "app", "1", "b"), "b");
+    assert_int_equal(put(f->db, C("libs", "app", "1", "b"), "b", &a, &created), 0); /* no event */
+    put_new(f->db, C("libs", "app", "2", "a"), "a");
+    check_chain(f->db, 3);
+
+    char *text = NULL;
+    assert_int_equal(event_read(f->db, 2, &text), 0);
+    json_t *ev = json_loads(text, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(ev, "subject")), "libs/app/1/b");
+    assert_string_equal(json_string_value(json_object_get(ev, "actor")), "token:ci");
+    assert_string_equal(json_string_value(json_object_get(ev, "request_id")), "req-1");
+    json_decref(ev);
+    free(text);
+}
+
+static void test_reopen_and_readonly(void **state)
+{
+    struct fixture *f = *state;
+    struct artifact a;
+    struct repo_stats st, st2;
+    put_new(f->db, C("libs", "app", "1", "a"), "first");
+    put_new(f->db, C("libs", "app", "1", "b"), "first");
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+
+    /* A read-only open beside the writer sees what was written. */
+    repo_db *ro = NULL;
+    assert_int_equal(repo_db_open_readonly(f->dir, &ro), 0);
+    struct coord ca = C("libs", "app", "1", "a");
+    assert_int_equal(repo_get_artifact(ro, &ca, &a), 0);
+    assert_int_equal(repo_get_stats(ro, &st2), 0);
+    assert_memory_equal(&st, &st2, sizeof(st));
+    int created = -1;
+    assert_int_equal(put(ro, C("libs", "app", "1", "c"), "x", &a, &created), ARCA_E_DB);
+    repo_db_free(ro);
+
+    /* Reopen: everything persisted, the chain continues. */
+    repo_db_free(f->db);
+    f->db = NULL;
+    assert_int_equal(repo_db_open(f->dir, "dc2", &f->db), ARCA_E_CONFIG);
+    assert_null(f->db);
+    assert_int_equal(repo_db_open(f->dir, "dc1", &f->db), 0);
+    assert_int_equal(repo_get_artifact(f->db, &ca, &a), 0);
+    assert_int_equal(repo_get_stats(f->db, &st2), 0);
+    assert_memory_equal(&st, &st2, sizeof(st));
+    assert_int_equal(repo_version_exists(f->db, "libs", "app", "1"), 0);
+    put_new(f->db, C("libs", "app", "2", "a"), "second");
+    check_chain(f->db, 3);
+    assert_int_equal(repo_get_stats(f->db, &st2), 0);
+    assert_int_equal(st2.event_count, 3);
+    assert_int_equal(st2.blob_count, 2);
+
+    repo_db *none = NULL;
+    assert_int_equal(repo_db_open_readonly("/nonexistent/arca-index", &none), ARCA_E_DB);
+    assert_null(none);
+}
+
+struct walk_ctx {
+    int n;
+    uint8_t last[32];
+};
+
+static int cb_walk(void *arg, const struct blob_digests *dig, const struct blob_blocks *blocks)
+{
+    struct walk_ctx *w = arg;
+    if (w->n > 0)
+        assert_true(memcmp(w->last, dig->sha256, 32) < 0);
+    memcpy(w->last, dig->sha256, 32);
+    assert_int_equal(blocks->count, dig->size ? 1 : 0);
+    w->n++;
+    return 0;
+}
+
+static void test_walk_blobs(void **state)
+{
+    struct fixture *f = *state;
+    put_new(f->db, C("r", "n", "1", "a"), "x");
+    put_new(f->db, C("r", "n", "1", "b"), "y");
+    put_new(f->db, C("r", "n", "1", "c"), "x");
+    put_new(f->db, C("r", "n", "1", "d"), "");
+    struct walk_ctx w = {0};
+    assert_int_equal(repo_walk_blobs(f->db, cb_walk, &w), 0);
+    assert_int_equal(w.n, 3);
+}
+
+/* ---- concurrency ---- */
+
+struct racer {
+    repo_db *db;
+    int idx;
+    int rc;
+    int created;
+    struct artifact out;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    struct content ct;
+    struct coord c;
+    const char *why;
+    coord_set(&c, "libs", "app", "1", "race.bin", &why);
+    make_content(&ct, r->idx % 2 ? "content-odd" : "content-even");
+    r->rc = repo_put_artifact(r->db, &c, &ct.dig, &ct.blocks, &who, &r->out, &r->created);
+    return NULL;
+}
+
+static void test_concurrent_puts(void **state)
+{
+    struct fixture *f = *state;
+    struct racer r[8];
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (struct racer){.db = f->db, .idx = i, .created = -1};
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    int winners = 0, winner = -1;
+    for (int i = 0; i < 8; i++) {
+        if (r[i].rc == 0 && r[i].created == 1) {
+            winners++;
+            winner = i;
+        }
+    }
+    assert_int_equal(winners, 1);
+    for (int i = 0; i < 8; i++) {
+        if (i == winner)
+            continue;
+        assert_memory_equal(r[i].out.dig.sha256, r[winner].out.dig.sha256, 32);
+        if (i % 2 == winner % 2) {
+            assert_int_equal(r[i].rc, 0);
+            assert_int_equal(r[i].created, 0);
+        } else {
+            assert_int_equal(r[i].rc, ARCA_E_CONFLICT);
+        }
+    }
+    struct repo_stats st;
+    assert_int_equal(repo_get_stats(f->db, &st), 0);
+    assert_int_equal(st.event_count, 1);
+    assert_int_equal(st.artifact_count, 1);
+    assert_int_equal(st.blob_count, 1);
+    check_chain(f->db, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_and_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_and_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checksum_deploy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_repos_names_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_cursors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_and_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_walk_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_puts, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
