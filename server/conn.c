@@ -1007,6 +1007,9 @@ void conn_accept(struct worker *w, int fd, const char *peer)
     struct timeval idle = {(time_t)w->srv->cfg.idle_timeout, 0};
     bufferevent_set_timeouts(c->bev, &idle, &idle);
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
+    /* libevent reads 16 KiB per call by default; syscalls dominate uploads at that size. */
+    bufferevent_set_max_single_read(c->bev, READ_HIGH_WATERMARK);
+    bufferevent_set_max_single_write(c->bev, READ_HIGH_WATERMARK);
     bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }

@@ -1,12 +1,15 @@
 /*
  * /repos/{repo}/{name}/{version}/{path...}: upload (PUT) and download (GET, HEAD).
  *
- * An upload streams through two buffers: the event loop copies body bytes
- * into one while the I/O pool processes the other, as two jobs that run side
- * by side on two pool threads: one computes SHA-256, SHA-1 and the block sums
- * and writes the file, the other computes MD5 (the slowest hash, so it gets a
- * core to itself).  When a buffer is full and the other is still in the pool,
- * the connection stops reading: that is the backpressure that bounds memory.
+ * An upload streams through a ring of up to NCHUNKS chunk buffers.  The
+ * event loop copies body bytes into the newest; each sealed chunk then goes
+ * through two lanes of I/O-pool jobs: the data lane (SHA-256, SHA-1, block
+ * sums, write) and the MD5 lane (the slowest hash, so it runs beside the
+ * others).  Each lane takes chunks in order, one job at a time, but the lanes
+ * are independent, so on two cores both hash at once.  A chunk's buffer is
+ * reused once both lanes are past it; when every buffer is in use the
+ * connection stops reading: that backpressure bounds memory per upload to
+ * NCHUNKS * CHUNK_ROOM.
  * The final fsync, rename and index commit also run in the pool, so no event
  * loop waits for a disk.
  */
@@ -26,8 +29,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHUNK (512u * 1024)
+#define CHUNK (256u * 1024)
 #define CHUNK_ROOM (CHUNK + 256u * 1024) /* a parser feed may overshoot CHUNK by up to FEED_MAX */
+#define NCHUNKS 4
 #define MAX_SEGMENTS (3 + COORD_PATH_DEPTH + 1)
 
 /* ---- coordinates from the URL ---- */
@@ -120,11 +124,13 @@ struct put {
     struct conn *c;
     struct coord coord;
     blob_writer *w;
-    uint8_t *buf[2];
-    size_t len[2];
-    int fill;                   /* the buffer the event loop fills */
-    bool inflight;              /* the other buffer is in the pool */
-    int jobs;                   /* pool jobs of the in-flight chunk still running */
+    /* Chunks are numbered; chunk n lives in buf[n % NCHUNKS] (allocated on first use). */
+    uint8_t *buf[NCHUNKS];
+    size_t len[NCHUNKS];
+    unsigned fill_seq;          /* the chunk the event loop fills */
+    unsigned data_seq, md5_seq; /* the next chunk each lane takes */
+    bool data_busy, md5_busy;
+    bool paused;                /* reading stopped: no free buffer */
     struct iojob job_data, job_md5, job_final;
     int werr;                   /* first write error from the pool */
     bool body_done, deploy;
@@ -149,8 +155,8 @@ static void put_free(struct conn *c)
         return;
     blob_writer_free(p->w); /* an uncommitted temp file goes with it */
     blob_blocks_cleanup(&p->blocks);
-    free(p->buf[0]);
-    free(p->buf[1]);
+    for (int i = 0; i < NCHUNKS; i++)
+        free(p->buf[i]);
     free(p);
 }
 
@@ -163,8 +169,8 @@ static struct put *from_job(struct iojob *job, size_t offset)
 static void job_data_work(struct iojob *job)
 {
     struct put *p = PUT_OF(job, job_data);
-    int idx = !p->fill;
-    int rc = blob_writer_write(p->w, p->buf[idx], p->len[idx]);
+    unsigned i = p->data_seq % NCHUNKS;
+    int rc = blob_writer_write(p->w, p->buf[i], p->len[i]);
     if (rc != 0)
         p->werr = rc;
 }
@@ -172,57 +178,109 @@ static void job_data_work(struct iojob *job)
 static void job_md5_work(struct iojob *job)
 {
     struct put *p = PUT_OF(job, job_md5);
-    int idx = !p->fill;
-    blob_writer_md5(p->w, p->buf[idx], p->len[idx]);
+    unsigned i = p->md5_seq % NCHUNKS;
+    blob_writer_md5(p->w, p->buf[i], p->len[i]);
 }
 
 static void put_finalize(struct put *p);
-static void chunk_done(struct iojob *job);
+static void lane_done(struct iojob *job);
 
-/* Hands the filled buffer to the pool and starts filling the other. */
-static void dispatch_chunk(struct put *p)
+/* The oldest chunk a lane still needs; buffers before it are free. */
+static unsigned oldest_in_use(const struct put *p)
 {
-    p->inflight = true;
-    p->fill = !p->fill;
-    p->len[p->fill] = 0;
-    p->jobs = 2;
-    struct mailbox *mb = conn_mailbox(p->c);
-    p->job_data = (struct iojob){.work = job_data_work, .done = chunk_done, .mbox = mb};
-    p->job_md5 = (struct iojob){.work = job_md5_work, .done = chunk_done, .mbox = mb};
-    conn_async_begin(p->c);
-    conn_async_begin(p->c);
-    iopool_submit(conn_server(p->c)->pool, &p->job_data);
-    iopool_submit(conn_server(p->c)->pool, &p->job_md5);
+    return p->data_seq < p->md5_seq ? p->data_seq : p->md5_seq;
 }
 
-static void chunk_done(struct iojob *job)
+/* Starts each idle lane on its next sealed chunk. */
+static void kick_lanes(struct put *p)
 {
-    struct put *p = job->work == job_data_work ? PUT_OF(job, job_data) : PUT_OF(job, job_md5);
+    struct mailbox *mb = conn_mailbox(p->c);
+    if (!p->data_busy && p->data_seq < p->fill_seq) {
+        p->data_busy = true;
+        p->job_data = (struct iojob){.work = job_data_work, .done = lane_done, .mbox = mb};
+        conn_async_begin(p->c);
+        iopool_submit(conn_server(p->c)->pool, &p->job_data);
+    }
+    if (!p->md5_busy && p->md5_seq < p->fill_seq) {
+        p->md5_busy = true;
+        p->job_md5 = (struct iojob){.work = job_md5_work, .done = lane_done, .mbox = mb};
+        conn_async_begin(p->c);
+        iopool_submit(conn_server(p->c)->pool, &p->job_md5);
+    }
+}
+
+/*
+ * Seals the chunk being filled and moves to the next buffer.  Returns false
+ * when that buffer is still in use by a lane (or cannot be allocated): the
+ * caller must stop reading.
+ */
+static bool seal_chunk(struct put *p)
+{
+    p->fill_seq++;
+    kick_lanes(p);
+    if (p->fill_seq - oldest_in_use(p) >= NCHUNKS)
+        return false;
+    unsigned i = p->fill_seq % NCHUNKS;
+    if (!p->buf[i] && !(p->buf[i] = malloc(CHUNK_ROOM))) {
+        p->werr = -ENOMEM;
+        return false;
+    }
+    p->len[i] = 0;
+    return true;
+}
+
+static bool lanes_idle_and_done(const struct put *p)
+{
+    return p->body_done && !p->data_busy && !p->md5_busy && p->data_seq == p->fill_seq &&
+           p->md5_seq == p->fill_seq;
+}
+
+static void lane_done(struct iojob *job)
+{
+    bool data = job->work == job_data_work;
+    struct put *p = data ? PUT_OF(job, job_data) : PUT_OF(job, job_md5);
     struct conn *c = p->c;
-    p->jobs--;
+    if (data) {
+        p->data_busy = false;
+        p->data_seq++;
+    } else {
+        p->md5_busy = false;
+        p->md5_seq++;
+    }
     if (!conn_async_end(c))
-        return; /* the client went away; p is gone */
-    if (p->jobs > 0)
-        return;
-    p->inflight = false;
+        return; /* the client went away and nothing else holds the request: p is gone */
     if (p->werr) {
+        if (p->data_busy || p->md5_busy)
+            return; /* answer once the other lane is back too */
         int st = p->werr == -ENOSPC || p->werr == -EDQUOT ? 507 : 500;
-        resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,
-                   "cannot write the upload: %s", arca_strerror(p->werr));
-        resp_close_after(c);
-        conn_resume_body(c); /* lets the connection finish and close */
+        if (!p->body_done || p->paused) {
+            resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,
+                       "cannot write the upload: %s", arca_strerror(p->werr));
+            resp_close_after(c);
+            p->body_done = true; /* no more lanes, no finalize */
+            p->paused = false;
+            conn_resume_body(c); /* lets the connection finish and close */
+        }
         return;
     }
     if (p->body_done) {
-        if (p->len[p->fill] > 0)
-            dispatch_chunk(p);
-        else
+        if (lanes_idle_and_done(p))
             put_finalize(p);
+        else
+            kick_lanes(p);
         return;
     }
-    if (p->len[p->fill] >= CHUNK)
-        dispatch_chunk(p);
-    conn_resume_body(c);
+    kick_lanes(p);
+    if (p->paused && p->fill_seq - oldest_in_use(p) < NCHUNKS) {
+        unsigned i = p->fill_seq % NCHUNKS;
+        if (!p->buf[i] && !(p->buf[i] = malloc(CHUNK_ROOM))) {
+            p->werr = -ENOMEM;
+            return;
+        }
+        p->len[i] = 0;
+        p->paused = false;
+        conn_resume_body(c); /* last: the connection may finish and go */
+    }
 }
 
 static int put_body(struct conn *c, const char *data, size_t len)
@@ -230,26 +288,27 @@ static int put_body(struct conn *c, const char *data, size_t len)
     struct put *p = conn_ctx(c);
     if (p->werr)
         return 0; /* discard: the error answer is on its way */
-    memcpy(p->buf[p->fill] + p->len[p->fill], data, len);
-    p->len[p->fill] += len;
-    if (p->len[p->fill] < CHUNK)
+    unsigned i = p->fill_seq % NCHUNKS;
+    memcpy(p->buf[i] + p->len[i], data, len);
+    p->len[i] += len;
+    if (p->len[i] < CHUNK || seal_chunk(p))
         return 0;
-    if (!p->inflight) {
-        dispatch_chunk(p);
-        return 0;
-    }
-    return 1; /* both buffers busy: stop reading until the pool catches up */
+    p->paused = true;
+    LOG_D("req %s: upload paused: all %d chunk buffers busy", conn_request_id(c), NCHUNKS);
+    return 1; /* stop reading until a lane frees a buffer */
 }
 
 static void put_complete(struct conn *c)
 {
     struct put *p = conn_ctx(c);
+    if (p->werr)
+        return;
     p->body_done = true;
-    if (p->inflight)
-        return; /* chunk_done continues */
-    if (p->len[p->fill] > 0)
-        dispatch_chunk(p);
-    else
+    if (p->len[p->fill_seq % NCHUNKS] > 0) {
+        p->fill_seq++;
+        kick_lanes(p);
+    }
+    if (lanes_idle_and_done(p))
         put_finalize(p);
 }
 
@@ -533,8 +592,7 @@ static void put_headers(struct conn *c)
         return;
     }
     p->buf[0] = malloc(CHUNK_ROOM);
-    p->buf[1] = malloc(CHUNK_ROOM);
-    int rc = p->buf[0] && p->buf[1] ? blob_writer_new(srv->blobs, &p->w) : -ENOMEM;
+    int rc = p->buf[0] ? blob_writer_new(srv->blobs, &p->w) : -ENOMEM;
     if (rc != 0) {
         resp_error(c, rc == -ENOSPC ? 507 : 500, rc == -ENOSPC ? "insufficient_storage" : "internal",
                    NULL, "cannot start the upload: %s", arca_strerror(rc));
