@@ -14,8 +14,9 @@
  * as file segments, so plain connections use sendfile and memory stays
  * bounded whatever the file size.
  */
-#include "blob.h"
 #include "arca_err.h"
+#include "blob.h"
+#include "httputil.h"
 #include "auth.h"
 #include "log.h"
 #include "server_int.h"
@@ -70,6 +71,10 @@ struct conn {
     bool headers_done, msg_complete;
     bool body_accepted, body_paused, keep_alive;
     uint64_t body_bytes;
+    struct chunk_check chunks; /* strict framing check of a chunked body */
+    char line_tail[12];        /* the last bytes of the request line, to check the version */
+    uint8_t line_tail_len;
+    bool line_started, line_done, line_bad;
     uint64_t start_ns;
     char request_id[72];
     char actor[64];
@@ -102,6 +107,11 @@ static void request_done(struct conn *c);
 const char *conn_method(const struct conn *c)
 {
     return http_method_str((enum http_method)c->parser.method);
+}
+
+bool conn_responded(const struct conn *c)
+{
+    return c->responded;
 }
 
 bool conn_is_head(const struct conn *c)
@@ -622,6 +632,9 @@ static void reset_request(struct conn *c)
     c->in_request = c->headers_done = c->msg_complete = false;
     c->body_accepted = c->body_paused = false;
     c->body_bytes = 0;
+    memset(&c->chunks, 0, sizeof(c->chunks));
+    c->line_tail_len = 0;
+    c->line_started = c->line_done = c->line_bad = false;
     c->status = 0;
     c->responded = c->streaming = c->resp_done = false;
     c->bytes_out = 0;
@@ -700,11 +713,12 @@ static void request_done(struct conn *c)
 {
     access_log(c);
     bool close_now = c->close_after || !c->keep_alive || c->w->draining;
-    reset_request(c);
-    if (close_now) {
+    if (close_now || c->async > 0) {
+        /* Async work still holding the request (an upload cut short) ends with the connection. */
         conn_release(c);
         return;
     }
+    reset_request(c);
     bufferevent_enable(c->bev, EV_READ);
     conn_process(c);
 }
@@ -783,6 +797,21 @@ static void dispatch(struct conn *c)
         fail_request(c, 400, "bad_request", "more than one Host header");
         return;
     }
+    if (c->line_bad || !c->line_done) {
+        fail_request(c, 400, "bad_request", "malformed request line (expected METHOD TARGET HTTP/1.x)");
+        return;
+    }
+    for (int i = 0; i < c->nhdrs; i++) {
+        if (!http_is_token(c->arena + c->hdrs[i].name_off, c->hdrs[i].name_len)) {
+            fail_request(c, 400, "bad_request", "malformed header name");
+            return;
+        }
+    }
+    const char *te = conn_header(c, "Transfer-Encoding");
+    if (te && (conn_header_count(c, "Transfer-Encoding") > 1 || strcasecmp(te, "chunked") != 0)) {
+        fail_request(c, 501, "not_implemented", "only 'Transfer-Encoding: chunked' is supported");
+        return;
+    }
     const char *expect = conn_header(c, "Expect");
     if (expect && strcasecmp(expect, "100-continue") != 0) {
         c->h = &notfound_handler;
@@ -859,6 +888,40 @@ static void parse_failed(struct conn *c, enum http_errno e)
     }
 }
 
+/*
+ * Keeps the tail of the request line as the parser consumes it, so that
+ * dispatch can insist on "HTTP/1.0" or "HTTP/1.1": the non-strict http-parser
+ * Debian ships accepts any letters there.  Leading CR/LF (allowed before a
+ * request) are skipped.
+ */
+static void scan_request_line(struct conn *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && !c->line_done; i++) {
+        char ch = p[i];
+        if (!c->line_started) {
+            if (ch == '\r' || ch == '\n')
+                continue;
+            c->line_started = true;
+        }
+        if (ch == '\n') {
+            c->line_done = true;
+            if (c->line_tail_len > 0 && c->line_tail[c->line_tail_len - 1] == '\r')
+                c->line_tail_len--;
+            /* The tail must be " HTTP/1.x"; http-parser has checked the method and target. */
+            c->line_bad = !(c->line_tail_len >= 9 &&
+                            memcmp(c->line_tail + c->line_tail_len - 9, " HTTP/1.", 8) == 0 &&
+                            (c->line_tail[c->line_tail_len - 1] == '0' ||
+                             c->line_tail[c->line_tail_len - 1] == '1'));
+            break;
+        }
+        if (c->line_tail_len == sizeof(c->line_tail)) {
+            memmove(c->line_tail, c->line_tail + 1, sizeof(c->line_tail) - 1);
+            c->line_tail_len--;
+        }
+        c->line_tail[c->line_tail_len++] = ch;
+    }
+}
+
 /* Feeds buffered input to the parser for as long as the request state allows. */
 static void conn_process(struct conn *c)
 {
@@ -874,9 +937,19 @@ static void conn_process(struct conn *c)
             evtimer_add(c->header_timer, &tv);
         }
         c->pause = PAUSE_NONE;
+        bool in_body = c->headers_done;
         size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, feed);
-        evbuffer_drain(in, n);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        bool framing_ok = true;
+        if (!c->line_done)
+            scan_request_line(c, v.iov_base, n);
+        else if (in_body && conn_is_chunked(c))
+            framing_ok = chunk_check_feed(&c->chunks, v.iov_base, n) != CHUNK_CHECK_BAD;
+        evbuffer_drain(in, n);
+        if (!framing_ok) {
+            fail_request(c, 400, "bad_request", "malformed chunked encoding");
+            break;
+        }
         if (e != HPE_OK && e != HPE_PAUSED) {
             parse_failed(c, e);
             break;

@@ -249,14 +249,16 @@ static void lane_done(struct iojob *job)
     }
     if (!conn_async_end(c))
         return; /* the client went away and nothing else holds the request: p is gone */
+    if (conn_responded(c))
+        return; /* answered already (a protocol error or timeout); the connection is closing */
     if (p->werr) {
         if (p->data_busy || p->md5_busy)
             return; /* answer once the other lane is back too */
         int st = p->werr == -ENOSPC || p->werr == -EDQUOT ? 507 : 500;
         if (!p->body_done || p->paused) {
+            resp_close_after(c);
             resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,
                        "cannot write the upload: %s", arca_strerror(p->werr));
-            resp_close_after(c);
             p->body_done = true; /* no more lanes, no finalize */
             p->paused = false;
             conn_resume_body(c); /* lets the connection finish and close */
@@ -440,6 +442,8 @@ static void job_final_done(struct iojob *job)
     struct conn *c = p->c;
     if (!conn_async_end(c))
         return;
+    if (conn_responded(c))
+        return;
     char stored[65];
     switch (p->outcome) {
     case PUT_STORED:
@@ -587,6 +591,7 @@ static void put_headers(struct conn *c)
         return;
     }
     if (!conn_is_chunked(c) && conn_content_length(c) < 0) {
+        resp_close_after(c); /* bytes of a body without a length would read as a request */
         resp_error(c, 411, "length_required",
                    NULL, "send Content-Length or Transfer-Encoding: chunked");
         return;

@@ -42,6 +42,8 @@ struct handler {
 /* Request accessors. */
 const char *conn_method(const struct conn *c);          /* "GET", "PUT", ... */
 bool conn_is_head(const struct conn *c);
+/* True once an answer has been started (async callbacks check before answering). */
+bool conn_responded(const struct conn *c);
 const char *conn_path(const struct conn *c);            /* raw path, without the query */
 size_t conn_path_len(const struct conn *c);
 const char *conn_query(const struct conn *c);           /* raw query without '?', or "" */
@@ -103,7 +105,8 @@ void resp_finish_json(struct conn *c, json_t *body);
 /* Builds {"error": {"code", "message", ...extra}} (extra's reference stolen; may be NULL). */
 json_t *error_json(const char *code, json_t *extra, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* After this answer the connection closes (for errors that leave a body unread). */
+/* After this answer the connection closes; call before resp_start/resp_error so the
+ * answer carries "Connection: close". */
 void resp_close_after(struct conn *c);
 
 #endif

@@ -301,3 +301,131 @@ int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t
     }
     return ARCA_E_NOTFOUND;
 }
+
+enum {
+    CC_START,      /* the header block's final LF may come first */
+    CC_SIZE,       /* hex digits */
+    CC_EXT,        /* ";ext" up to CR */
+    CC_SIZE_LF,
+    CC_DATA,
+    CC_DATA_CR,
+    CC_DATA_LF,
+    CC_TRAILER,    /* at the start of a trailer line */
+    CC_TRAILER_LINE,
+    CC_TRAILER_LF, /* after the CR of a trailer line */
+    CC_END_LF,     /* after the CR of the empty line */
+    CC_DONE,
+};
+
+int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        switch (cc->state) {
+        case CC_START:
+            cc->state = CC_SIZE;
+            if (ch == '\n')
+                break;
+            /* fall through */
+        case CC_SIZE:
+            if (hexdig((unsigned char)ch) >= 0) {
+                if (++cc->digits > 15)
+                    return CHUNK_CHECK_BAD; /* http-parser also refuses sizes this large */
+                cc->remaining = cc->remaining * 16 + (uint64_t)hexdig((unsigned char)ch);
+            } else if (cc->digits > 0 && (ch == ';' || ch == ' ' || ch == '\t')) {
+                cc->state = CC_EXT;
+            } else if (cc->digits > 0 && ch == '\r') {
+                cc->state = CC_SIZE_LF;
+            } else {
+                return CHUNK_CHECK_BAD;
+            }
+            break;
+        case CC_EXT:
+            if (ch == '\r')
+                cc->state = CC_SIZE_LF;
+            else if (ch == '\n' || ((unsigned char)ch < 0x20 && ch != '\t'))
+                return CHUNK_CHECK_BAD;
+            break;
+        case CC_SIZE_LF:
+            if (ch != '\n')
+                return CHUNK_CHECK_BAD;
+            cc->digits = 0;
+            cc->state = cc->remaining ? CC_DATA : CC_TRAILER;
+            break;
+        case CC_DATA: {
+            uint64_t take = n - i;
+            if (take > cc->remaining)
+                take = cc->remaining;
+            cc->remaining -= take;
+            i += take - 1;
+            if (cc->remaining == 0)
+                cc->state = CC_DATA_CR;
+            break;
+        }
+        case CC_DATA_CR:
+            if (ch != '\r')
+                return CHUNK_CHECK_BAD;
+            cc->state = CC_DATA_LF;
+            break;
+        case CC_DATA_LF:
+            if (ch != '\n')
+                return CHUNK_CHECK_BAD;
+            cc->state = CC_SIZE;
+            break;
+        case CC_TRAILER:
+            if (ch == '\r')
+                cc->state = CC_END_LF;
+            else if (ch == '\n')
+                return CHUNK_CHECK_BAD;
+            else
+                cc->state = CC_TRAILER_LINE;
+            break;
+        case CC_TRAILER_LINE:
+            if (ch == '\r')
+                cc->state = CC_TRAILER_LF;
+            else if (ch == '\n')
+                return CHUNK_CHECK_BAD;
+            break;
+        case CC_TRAILER_LF:
+            if (ch != '\n')
+                return CHUNK_CHECK_BAD;
+            cc->state = CC_TRAILER;
+            break;
+        case CC_END_LF:
+            if (ch != '\n')
+                return CHUNK_CHECK_BAD;
+            cc->state = CC_DONE;
+            return i + 1 == n ? CHUNK_CHECK_DONE : CHUNK_CHECK_BAD;
+        default:
+            return CHUNK_CHECK_BAD; /* bytes after the end belong to the next request */
+        }
+    }
+    return cc->state == CC_DONE ? CHUNK_CHECK_DONE : CHUNK_CHECK_MORE;
+}
+
+bool http_is_token(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c)) || c == 0)
+            return false;
+    }
+    return true;
+}
+
+bool http_request_line_ok(const char *line, size_t len)
+{
+    const char *sp1 = memchr(line, ' ', len);
+    if (!sp1 || !http_is_token(line, (size_t)(sp1 - line)))
+        return false;
+    const char *rest = sp1 + 1;
+    size_t rlen = len - (size_t)(rest - line);
+    const char *sp2 = memchr(rest, ' ', rlen);
+    if (!sp2 || sp2 == rest)
+        return false;
+    const char *ver = sp2 + 1;
+    size_t vlen = len - (size_t)(ver - line);
+    return vlen == 8 && memcmp(ver, "HTTP/1.", 7) == 0 && (ver[7] == '0' || ver[7] == '1');
+}

@@ -59,4 +59,26 @@ int base64_decode(const char *in, size_t len, uint8_t *out, size_t outmax);
  */
 int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t outlen);
 
+/*
+ * A strict check of chunked framing (RFC 9112 7.1), run over the same bytes
+ * the parser consumes: Debian's http-parser is built non-strict and accepts
+ * any two bytes where the CRLF after chunk data belongs, which a smuggling
+ * attempt can use.  Start with the state zeroed, right after the header block
+ * (a leading LF, the end of the header block, is accepted).
+ */
+struct chunk_check {
+    int state;
+    uint64_t remaining;
+    unsigned digits;
+};
+enum { CHUNK_CHECK_MORE = 0, CHUNK_CHECK_DONE = 1, CHUNK_CHECK_BAD = -1 };
+/* Consumes n bytes; returns CHUNK_CHECK_MORE, _DONE (message over) or _BAD. */
+int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n);
+
+/* True if s (len bytes) is an RFC 9110 token (header names, methods). */
+bool http_is_token(const char *s, size_t len);
+
+/* True if line (without CR/LF) is "METHOD SP TARGET SP HTTP/1.x". */
+bool http_request_line_ok(const char *line, size_t len);
+
 #endif

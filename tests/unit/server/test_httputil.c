@@ -123,13 +123,70 @@ static void test_base64(void **state)
     assert_int_equal(base64_decode("aGVsbG8gd29ybGQ=", 16, out, sizeof(out)), -1); /* too long */
 }
 
+static int check_all(const char *s)
+{
+    struct chunk_check cc = {0};
+    return chunk_check_feed(&cc, s, strlen(s));
+}
+
+static int check_bytewise(const char *s)
+{
+    struct chunk_check cc = {0};
+    int rc = CHUNK_CHECK_MORE;
+    for (size_t i = 0; s[i] && rc != CHUNK_CHECK_BAD; i++)
+        rc = chunk_check_feed(&cc, s + i, 1);
+    return rc;
+}
+
+static void test_chunk_check(void **state)
+{
+    const char *good[] = {
+        "\n5\r\nhello\r\n0\r\n\r\n",
+        "5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\n\r\n",
+        "\n0\r\nX-Trailer: yes\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_int_equal(check_all(good[i]), CHUNK_CHECK_DONE);
+        assert_int_equal(check_bytewise(good[i]), CHUNK_CHECK_DONE);
+    }
+    const char *bad[] = {
+        "5\r\nhelloXX0\r\n\r\n",         /* garbage where the CRLF after data belongs */
+        "5\r\nhello\n0\r\n\r\n",        /* bare LF */
+        "zz\r\n",                        /* not hex */
+        "\r\n",                          /* no size */
+        "1000000000000000\r\n",          /* 16 hex digits */
+        "5\nhello\r\n",                 /* bare LF after the size */
+        "0\r\n\r\nGET / HTTP/1.1",       /* bytes after the end */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(check_all(bad[i]), CHUNK_CHECK_BAD);
+        assert_int_equal(check_bytewise(bad[i]), CHUNK_CHECK_BAD);
+    }
+    assert_int_equal(check_all("5\r\nhel"), CHUNK_CHECK_MORE);
+}
+
+static void test_tokens_and_request_line(void **state)
+{
+    assert_true(http_is_token("Content-Length", 14));
+    assert_false(http_is_token("Bad Name", 8));
+    assert_false(http_is_token("a:b", 3));
+    assert_false(http_is_token("", 0));
+    const char *ok = "GET /x HTTP/1.1";
+    assert_true(http_request_line_ok(ok, strlen(ok)));
+    const char *bads[] = {"GET /x HTTX/1.1", "GET /x HTTP/2.0", "GET /x", "GET  HTTP/1.1",
+                          "G(T /x HTTP/1.1", "GET /x HTTP/1.1 "};
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++)
+        assert_false(http_request_line_ok(bads[i], strlen(bads[i])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_decode),    cmocka_unit_test(test_path_split),
         cmocka_unit_test(test_range),         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_etag),          cmocka_unit_test(test_content_digest),
-        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_base64),        cmocka_unit_test(test_chunk_check),
+        cmocka_unit_test(test_tokens_and_request_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
