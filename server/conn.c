@@ -39,7 +39,7 @@
 #define FEED_MAX (256u * 1024)
 #define READ_HIGH_WATERMARK (512u * 1024)
 #define MAX_HEADERS 128
-#define STREAM_QUEUE (2u * BLOB_BLOCK_SIZE) /* file bytes kept queued while streaming */
+#define STREAM_QUEUE (8u * BLOB_BLOCK_SIZE) /* file bytes kept queued while streaming */
 
 enum pause_reason { PAUSE_NONE, PAUSE_HEADERS, PAUSE_BODY, PAUSE_COMPLETE, PAUSE_ERROR };
 
@@ -513,15 +513,19 @@ void resp_error(struct conn *c, int status, const char *code, json_t *extra, con
 static bool stream_fill(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    while (c->file_pos < c->file_end && evbuffer_get_length(out) < STREAM_QUEUE) {
+    size_t queued = evbuffer_get_length(out);
+    uint64_t from = c->file_pos;
+    /* Verify blocks ahead of the socket, then queue them as one segment (one sendfile). */
+    while (c->file_pos < c->file_end && queued + (c->file_pos - from) < STREAM_QUEUE) {
         uint64_t block = c->file_pos / BLOB_BLOCK_SIZE;
         uint64_t block_end = (block + 1) * BLOB_BLOCK_SIZE;
         if (block_end > c->file_end)
             block_end = c->file_end;
-        uint64_t n = block_end - c->file_pos;
         if (c->blocks) {
+            /* A small body is sent from the verification read; the rest verify in place. */
+            bool small = c->file_end - c->file_pos <= 64 * 1024 && c->file_pos == from;
             int rc = blob_check_block(c->file_fd, c->file_size, c->blocks, (uint32_t)block,
-                                      c->w->scratch);
+                                      small ? c->w->scratch : NULL);
             if (rc != 0) {
                 atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);
                 LOG_E("req %s: block %llu of %s failed verification (%s); aborting the response",
@@ -530,16 +534,17 @@ static bool stream_fill(struct conn *c)
                 return false;
             }
         }
-        if (c->blocks && n <= 64 * 1024) {
-            /* Small: the bytes are already in memory from verification. */
-            evbuffer_add(out, (char *)c->w->scratch + (c->file_pos - block * BLOB_BLOCK_SIZE), n);
-        } else {
-            if (evbuffer_add_file_segment(out, c->seg, (ev_off_t)c->file_pos, (ev_off_t)n) != 0)
-                return false;
-        }
-        c->file_pos += n;
-        c->bytes_out += n;
+        c->file_pos = block_end;
     }
+    uint64_t n = c->file_pos - from;
+    if (n > 0 && c->blocks && n <= 64 * 1024 && from / BLOB_BLOCK_SIZE == (c->file_pos - 1) / BLOB_BLOCK_SIZE) {
+        /* Small: the bytes are already in memory from verification. */
+        evbuffer_add(out, (char *)c->w->scratch + (from % BLOB_BLOCK_SIZE), n);
+    } else if (n > 0 &&
+               evbuffer_add_file_segment(out, c->seg, (ev_off_t)from, (ev_off_t)n) != 0) {
+        return false;
+    }
+    c->bytes_out += n;
     if (c->file_pos >= c->file_end)
         c->streaming = false;
     return true;
@@ -1082,7 +1087,8 @@ void conn_accept(struct worker *w, int fd, const char *peer)
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
     /* libevent reads 16 KiB per call by default; syscalls dominate uploads at that size. */
     bufferevent_set_max_single_read(c->bev, READ_HIGH_WATERMARK);
-    bufferevent_set_max_single_write(c->bev, READ_HIGH_WATERMARK);
+    /* Downloads: one sendfile may send everything queued (file segments cost no memory). */
+    bufferevent_set_max_single_write(c->bev, STREAM_QUEUE);
     bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
