@@ -94,6 +94,9 @@ struct conn {
     struct blob_blocks *blocks;
     int file_fd;
     uint64_t file_size, file_pos, file_end;
+    uint64_t verified_pos;  /* bytes before it are verified; [file_pos, verified_pos) not queued */
+    bool small;             /* the body is served from the verification read in scratch */
+    char file_label[72];    /* names the file in log lines (the blob's SHA-256) */
 };
 
 static http_parser_settings parser_settings;
@@ -504,83 +507,123 @@ void resp_error(struct conn *c, int status, const char *code, json_t *extra, con
     resp_finish_json(c, error_json(code, extra, "%s", msg));
 }
 
-/*
- * Queues file bytes up to STREAM_QUEUE ahead of the socket, verifying each
- * block before it is queued.  Returns false when a block failed verification
- * (the caller aborts the connection: the client must never take a short or
- * bad body as good).
- */
-static bool stream_fill(struct conn *c)
+/* Frees what a file answer holds (the segment owns and closes the fd). */
+static void stream_cleanup(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t queued = evbuffer_get_length(out);
-    uint64_t from = c->file_pos;
-    /* Verify blocks ahead of the socket, then queue them as one segment (one sendfile). */
-    while (c->file_pos < c->file_end && queued + (c->file_pos - from) < STREAM_QUEUE) {
-        uint64_t block = c->file_pos / BLOB_BLOCK_SIZE;
+    if (c->seg) {
+        evbuffer_file_segment_free(c->seg);
+        c->seg = NULL;
+    } else if (c->file_fd >= 0) {
+        close(c->file_fd);
+    }
+    c->file_fd = -1;
+    if (c->blocks) {
+        blob_blocks_cleanup(c->blocks);
+        free(c->blocks);
+        c->blocks = NULL;
+    }
+    c->streaming = false;
+    c->small = false;
+}
+
+/*
+ * Verifies blocks from verified_pos until STREAM_QUEUE bytes are verified or
+ * queued ahead of the socket.  Returns 0, or ARCA_E_CORRUPT (logged) with
+ * verified_pos left at the start of the bad block.
+ */
+static int verify_ahead(struct conn *c)
+{
+    size_t queued = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+    while (c->verified_pos < c->file_end &&
+           queued + (c->verified_pos - c->file_pos) < STREAM_QUEUE) {
+        uint64_t block = c->verified_pos / BLOB_BLOCK_SIZE;
         uint64_t block_end = (block + 1) * BLOB_BLOCK_SIZE;
         if (block_end > c->file_end)
             block_end = c->file_end;
         if (c->blocks) {
             /* A small body is sent from the verification read; the rest verify in place. */
-            bool small = c->file_end - c->file_pos <= 64 * 1024 && c->file_pos == from;
             int rc = blob_check_block(c->file_fd, c->file_size, c->blocks, (uint32_t)block,
-                                      small ? c->w->scratch : NULL);
+                                      c->small ? c->w->scratch : NULL);
             if (rc != 0) {
                 atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);
-                LOG_E("req %s: block %llu of %s failed verification (%s); aborting the response",
-                      c->request_id, (unsigned long long)block, c->arena + c->url_off,
+                LOG_E("req %s: block %llu of blob %s (%s) failed verification: %s", c->request_id,
+                      (unsigned long long)block, c->file_label, c->arena + c->url_off,
                       arca_strerror(rc));
-                return false;
+                return ARCA_E_CORRUPT;
             }
         }
-        c->file_pos = block_end;
+        c->verified_pos = block_end;
     }
-    uint64_t n = c->file_pos - from;
-    if (n > 0 && c->blocks && n <= 64 * 1024 && from / BLOB_BLOCK_SIZE == (c->file_pos - 1) / BLOB_BLOCK_SIZE) {
-        /* Small: the bytes are already in memory from verification. */
-        evbuffer_add(out, (char *)c->w->scratch + (from % BLOB_BLOCK_SIZE), n);
-    } else if (n > 0 &&
-               evbuffer_add_file_segment(out, c->seg, (ev_off_t)from, (ev_off_t)n) != 0) {
-        return false;
-    }
-    c->bytes_out += n;
-    if (c->file_pos >= c->file_end)
-        c->streaming = false;
-    return true;
+    return 0;
 }
 
-void resp_finish_file(struct conn *c, int fd, uint64_t size, uint64_t off, uint64_t len,
-                      struct blob_blocks *blocks)
+/* Queues the verified bytes not yet queued, as one segment (one sendfile). */
+static void queue_verified(struct conn *c)
 {
-    end_headers(c, len, true);
-    c->resp_done = true;
-    if (conn_is_head(c) || len == 0) {
-        close(fd);
-        if (blocks) {
-            blob_blocks_cleanup(blocks);
-            free(blocks);
-        }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    uint64_t n = c->verified_pos - c->file_pos;
+    if (n == 0)
+        return;
+    if (c->small) {
+        evbuffer_add(out, (char *)c->w->scratch + (c->file_pos % BLOB_BLOCK_SIZE), n);
+    } else if (evbuffer_add_file_segment(out, c->seg, (ev_off_t)c->file_pos, (ev_off_t)n) != 0) {
+        c->file_end = c->verified_pos = c->file_pos; /* cannot queue: end short, then close */
+        c->close_after = true;
         return;
     }
+    c->file_pos = c->verified_pos;
+    c->bytes_out += n;
+}
+
+/*
+ * Keeps a streaming answer fed (from the write callback).  A bad block ends
+ * the body at the last verified byte and closes the connection once that is
+ * out: the client sees a short body, never bad bytes.
+ */
+static void stream_fill(struct conn *c)
+{
+    if (verify_ahead(c) != 0) {
+        c->file_end = c->verified_pos;
+        c->close_after = true;
+    }
+    queue_verified(c);
+    if (c->file_pos >= c->file_end)
+        c->streaming = false;
+}
+
+int resp_file_open(struct conn *c, int fd, uint64_t size, uint64_t off, uint64_t len,
+                   struct blob_blocks *blocks, const char *label)
+{
+    snprintf(c->file_label, sizeof(c->file_label), "%s", label ? label : "-");
     c->file_fd = fd;
     c->blocks = blocks;
     c->file_size = size;
-    c->file_pos = off;
+    c->file_pos = c->verified_pos = off;
     c->file_end = off + len;
-    c->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size, EVBUF_FS_CLOSE_ON_FREE);
-    if (!c->seg) {
-        close(fd);
-        c->file_fd = -1;
-        c->close_after = true;
-        c->dead = true; /* cannot send the promised body */
+    c->small = blocks && len <= 64 * 1024 && off / BLOB_BLOCK_SIZE == (off + len - 1) / BLOB_BLOCK_SIZE;
+    int rc = verify_ahead(c); /* the first window: a bad block here still gets a clean 500 */
+    if (rc == 0 && !c->small && len > 0) {
+        c->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size, EVBUF_FS_CLOSE_ON_FREE);
+        if (!c->seg)
+            rc = -ENOMEM;
+    }
+    if (rc != 0)
+        stream_cleanup(c);
+    return rc;
+}
+
+void resp_file_send(struct conn *c)
+{
+    end_headers(c, c->file_end - c->file_pos, true);
+    c->resp_done = true;
+    if (conn_is_head(c) || c->file_end == c->file_pos) {
+        stream_cleanup(c);
         return;
     }
     c->streaming = true;
-    if (!stream_fill(c)) {
+    queue_verified(c);
+    if (c->file_pos >= c->file_end)
         c->streaming = false;
-        c->dead = true;
-    }
 }
 
 /* ---- body flow control ---- */
@@ -643,16 +686,7 @@ static void reset_request(struct conn *c)
     c->status = 0;
     c->responded = c->streaming = c->resp_done = false;
     c->bytes_out = 0;
-    if (c->seg) {
-        evbuffer_file_segment_free(c->seg);
-        c->seg = NULL;
-    }
-    c->file_fd = -1;
-    if (c->blocks) {
-        blob_blocks_cleanup(c->blocks);
-        free(c->blocks);
-        c->blocks = NULL;
-    }
+    stream_cleanup(c);
     c->request_id[0] = '\0';
 }
 
@@ -999,9 +1033,7 @@ static void writecb(struct bufferevent *bev, void *arg)
         return;
     }
     if (c->streaming) {
-        if (!stream_fill(c)) {
-            conn_release(c);
-        }
+        stream_fill(c);
         return;
     }
     if (!c->resp_done || evbuffer_get_length(bufferevent_get_output(bev)) > 0)

@@ -681,23 +681,24 @@ static void get_headers(struct conn *c)
         }
     }
 
-    if (srv->cfg.verify_on_download && status != 304 && len > 0) {
-        struct blob_digests bdig;
-        blocks = calloc(1, sizeof(*blocks));
-        rc = blocks ? repo_get_blob(srv->db, a.dig.sha256, &bdig, blocks) : -ENOMEM;
-        if (rc == 0)
-            rc = blob_check_block(fd, size, blocks, (uint32_t)(start / BLOB_BLOCK_SIZE),
-                                  conn_scratch(c));
-        if (rc != 0) {
-            if (rc == ARCA_E_CORRUPT)
-                atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
-            LOG_E("req %s: blob %s failed verification: %s", conn_request_id(c), sha256,
-                  arca_strerror(rc));
-            close(fd);
-            if (blocks) {
-                blob_blocks_cleanup(blocks);
+    if (status == 304) {
+        close(fd);
+    } else {
+        if (srv->cfg.verify_on_download && len > 0) {
+            struct blob_digests bdig;
+            blocks = calloc(1, sizeof(*blocks));
+            rc = blocks ? repo_get_blob(srv->db, a.dig.sha256, &bdig, blocks) : -ENOMEM;
+            if (rc != 0) {
                 free(blocks);
+                close(fd);
+                resp_error(c, 500, "internal", NULL, "cannot read the block checksums: %s",
+                           arca_strerror(rc));
+                return;
             }
+        }
+        /* Verifies the first window before any header goes out. */
+        rc = resp_file_open(c, fd, size, start, len, blocks, sha256);
+        if (rc != 0) {
             resp_error(c, 500, rc == ARCA_E_CORRUPT ? "corrupt_blob" : "internal",
                        json_pack("{s:s}", "sha256", sha256),
                        "the stored content failed verification (%s); run `arcad verify`",
@@ -717,7 +718,6 @@ static void get_headers(struct conn *c)
     resp_header(c, "X-Checksum-Sha1", "%s", sha1);
     resp_header(c, "X-Checksum-Md5", "%s", md5);
     if (status == 304) {
-        close(fd);
         resp_finish_mem(c, NULL, NULL, 0);
         return;
     }
@@ -725,7 +725,7 @@ static void get_headers(struct conn *c)
     if (status == 206)
         resp_header(c, "Content-Range", "bytes %llu-%llu/%llu", (unsigned long long)start,
                     (unsigned long long)(start + len - 1), (unsigned long long)size);
-    resp_finish_file(c, fd, size, start, len, blocks);
+    resp_file_send(c);
 }
 
 static void artifact_headers(struct conn *c)

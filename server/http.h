@@ -86,12 +86,18 @@ void resp_header(struct conn *c, const char *name, const char *fmt, ...)
 /* Ends headers and sends a body from memory (copied); on HEAD only the headers. */
 void resp_finish_mem(struct conn *c, const char *content_type, const void *body, size_t len);
 /*
- * Ends headers (Content-Length: len) and streams [off, off+len) of fd.  Takes
- * ownership of fd and of blocks (may be NULL: no verification).  Blocks are
- * verified as they are sent; a bad block aborts the connection.
+ * A file answer in two steps, so that a damaged file is found before any
+ * header is out.  resp_file_open takes ownership of fd and blocks (may be
+ * NULL: no verification) whatever it returns, and verifies the first window
+ * of [off, off+len); it writes nothing.  0, or ARCA_E_CORRUPT / -errno (then
+ * answer with an error).  On 0: resp_start, resp_header..., then
+ * resp_file_send, which ends the headers (Content-Length: len) and streams
+ * the rest, verifying each block before it is queued; a bad later block cuts
+ * the body short and closes the connection.
  */
-void resp_finish_file(struct conn *c, int fd, uint64_t size, uint64_t off, uint64_t len,
-                      struct blob_blocks *blocks);
+int resp_file_open(struct conn *c, int fd, uint64_t size, uint64_t off, uint64_t len,
+                   struct blob_blocks *blocks, const char *label);
+void resp_file_send(struct conn *c);
 /* Sends JSON (takes a reference of body: json_decref'd here). */
 void resp_json(struct conn *c, int status, json_t *body);
 /*

@@ -1,0 +1,287 @@
+"""Integrity: corrupted, truncated and missing blobs are detected on download
+and by `arcad verify`; SIGTERM finishes or discards in-flight uploads and
+leaves no temp files."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import unittest
+
+from harness import ArcaServer, ArcaTestMixin, RawConn, sha256_hex
+
+MiB = 1 << 20
+
+
+def uniq():
+    return os.urandom(4).hex()
+
+
+def flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x5A]))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class CorruptionTest(ArcaTestMixin, unittest.TestCase):
+    def setUp(self):
+        self.srv = ArcaServer().__enter__()
+
+    def tearDown(self):
+        self.srv.__exit__(None, None, None)
+
+    def upload(self, data, name=None):
+        p = "/repos/integ/%s/1/f.bin" % (name or "n" + uniq())
+        r = self.srv.put(p, data)
+        self.assertEqual(r.status, 201, r)
+        bp = self.srv.blob_path(sha256_hex(data))
+        self.assertTrue(os.path.isfile(bp), "blob not at DATA/blobs/<aa>/<bb>/<sha256>: %s" % bp)
+        with open(bp, "rb") as f:
+            self.assertTrue(f.read() == data, "blob file content differs from upload")
+        return p, bp
+
+    def assertVerifyFinds(self, sha, expect_rc=1):
+        r = self.srv.verify()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, expect_rc, "arcad verify exit %d:\n%s" % (r.returncode,
+                                                                                 out[-3000:]))
+        if sha:
+            self.assertIn(sha, out, "verify output does not name the blob")
+            # one JSON line per problem
+            problem_lines = [ln for ln in r.stdout.splitlines() if sha in ln]
+            self.assertTrue(problem_lines)
+            for ln in problem_lines:
+                try:
+                    json.loads(ln)
+                except ValueError:
+                    self.fail("problem line is not JSON: %r" % ln)
+        return r
+
+    def assertCorrupt(self, path):
+        r = self.srv.get(path)
+        self.assertError(r, 500, "corrupt_blob")
+        return r
+
+    def test_verify_clean_store(self):
+        self.srv.stop()
+        self.assertVerifyFinds(None, expect_rc=0)  # empty store
+        self.srv.start()
+        for size in (0, 1, MiB, 2 * MiB + 7):
+            self.upload(os.urandom(size))
+        self.srv.stop()
+        self.assertVerifyFinds(None, expect_rc=0)
+
+    def test_flipped_byte_first_block(self):
+        data = os.urandom(3 * MiB + 5)
+        p, bp = self.upload(data)
+        good = os.urandom(1000)
+        gp, _ = self.upload(good)
+        flip_byte(bp, 100)
+        self.assertCorrupt(p)
+        self.assertCorrupt(p)  # still, and logged; the server keeps serving
+        self.assertStored(gp, good)
+        self.assertIn(sha256_hex(data), self.srv.log_text(), "corruption not logged with sha256")
+        self.assertServing()
+        self.assertEqual(self.srv.stop(), 0)
+        self.assertVerifyFinds(sha256_hex(data))
+
+    def test_flipped_byte_small_blob(self):
+        data = os.urandom(1000)
+        p, bp = self.upload(data)
+        flip_byte(bp, 999)
+        self.assertCorrupt(p)
+        self.srv.stop()
+        self.assertVerifyFinds(sha256_hex(data))
+
+    def test_flipped_byte_later_block_never_served(self):
+        """A bad block after the first: 500 corrupt_blob, or a 200 whose body
+        stops before the bad block (never bad bytes presented as good).  A
+        connection closed before any status line is neither."""
+        data = os.urandom(10 * MiB + 5)
+        p, bp = self.upload(data)
+        for off in (1 * MiB + 3, 2 * MiB + 10, 8 * MiB + 3, 10 * MiB + 2):
+            self.srv.assert_alive()  # fail fast if a previous case crashed it
+            with self.subTest(offset=off, block=off // MiB):
+                flip_byte(bp, off)
+                try:
+                    with RawConn(self.srv.port, timeout=30) as c:
+                        c.send("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p)
+                        try:
+                            r = c.read_response(allow_short=True)
+                        except (EOFError, ConnectionError):
+                            self.fail("bad block %d: connection closed without any response "
+                                      "(expected 500 corrupt_blob, or 200 with a short body)"
+                                      % (off // MiB))
+                    if r.status == 500:
+                        self.assertEqual(r.error_code, "corrupt_blob")
+                    else:
+                        self.assertEqual(r.status, 200, r)
+                        self.assertTrue(r.short, "a corrupt block was served as a full body")
+                        self.assertLess(len(r.body), len(data))
+                        block = off // MiB
+                        self.assertLessEqual(len(r.body), block * MiB,
+                                             "bytes of the bad block were sent")
+                        self.assertTrue(r.body == data[:len(r.body)], "bad bytes were sent")
+                finally:
+                    flip_byte(bp, off)  # restore
+                self.assertStored(p, data)
+        self.assertServing()
+
+    def test_shared_blob_corrupt_for_every_coordinate(self):
+        data = os.urandom(5000)
+        p1, bp = self.upload(data)
+        p2 = "/repos/integ/other%s/2/g.bin" % uniq()
+        self.assertEqual(self.srv.put(p2, data).status, 201)
+        flip_byte(bp, 0)
+        self.assertCorrupt(p1)
+        self.assertCorrupt(p2)
+
+    def test_truncated_blob(self):
+        data = os.urandom(2 * MiB + 100)
+        p, bp = self.upload(data)
+        with open(bp, "r+b") as f:
+            f.truncate(len(data) - 1)
+        self.assertCorrupt(p)
+        self.srv.stop()
+        self.assertVerifyFinds(sha256_hex(data))
+
+    def test_grown_blob(self):
+        data = os.urandom(1000)
+        p, bp = self.upload(data)
+        with open(bp, "ab") as f:
+            f.write(b"x")
+        self.assertCorrupt(p)
+        self.srv.stop()
+        self.assertVerifyFinds(sha256_hex(data))
+
+    def test_missing_blob(self):
+        data = os.urandom(4096)
+        p, bp = self.upload(data)
+        os.unlink(bp)
+        self.assertCorrupt(p)
+        self.assertIn(sha256_hex(data), self.srv.log_text(), "missing blob not logged")
+        self.assertServing()
+        self.srv.stop()
+        self.assertVerifyFinds(sha256_hex(data))
+
+    def test_missing_empty_blob(self):
+        p, bp = self.upload(b"")
+        os.unlink(bp)
+        self.assertCorrupt(p)
+        self.srv.stop()
+        self.assertVerifyFinds(sha256_hex(b""))
+
+    def test_verify_alongside_running_server(self):
+        data = os.urandom(10000)
+        p, bp = self.upload(data)
+        self.assertVerifyFinds(None, expect_rc=0)
+        flip_byte(bp, 5)
+        self.assertVerifyFinds(sha256_hex(data))
+        self.srv.assert_alive()
+        self.assertServing()
+
+
+class ShutdownTest(ArcaTestMixin, unittest.TestCase):
+    def wait_receiving(self, srv, timeout=5.0):
+        """Waits until a temp file with some bytes exists (the upload is in flight)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for n in srv.tmp_files():
+                try:
+                    if os.path.getsize(os.path.join(srv.tmp_dir, n)) > 0:
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        return False
+
+    def test_sigterm_discards_stalled_upload(self):
+        with ArcaServer(config="[server]\nshutdown_grace = 2\n") as srv:
+            self.srv = srv
+            keep = os.urandom(3000)
+            kp = "/repos/term/keep/1/k.bin"
+            self.assertEqual(srv.put(kp, keep).status, 201)
+            before = srv.storage()
+            p = "/repos/term/partial%s/1/p.bin" % uniq()
+            c = RawConn(srv.port, timeout=30)
+            try:
+                c.send("PUT %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (p, srv.token, 64 * MiB))
+                c.send(os.urandom(8 * MiB))
+                self.wait_receiving(srv)
+                t0 = time.monotonic()
+                rc = srv.stop(signal.SIGTERM, timeout=30)
+                took = time.monotonic() - t0
+            finally:
+                c.close()
+            self.assertEqual(rc, 0, "exit code after SIGTERM; log:\n" + srv.log_tail())
+            self.assertLess(took, 2 + 8, "shutdown took %.1f s with shutdown_grace = 2" % took)
+            srv.start()
+            self.assertEqual(srv.tmp_files(), [], "temp files left after restart")
+            self.assertNotStored(p)
+            self.assertStorageUnchanged(before)
+            self.assertStored(kp, keep)
+            self.assertServing()
+
+    def test_sigterm_finishes_inflight_upload(self):
+        with ArcaServer(config="[server]\nshutdown_grace = 20\n") as srv:
+            self.srv = srv
+            data = os.urandom(16 * MiB)
+            p = "/repos/term/inflight%s/1/f.bin" % uniq()
+            idle = RawConn(srv.port, timeout=10)
+            idle.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(idle.read_response().status, 200)
+            c = RawConn(srv.port, timeout=30)
+            try:
+                c.send("PUT %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (p, srv.token, len(data)))
+                c.send(data[:4 * MiB])
+                self.wait_receiving(srv)
+                srv.proc.send_signal(signal.SIGTERM)
+                time.sleep(0.5)
+                self.assertTrue(srv.alive(), "arcad exited with an upload in flight")
+                # readiness is withdrawn (or the idle connection is closed)
+                try:
+                    idle.send(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+                    rr = idle.read_response()
+                    self.assertError(rr, 503, "unavailable")
+                except (EOFError, ConnectionError, socket.timeout):
+                    pass
+                # new connections are not served
+                try:
+                    nr = srv.get("/healthz", timeout=3)
+                except (OSError, http.client.HTTPException):
+                    nr = None  # refused, reset or never accepted: fine
+                if nr is not None:
+                    self.assertError(nr, 503, "unavailable", "new request during shutdown")
+                c.send(data[4 * MiB:])
+                r = c.read_response()
+                self.assertEqual(r.status, 201, r)
+                self.assertEqual(r.json()["checksums"]["sha256"], sha256_hex(data))
+            finally:
+                c.close()
+                idle.close()
+            srv.proc.wait(30)
+            rc = srv.stop()
+            self.assertEqual(rc, 0, "exit code after SIGTERM; log:\n" + srv.log_tail())
+            srv.start()
+            self.assertEqual(srv.tmp_files(), [])
+            self.assertStored(p, data)
+
+    def test_sigint_idle_exit_0(self):
+        with ArcaServer() as srv:
+            self.assertEqual(srv.get("/healthz").status, 200)
+            self.assertEqual(srv.stop(signal.SIGINT, timeout=20), 0, srv.log_tail())
+            srv.start()
+            self.assertEqual(srv.stop(signal.SIGTERM, timeout=20), 0, srv.log_tail())
+
+
+if __name__ == "__main__":
+    unittest.main()
