@@ -1,129 +1,442 @@
 #include "auth.h"
 
 #include "arca_err.h"
+#include "coord.h"
+#include "log.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-struct auth {
-    unsigned char admin_hash[32];
+#define ANON_GLOBS_MAX 32
+#define LIMITER_SLOTS 1024
+#define TOUCH_SLOTS 256
+#define TOUCH_EVERY_MS 60000
+
+/* Failed authentications per address, in a fixed table (a collision shares a slot). */
+struct limiter_slot {
+    char ip[48];
+    uint64_t window_start_ms;
+    uint32_t failures;
+    bool logged;
 };
 
-static void sha256(const void *data, size_t len, unsigned char out[32])
+struct touch_slot {
+    char id[TOKEN_ID_LEN + 1];
+    uint64_t at_ms;
+};
+
+struct auth {
+    repo_db *db;
+    size_t nanon;
+    char anon[ANON_GLOBS_MAX][AUTH_GLOB_MAX + 1];
+    pthread_mutex_t mu;  /* guards limiter and touched */
+    struct limiter_slot limiter[LIMITER_SLOTS];
+    struct touch_slot touched[TOUCH_SLOTS];
+};
+
+/* ---- scopes ---- */
+
+static const char *const plain_actions[] = {"read",        "write", "delete", "revoke",
+                                            "deploy-record", "admin"};
+
+static bool glob_ok(const char *g, size_t n)
+{
+    if (n == 0 || n > AUTH_GLOB_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)g[i]) || strchr("._-*?[]!", g[i])))
+            return false;
+    return true;
+}
+
+int scope_parse(const char *s, struct scope *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    const char *at = strchr(s, '@');
+    size_t alen = at ? (size_t)(at - s) : strlen(s);
+    if (alen == 0 || alen > AUTH_ACTION_MAX) {
+        *why = "a scope needs an action (read, write, delete, promote:STAGE, revoke, "
+               "deploy-record, admin)";
+        return ARCA_E_INVALID;
+    }
+    bool known = false;
+    for (size_t i = 0; i < sizeof(plain_actions) / sizeof(plain_actions[0]); i++)
+        known |= strlen(plain_actions[i]) == alen && memcmp(plain_actions[i], s, alen) == 0;
+    if (!known && alen > 8 && memcmp(s, "promote:", 8) == 0) {
+        known = alen - 8 <= 32;
+        for (size_t i = 8; i < alen && known; i++)
+            known = islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
+                    s[i] == '-' || s[i] == '_';
+    }
+    if (!known) {
+        *why = "unknown scope action (read, write, delete, promote:STAGE, revoke, deploy-record, "
+               "admin)";
+        return ARCA_E_INVALID;
+    }
+    memcpy(out->action, s, alen);
+    if (at) {
+        if (!glob_ok(at + 1, strlen(at + 1))) {
+            *why = "a scope's repository glob may hold letters, digits, . _ - * ? [ ] ! "
+                   "(1-64 characters)";
+            return ARCA_E_INVALID;
+        }
+        snprintf(out->repo_glob, sizeof(out->repo_glob), "%s", at + 1);
+    } else {
+        snprintf(out->repo_glob, sizeof(out->repo_glob), "*");
+    }
+    return 0;
+}
+
+bool scope_allows(const struct scope *sc, const char *action, const char *repo)
+{
+    if (strcmp(sc->action, "admin") != 0 && strcmp(sc->action, action) != 0)
+        return false;
+    if (!repo)
+        return strcmp(sc->repo_glob, "*") == 0 || strcmp(sc->action, "admin") == 0;
+    return fnmatch(sc->repo_glob, repo, 0) == 0;
+}
+
+/* ---- secrets ---- */
+
+static void sha256(const void *data, size_t len, uint8_t out[32])
 {
     unsigned int n = 32;
     EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
 }
 
-int auth_open(const char *data_dir, auth **out, int *created)
+static int make_secret(char *secret, uint8_t hash[32])
 {
-    char path[PATH_MAX];
-    char *text = NULL;
+    uint8_t raw[32];
+    char hex[65];
+    if (rand_bytes(raw, sizeof(raw)) != 0)
+        return ARCA_E_CRYPTO;
+    hex_encode(raw, sizeof(raw), hex);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    snprintf(secret, AUTH_SECRET_LEN + 1, "arca_%s", hex);
+    OPENSSL_cleanse(hex, sizeof(hex));
+    sha256(secret, strlen(secret), hash);
+    return 0;
+}
+
+static int issue_with_secret(repo_db *db, struct token *t, const struct actor_ctx *who,
+                             const uint8_t hash[32])
+{
+    uint8_t rid[16];
+    if (rand_bytes(rid, sizeof(rid)) != 0)
+        return ARCA_E_CRYPTO;
+    hex_encode(rid, sizeof(rid), t->id);
+    return repo_token_create(db, t, hash, who);
+}
+
+int auth_token_issue_db(repo_db *db, struct token *t, const struct actor_ctx *who, char *secret)
+{
+    uint8_t hash[32];
+    int rc = make_secret(secret, hash);
+    if (rc == 0)
+        rc = issue_with_secret(db, t, who, hash);
+    if (rc != 0)
+        OPENSSL_cleanse(secret, AUTH_SECRET_LEN + 1);
+    return rc;
+}
+
+int auth_token_issue(auth *a, struct token *t, const struct actor_ctx *who, char *secret)
+{
+    return auth_token_issue_db(a->db, t, who, secret);
+}
+
+/* ---- bootstrap ---- */
+
+static void admin_template(struct token *t)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "admin");
+    snprintf(t->owner, sizeof(t->owner), "admin");
+    snprintf(t->scopes[0], sizeof(t->scopes[0]), "admin");
+    t->nscopes = 1;
+}
+
+static int bootstrap(auth *a, const char *data_dir, int *created)
+{
+    char path[PATH_MAX], *text = NULL;
     size_t len = 0;
+    uint8_t hash[32];
+    struct token t;
+    struct actor_ctx who = {"bootstrap", NULL, NULL};
     int rc;
-    auth *a = calloc(1, sizeof(*a));
-    if (!a)
-        return -ENOMEM;
-    *created = 0;
     snprintf(path, sizeof(path), "%s/admin.token", data_dir);
     rc = fs_read_small(path, 4096, &text, &len);
     if (rc == -ENOENT) {
-        unsigned char secret[32];
-        char hex[65], line[80];
-        if ((rc = rand_bytes(secret, sizeof(secret))) != 0)
-            goto out;
-        hex_encode(secret, sizeof(secret), hex);
+        char secret[AUTH_SECRET_LEN + 2];
+        if ((rc = make_secret(secret, hash)) != 0)
+            return rc;
+        /* The file first: a crash before the index write is mended by the next start. */
+        size_t n = strlen(secret);
+        secret[n] = '\n';
+        rc = fs_write_atomic(path, secret, n + 1, 0600);
         OPENSSL_cleanse(secret, sizeof(secret));
-        int n = snprintf(line, sizeof(line), "arca_%s\n", hex);
-        if ((rc = fs_write_atomic(path, line, (size_t)n, 0600)) != 0)
-            goto out;
-        sha256(line, (size_t)n - 1, a->admin_hash);
-        OPENSSL_cleanse(line, sizeof(line));
-        OPENSSL_cleanse(hex, sizeof(hex));
+        if (rc != 0)
+            return rc;
+        admin_template(&t);
+        if ((rc = issue_with_secret(a->db, &t, &who, hash)) != 0)
+            return rc;
         *created = 1;
-    } else if (rc == 0) {
-        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-            len--;
-        if (len == 0) {
-            rc = ARCA_E_INVALID;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    while (len > 0 && isspace((unsigned char)text[len - 1]))
+        len--;
+    sha256(text, len, hash);
+    OPENSSL_cleanse(text, len);
+    free(text);
+    if (len == 0)
+        return ARCA_E_CONFIG;
+    rc = repo_token_find(a->db, hash, &t);
+    if (rc == ARCA_E_NOTFOUND) {
+        LOG_W("%s names a token the index does not know; registering it again as admin", path);
+        admin_template(&t);
+        rc = issue_with_secret(a->db, &t, &who, hash);
+    }
+    return rc;
+}
+
+int auth_open(const char *data_dir, repo_db *db, const char *anonymous_read, auth **out,
+              int *created)
+{
+    int rc = 0;
+    auth *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->db = db;
+    pthread_mutex_init(&a->mu, NULL);
+    *created = 0;
+    /* anonymous_read: "pub-*, docs" */
+    const char *p = anonymous_read ? anonymous_read : "";
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 0)
+            break;
+        if (a->nanon == ANON_GLOBS_MAX || !glob_ok(p, n)) {
+            LOG_E("auth.anonymous_read: '%.*s' is not a repository glob", (int)n, p);
+            rc = ARCA_E_CONFIG;
             goto out;
         }
-        sha256(text, len, a->admin_hash);
-    } else {
-        goto out;
+        memcpy(a->anon[a->nanon], p, n);
+        a->anon[a->nanon++][n] = '\0';
+        p += n;
     }
+    if ((rc = bootstrap(a, data_dir, created)) != 0)
+        goto out;
     *out = a;
     a = NULL;
-    rc = 0;
 out:
-    if (text) {
-        OPENSSL_cleanse(text, len);
-        free(text);
+    if (a) {
+        pthread_mutex_destroy(&a->mu);
+        free(a);
     }
-    free(a);
     return rc;
 }
 
 void auth_free(auth *a)
 {
+    if (!a)
+        return;
+    pthread_mutex_destroy(&a->mu);
     free(a);
 }
 
-static int b64dec(const char *in, size_t len, unsigned char *out, size_t max)
+/* ---- the limiter ---- */
+
+static struct limiter_slot *slot_for(auth *a, const char *ip)
 {
-    if (len % 4 != 0 || len / 4 * 3 > max)
-        return -1;
-    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0)
-        return -1;
-    while (len > 0 && in[len - 1] == '=') {
-        n--;
-        len--;
-    }
-    return n;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *s = ip; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return &a->limiter[h % LIMITER_SLOTS];
 }
 
-int auth_identify(const auth *a, const char *authorization, char *actor, size_t actorlen)
+static bool limited(auth *a, const char *ip, uint64_t now)
 {
-    unsigned char hash[32];
-    unsigned char decoded[512];
+    bool over = false;
+    pthread_mutex_lock(&a->mu);
+    struct limiter_slot *s = slot_for(a, ip);
+    if (strcmp(s->ip, ip) == 0 && now - s->window_start_ms < AUTH_FAILURE_WINDOW_MS)
+        over = s->failures >= AUTH_FAILURES_MAX;
+    pthread_mutex_unlock(&a->mu);
+    return over;
+}
+
+static void count_failure(auth *a, const char *ip, uint64_t now)
+{
+    pthread_mutex_lock(&a->mu);
+    struct limiter_slot *s = slot_for(a, ip);
+    if (strcmp(s->ip, ip) != 0 || now - s->window_start_ms >= AUTH_FAILURE_WINDOW_MS) {
+        snprintf(s->ip, sizeof(s->ip), "%s", ip);
+        s->window_start_ms = now;
+        s->failures = 0;
+        s->logged = false;
+    }
+    s->failures++;
+    if (s->failures >= AUTH_FAILURES_MAX && !s->logged) {
+        s->logged = true;
+        LOG_W("auth: %u failed authentications from %s within %us; refusing its credentials "
+              "until the window passes",
+              s->failures, ip, AUTH_FAILURE_WINDOW_MS / 1000);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Records a token's last use at most once a minute (an unsynced index write). */
+static void touch(auth *a, const char *id, uint64_t now)
+{
+    uint64_t h = 0;
+    for (const char *s = id; *s; s++)
+        h = h * 31 + (unsigned char)*s;
+    bool due;
+    pthread_mutex_lock(&a->mu);
+    struct touch_slot *t = &a->touched[h % TOUCH_SLOTS];
+    due = strcmp(t->id, id) != 0 || now - t->at_ms >= TOUCH_EVERY_MS;
+    if (due) {
+        snprintf(t->id, sizeof(t->id), "%s", id);
+        t->at_ms = now;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (due)
+        repo_token_touch(a->db, id, now);
+}
+
+/* ---- authentication ---- */
+
+static void anonymous(struct principal *p)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->actor, sizeof(p->actor), "anonymous");
+}
+
+/* Finds the secret in an Authorization value; false when malformed. */
+static bool extract_secret(const char *h, char *buf, size_t cap, const char **secret,
+                           size_t *len)
+{
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        *secret = h;
+        *len = strlen(h);
+        return *len > 0;
+    }
+    if (strncasecmp(h, "Basic ", 6) == 0) {
+        h += 6;
+        while (*h == ' ')
+            h++;
+        size_t n = strlen(h);
+        if (n == 0 || n % 4 != 0 || n / 4 * 3 >= cap)
+            return false;
+        int d = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)h, (int)n);
+        if (d < 0)
+            return false;
+        for (size_t k = n; k > 0 && h[k - 1] == '='; k--)
+            d--;
+        buf[d] = '\0';
+        const char *colon = memchr(buf, ':', (size_t)d);
+        if (!colon)
+            return false;
+        *secret = colon + 1;
+        *len = (size_t)d - (size_t)(colon + 1 - buf);
+        return *len > 0;
+    }
+    return false;
+}
+
+int auth_authenticate(auth *a, const char *authorization, const char *remote_ip,
+                      struct principal *p, const char **why)
+{
+    char buf[512];
     const char *secret = NULL;
-    size_t secretlen = 0;
-    snprintf(actor, actorlen, "anonymous");
+    size_t len = 0;
+    uint8_t hash[32];
+    struct token t;
+    uint64_t now = time_now_ms();
+    int rc;
+
+    anonymous(p);
+    *why = NULL;
     if (!authorization || !*authorization)
         return 1;
-    if (strncasecmp(authorization, "Bearer ", 7) == 0) {
-        secret = authorization + 7;
-        while (*secret == ' ')
-            secret++;
-        secretlen = strlen(secret);
-    } else if (strncasecmp(authorization, "Basic ", 6) == 0) {
-        const char *b = authorization + 6;
-        while (*b == ' ')
-            b++;
-        int n = b64dec(b, strlen(b), decoded, sizeof(decoded) - 1);
-        if (n < 0)
-            return ARCA_E_INVALID;
-        const char *colon = memchr(decoded, ':', (size_t)n);
-        if (!colon)
-            return ARCA_E_INVALID;
-        secret = colon + 1;
-        secretlen = (size_t)n - (size_t)(colon + 1 - (const char *)decoded);
-    } else {
-        return ARCA_E_INVALID;
+    if (limited(a, remote_ip, now)) {
+        *why = "too many failed authentications from this address";
+        return ARCA_E_LIMITED;
     }
-    sha256(secret, secretlen, hash);
-    OPENSSL_cleanse(decoded, sizeof(decoded));
-    if (CRYPTO_memcmp(hash, a->admin_hash, sizeof(hash)) == 0) {
-        snprintf(actor, actorlen, "admin");
-        return 0;
+    if (!extract_secret(authorization, buf, sizeof(buf), &secret, &len)) {
+        *why = "malformed Authorization header (use 'Bearer TOKEN' or Basic with the token as "
+               "password)";
+        rc = ARCA_E_INVALID;
+        goto fail;
     }
-    return ARCA_E_INVALID;
+    sha256(secret, len, hash);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    /*
+     * The lookup is by hash, so no secret is compared byte by byte; the hash
+     * found is compared again in constant time for defence in depth.
+     */
+    rc = repo_token_find(a->db, hash, &t);
+    if (rc == ARCA_E_NOTFOUND) {
+        *why = "unknown token";
+        rc = ARCA_E_INVALID;
+        goto fail;
+    }
+    if (rc != 0)
+        return rc;
+    snprintf(p->token_id, sizeof(p->token_id), "%s", t.id);
+    if (t.revoked_ms) {
+        *why = "revoked token";
+        rc = ARCA_E_INVALID;
+        goto fail;
+    }
+    if (t.expires_ms && now >= t.expires_ms) {
+        *why = "expired token";
+        rc = ARCA_E_INVALID;
+        goto fail;
+    }
+    for (size_t i = 0; i < t.nscopes; i++) {
+        const char *sw;
+        if (scope_parse(t.scopes[i], &p->scopes[p->nscopes], &sw) == 0)
+            p->nscopes++;
+    }
+    p->authenticated = true;
+    snprintf(p->actor, sizeof(p->actor), "%s", t.name);
+    touch(a, t.id, now);
+    return 0;
+fail:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    count_failure(a, remote_ip, now);
+    return rc;
+}
+
+bool auth_allows(const auth *a, const struct principal *p, const char *action, const char *repo)
+{
+    if (!p->authenticated) {
+        if (strcmp(action, "read") != 0 || !repo)
+            return false;
+        for (size_t i = 0; i < a->nanon; i++)
+            if (fnmatch(a->anon[i], repo, 0) == 0)
+                return true;
+        return false;
+    }
+    for (size_t i = 0; i < p->nscopes; i++)
+        if (scope_allows(&p->scopes[i], action, repo))
+            return true;
+    return false;
 }

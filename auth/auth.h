@@ -1,33 +1,90 @@
 /*
- * Credentials → actor.  The only module that knows about tokens.
+ * Credentials → principal, and principal + action + repository → allowed.
+ * The only module that knows about secrets: it makes them, hashes them
+ * (SHA-256; only hashes are stored, through storage/token.h), compares them
+ * in constant time, and never logs them.
  *
- * For now there is one credential: the admin token, 256 random bits created
- * on first start into <data>/admin.token (mode 0600).  Only its SHA-256 is
- * kept in memory and comparisons are constant-time.  Requests without a valid
- * credential are identified as "anonymous"; scoped tokens and enforcement
- * come with the authentication issue.
+ * Scopes are strings "ACTION" or "ACTION@REPO-GLOB" (fnmatch glob; no "@"
+ * means every repository).  Actions: read, write, delete, promote:STAGE,
+ * revoke, deploy-record, admin; admin implies every action.
+ *
+ * Thread safety: an auth may be used from every worker thread at once.
  */
 #ifndef ARCA_AUTH_H
 #define ARCA_AUTH_H
 
+#include "token.h"
+
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_ACTION_MAX 48
+#define AUTH_GLOB_MAX 64
+#define AUTH_SECRET_LEN 69  /* "arca_" + 64 hex digits */
+#define AUTH_FAILURES_MAX 10
+#define AUTH_FAILURE_WINDOW_MS 60000
+
+struct scope {
+    char action[AUTH_ACTION_MAX + 1];
+    char repo_glob[AUTH_GLOB_MAX + 1];  /* "*" when the scope names none */
+};
+
+/* Who a request is.  A caller-owned value; no pointers inside. */
+struct principal {
+    bool authenticated;  /* a valid token; otherwise anonymous */
+    char actor[TOKEN_NAME_MAX + 1];
+    char token_id[TOKEN_ID_LEN + 1];
+    size_t nscopes;
+    struct scope scopes[TOKEN_SCOPES_MAX];
+};
+
+/* Parses and checks one scope string; 0, or ARCA_E_INVALID with *why. */
+int scope_parse(const char *s, struct scope *out, const char **why);
+/* True when sc grants action on repo (repo NULL: an action not tied to one). */
+bool scope_allows(const struct scope *sc, const char *action, const char *repo);
 
 typedef struct auth auth;
 
 /*
- * Loads <data_dir>/admin.token, creating it (0600) if missing; *created is
- * set to 1 when a new token was written.  0 or -errno / ARCA_E_CRYPTO.
+ * Opens authentication over db.  anonymous_read is a comma-separated list of
+ * repository globs readable without a credential ("" for none; a bad glob is
+ * ARCA_E_CONFIG).  Bootstrap: <data_dir>/admin.token is created (0600) with a
+ * new admin token when missing (*created = 1); when present but its token is
+ * unknown to the index (a wiped index), the token is registered again.
+ * 0, ARCA_E_CONFIG, ARCA_E_DB, -errno.
  */
-int auth_open(const char *data_dir, auth **out, int *created);
+int auth_open(const char *data_dir, repo_db *db, const char *anonymous_read, auth **out,
+              int *created);
 void auth_free(auth *a);
 
 /*
- * Identifies the caller from an Authorization header value (may be NULL):
- * "Bearer <token>" or "Basic base64(user:token)".  Writes the actor name into
- * actor (size actorlen): "admin" for the admin token, "anonymous" otherwise.
- * Returns 0 for a recognized credential, 1 for none, ARCA_E_INVALID for a
- * credential that does not match (the caller decides whether that is a 401).
+ * Authenticates an Authorization header value (may be NULL) from remote_ip.
+ *   0: a valid token; p describes it.
+ *   1: no credential; p is the anonymous principal.
+ *   ARCA_E_INVALID: a malformed, unknown, expired or revoked credential;
+ *      *why says which ("unknown token", ...); p->token_id is set when known.
+ *   ARCA_E_LIMITED: remote_ip is over the failure limit; nothing was checked.
+ *   ARCA_E_DB: the index failed.
+ * Failures count toward remote_ip's limit; the caller records the
+ * auth.failure event (a synced write) off the event loop.
  */
-int auth_identify(const auth *a, const char *authorization, char *actor, size_t actorlen);
+int auth_authenticate(auth *a, const char *authorization, const char *remote_ip,
+                      struct principal *p, const char **why);
+
+/* True when p may do action on repo (repo NULL: not tied to a repository). */
+bool auth_allows(const auth *a, const struct principal *p, const char *action, const char *repo);
+
+/*
+ * Issues a new token: fills t->id, makes a secret (written to secret, which
+ * holds AUTH_SECRET_LEN + 1 bytes; shown once, never stored) and stores the
+ * token through the index (a synced write: call it off the event loop).
+ * t->name, owner, scopes (already checked with scope_parse) and expires_ms
+ * are the caller's.  0, ARCA_E_INVALID, ARCA_E_DB, ARCA_E_CRYPTO.
+ */
+int auth_token_issue(auth *a, struct token *t, const struct actor_ctx *who, char *secret);
+
+/* The same for a caller without an auth (the CLI): db only, no limiter. */
+int auth_token_issue_db(repo_db *db, struct token *t, const struct actor_ctx *who, char *secret);
 
 #endif

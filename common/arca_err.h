@@ -20,6 +20,7 @@ enum {
     ARCA_E_TOOBIG = -1008,   /* over a configured limit */
     ARCA_E_EXISTS = -1009,   /* exists (precondition failed) */
     ARCA_E_CONFIG = -1010,   /* configuration error */
+    ARCA_E_LIMITED = -1011,  /* refused by a rate limit */
 };
 
 /* A static, human-readable description of code (never NULL). */

@@ -38,6 +38,7 @@ static const struct setting settings[] = {
     {"server", "access_log", T_BOOL, F(access_log), "true", 0, 0},
     {"storage", "data_dir", T_STR, F(data_dir), "./arca-data", 0, 0},
     {"storage", "verify_on_download", T_BOOL, F(verify_on_download), "true", 0, 0},
+    {"auth", "anonymous_read", T_STR, F(anonymous_read), "", 0, 0},
     {"log", "level", T_STR, F(log_level), "info", 0, 0},
     {"centre", "id", T_STR, F(centre_id), "dc1", 0, 0},
 };

@@ -29,6 +29,8 @@ struct arca_config {
     /* [storage] */
     char data_dir[1024];
     bool verify_on_download;    /* check xxh3 block sums while serving */
+    /* [auth] */
+    char anonymous_read[1024];  /* comma-separated repository globs readable without a token */
     /* [log] */
     char log_level[16];
     /* [centre] */

@@ -16,6 +16,7 @@ const char *arca_strerror(int code)
     case ARCA_E_TOOBIG: return "over the configured limit";
     case ARCA_E_EXISTS: return "already exists";
     case ARCA_E_CONFIG: return "configuration error";
+    case ARCA_E_LIMITED: return "rate limited";
     default:
         if (code < 0 && code > -4096)
             return strerror(-code);

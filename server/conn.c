@@ -53,6 +53,7 @@ struct conn {
     struct bufferevent *bev;
     http_parser parser;
     char peer[64];
+    char peer_ip[48];
     struct event *header_timer;
 
     /* The request being read.  The arena holds the URL and header text. */
@@ -77,7 +78,7 @@ struct conn {
     bool line_started, line_done, line_bad;
     uint64_t start_ns;
     char request_id[72];
-    char actor[64];
+    struct principal principal;
 
     /* The handler. */
     const struct handler *h;
@@ -188,7 +189,27 @@ const char *conn_peer(const struct conn *c)
 
 const char *conn_actor(const struct conn *c)
 {
-    return c->actor;
+    return c->principal.actor;
+}
+
+const struct principal *conn_principal(const struct conn *c)
+{
+    return &c->principal;
+}
+
+bool conn_authorize(struct conn *c, const char *action, const char *repo)
+{
+    if (auth_allows(c->w->srv->auth, &c->principal, action, repo))
+        return true;
+    char scope[AUTH_ACTION_MAX + AUTH_GLOB_MAX + 2];
+    snprintf(scope, sizeof(scope), "%s@%s", action, repo ? repo : "*");
+    if (!c->principal.authenticated)
+        resp_error(c, 401, "unauthorized", NULL, "this request needs a credential (scope %s)",
+                   scope);
+    else
+        resp_error(c, 403, "forbidden", json_pack("{s:s}", "scope", scope),
+                   "token '%s' lacks scope %s", c->principal.actor, scope);
+    return false;
 }
 
 struct server *conn_server(const struct conn *c)
@@ -688,6 +709,7 @@ static void reset_request(struct conn *c)
     c->bytes_out = 0;
     stream_cleanup(c);
     c->request_id[0] = '\0';
+    memset(&c->principal, 0, sizeof(c->principal));
 }
 
 static void conn_unlink(struct conn *c)
@@ -744,7 +766,8 @@ static void access_log(struct conn *c)
                   c->peer, c->headers_done ? conn_method(c) : "-",
                   c->url_len ? c->arena + c->url_off : "-", c->status,
                   (unsigned long long)c->body_bytes, (unsigned long long)c->bytes_out,
-                  (double)dur / 1e6, c->request_id, c->actor[0] ? c->actor : "-");
+                  (double)dur / 1e6, c->request_id,
+                  c->principal.actor[0] ? c->principal.actor : "-");
 }
 
 /* The response has been written out completely. */
@@ -821,6 +844,41 @@ static int split_url(struct conn *c)
     return 0;
 }
 
+/* An auth.failure event is a synced write: it goes to the pool, not the event loop. */
+struct failure_job {
+    struct iojob job;
+    repo_db *db;
+    char actor[16], addr[64], rid[72], reason[160], token_id[TOKEN_ID_LEN + 1];
+};
+
+static void failure_work(struct iojob *job)
+{
+    struct failure_job *f = (struct failure_job *)job;
+    struct actor_ctx who = {f->actor, f->addr, f->rid};
+    repo_auth_failure(f->db, &who, f->reason, f->token_id[0] ? f->token_id : NULL);
+}
+
+static void failure_done(struct iojob *job)
+{
+    free(job);
+}
+
+static void record_auth_failure(struct conn *c, const char *why)
+{
+    LOG_I("req %s: authentication failed from %s: %s", c->request_id, c->peer, why);
+    struct failure_job *f = calloc(1, sizeof(*f));
+    if (!f)
+        return;
+    f->job = (struct iojob){.work = failure_work, .done = failure_done, .mbox = c->w->mbox};
+    f->db = c->w->srv->db;
+    snprintf(f->actor, sizeof(f->actor), "anonymous");
+    snprintf(f->addr, sizeof(f->addr), "%s", c->peer);
+    snprintf(f->rid, sizeof(f->rid), "%s", c->request_id);
+    snprintf(f->reason, sizeof(f->reason), "%s", why);
+    snprintf(f->token_id, sizeof(f->token_id), "%s", c->principal.token_id);
+    iopool_submit(c->w->srv->pool, &f->job);
+}
+
 static void dispatch(struct conn *c)
 {
     struct server *srv = c->w->srv;
@@ -870,11 +928,25 @@ static void dispatch(struct conn *c)
         c->close_after = true;
         return;
     }
-    int arc = auth_identify(srv->auth, conn_header(c, "Authorization"), c->actor,
-                            sizeof(c->actor));
+    const char *why = NULL;
+    int arc = auth_authenticate(srv->auth, conn_header(c, "Authorization"), c->peer_ip,
+                                &c->principal, &why);
+    if (arc == ARCA_E_LIMITED) {
+        c->route = ROUTE_OTHER;
+        resp_start(c, 429);
+        resp_header(c, "Retry-After", "%d", AUTH_FAILURE_WINDOW_MS / 1000);
+        resp_finish_json(c, error_json("too_many_requests", NULL, "%s", why));
+        return;
+    }
     if (arc == ARCA_E_INVALID) {
         c->route = ROUTE_OTHER;
-        resp_error(c, 401, "unauthorized", NULL, "the credential is not valid");
+        record_auth_failure(c, why);
+        resp_error(c, 401, "unauthorized", NULL, "%s", why);
+        return;
+    }
+    if (arc < 0) {
+        c->route = ROUTE_OTHER;
+        resp_error(c, 500, "internal", NULL, "authentication failed: %s", arca_strerror(arc));
         return;
     }
     c->h = router_match(c, &c->route);
@@ -1083,7 +1155,7 @@ static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
     fail_request(c, 408, "timeout", "the request headers did not arrive in time");
 }
 
-void conn_accept(struct worker *w, int fd, const char *peer)
+void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, parser_settings_init);
@@ -1095,6 +1167,7 @@ void conn_accept(struct worker *w, int fd, const char *peer)
     c->w = w;
     c->file_fd = -1;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", peer_ip);
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->header_timer = evtimer_new(w->base, header_timeout_cb, c);
     if (!c->bev || !c->header_timer) {

@@ -553,7 +553,8 @@ static void put_headers(struct conn *c)
     }
     p->c = c;
     conn_set_ctx(c, p);
-    if (parse_coord(c, strlen("/repos/"), &p->coord) != 0)
+    if (parse_coord(c, strlen("/repos/"), &p->coord) != 0 ||
+        !conn_authorize(c, "write", p->coord.repo))
         return;
     if (!read_checksum(c, "X-Checksum-Sha256", &p->want_sha256, p->exp_sha256, 32) ||
         !read_checksum(c, "X-Checksum-Sha1", &p->want_sha1, p->exp_sha1, 20) ||
@@ -614,7 +615,7 @@ static void get_headers(struct conn *c)
     struct server *srv = conn_server(c);
     struct coord coord;
     struct artifact a;
-    if (parse_coord(c, strlen("/repos/"), &coord) != 0)
+    if (parse_coord(c, strlen("/repos/"), &coord) != 0 || !conn_authorize(c, "read", coord.repo))
         return;
     int rc = repo_get_artifact(srv->db, &coord, &a);
     if (rc == ARCA_E_NOTFOUND) {

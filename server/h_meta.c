@@ -3,6 +3,7 @@
  * through index iterators one page at a time.
  */
 #include "arca_err.h"
+#include "auth.h"
 #include "coord.h"
 #include "httputil.h"
 #include "repo.h"
@@ -22,14 +23,14 @@ struct page {
     size_t limit;
     char cursor[REPO_CURSOR_MAX];
     json_t *items;
+    struct conn *c;
 };
 
-/* Reads limit and cursor from the query; answers 400 and returns -1 when bad. */
-static int parse_query(struct conn *c, struct page *pg)
+int page_query(struct conn *c, size_t *limit, char *cursor)
 {
     const char *q = conn_query(c);
-    pg->limit = LIMIT_DEFAULT;
-    pg->cursor[0] = '\0';
+    *limit = LIMIT_DEFAULT;
+    cursor[0] = '\0';
     while (*q) {
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
@@ -52,11 +53,11 @@ static int parse_query(struct conn *c, struct page *pg)
                            LIMIT_MAX, buf);
                 return -1;
             }
-            pg->limit = n;
+            *limit = n;
         } else if (klen == 6 && memcmp(q, "cursor", 6) == 0) {
             size_t dl;
-            if (vlen >= sizeof(pg->cursor) || url_decode(v, vlen, pg->cursor, &dl) != 0 ||
-                strlen(pg->cursor) != dl) {
+            if (vlen >= REPO_CURSOR_MAX || url_decode(v, vlen, cursor, &dl) != 0 ||
+                strlen(cursor) != dl) {
                 resp_error(c, 400, "bad_request", NULL, "malformed cursor");
                 return -1;
             }
@@ -70,6 +71,8 @@ static int add_repo(void *arg, const struct repo_entry *e)
 {
     struct page *pg = arg;
     char created[32];
+    if (!auth_allows(conn_server(pg->c)->auth, conn_principal(pg->c), "read", e->repo))
+        return 0; /* listed only to those who may read it */
     time_format_iso(e->created_ms, created);
     json_array_append_new(pg->items, json_pack("{s:s,s:s}", "repo", e->repo, "created", created));
     return 0;
@@ -138,8 +141,15 @@ static void meta_headers(struct conn *c)
             goto out;
         }
     }
-    if (parse_query(c, &pg) != 0)
+    if (n == 0 && !conn_principal(c)->authenticated) {
+        resp_error(c, 401, "unauthorized", NULL, "listing repositories needs a credential");
         goto out;
+    }
+    if (n > 0 && !conn_authorize(c, "read", segs[0]))
+        goto out;
+    if (page_query(c, &pg.limit, pg.cursor) != 0)
+        goto out;
+    pg.c = c;
     pg.items = json_array();
     char next[REPO_CURSOR_MAX] = "";
     repo_db *db = srv->db;

@@ -1,5 +1,6 @@
 /* Operational endpoints: /healthz, /readyz, /metrics, /api/v1/storage, and the 404 fallback. */
 #include "arca_err.h"
+#include "auth.h"
 #include "repo.h"
 #include "server_int.h"
 
@@ -42,6 +43,10 @@ static void storage(struct conn *c)
 {
     if (reject_unless_get(c))
         return;
+    if (!conn_principal(c)->authenticated) {
+        resp_error(c, 401, "unauthorized", NULL, "storage statistics need a credential");
+        return;
+    }
     struct repo_stats st;
     int rc = repo_get_stats(conn_server(c)->db, &st);
     if (rc != 0) {

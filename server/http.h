@@ -28,6 +28,7 @@
 
 struct conn;
 struct server;
+struct principal;
 struct blob_blocks;
 struct mailbox;
 
@@ -59,6 +60,13 @@ bool conn_has_body(const struct conn *c);
 const char *conn_request_id(const struct conn *c);
 const char *conn_peer(const struct conn *c);
 const char *conn_actor(const struct conn *c);
+const struct principal *conn_principal(const struct conn *c);
+/*
+ * True when the caller may do action on repo (NULL: not tied to one).
+ * Otherwise answers 401 (no credential) or 403 naming the missing scope, and
+ * returns false.
+ */
+bool conn_authorize(struct conn *c, const char *action, const char *repo);
 struct server *conn_server(const struct conn *c);
 struct mailbox *conn_mailbox(const struct conn *c);
 /* A BLOB_BLOCK_SIZE scratch buffer of the worker, free to use until the handler returns. */

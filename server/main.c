@@ -8,6 +8,7 @@
  * Settings come from the embedded defaults, then the config file, then flags.
  */
 #include "arca_err.h"
+#include "auth.h"
 #include "blob.h"
 #include "config.h"
 #include "log.h"
@@ -29,6 +30,12 @@ static void usage(FILE *out)
             "usage: arcad [serve] [options]      run the server\n"
             "       arcad verify [options]       re-check every stored blob against its checksums\n"
             "       arcad config [options]       print the effective settings\n"
+            "       arcad token create --name NAME [--owner OWNER] [--scope SCOPE]...\n"
+            "                          [--expires-in SECONDS] [options]\n"
+            "       arcad token list [options]\n"
+            "       arcad token revoke ID [options]\n"
+            "                                    manage API tokens in the index directly\n"
+            "                                    (first set-up, recovery; stop arcad first)\n"
             "options:\n"
             "  --listen HOST:PORT   listen address (default 127.0.0.1:8080; port 0 = any free)\n"
             "  --data DIR           data directory (default ./arca-data)\n"
@@ -97,8 +104,125 @@ static int cmd_verify(const struct arca_config *cfg)
     return vc.missing || vc.corrupt || vc.errors ? 1 : 0;
 }
 
+struct token_args {
+    const char *sub;       /* create, list, revoke */
+    const char *id;        /* revoke */
+    const char *name, *owner, *expires_in;
+    size_t nscopes;
+    const char *scopes[TOKEN_SCOPES_MAX];
+};
+
+static void print_token(const struct token *t)
+{
+    printf("{\"id\":\"%s\",\"name\":\"%s\",\"owner\":\"%s\",\"scopes\":[", t->id, t->name,
+           t->owner);
+    for (size_t i = 0; i < t->nscopes; i++)
+        printf("%s\"%s\"", i ? "," : "", t->scopes[i]);
+    printf("],\"created_ms\":%llu,\"expires_ms\":%llu,\"revoked_ms\":%llu,\"last_used_ms\":%llu}\n",
+           (unsigned long long)t->created_ms, (unsigned long long)t->expires_ms,
+           (unsigned long long)t->revoked_ms, (unsigned long long)t->last_used_ms);
+}
+
+static int print_token_cb(void *arg, const struct token *t)
+{
+    print_token(t);
+    return 0;
+}
+
+static int cmd_token(const struct arca_config *cfg, const struct token_args *ta)
+{
+    char path[PATH_MAX], next[REPO_CURSOR_MAX] = "";
+    repo_db *db = NULL;
+    struct actor_ctx who = {"cli", "local", NULL};
+    int rc, status = 0;
+    snprintf(path, sizeof(path), "%s/index", cfg->data_dir);
+    if ((rc = repo_db_open(path, cfg->centre_id, &db)) != 0) {
+        fprintf(stderr, "arcad token: cannot open the index %s: %s (is arcad running? stop it, "
+                        "or use the /api/v1/tokens API)\n", path, arca_strerror(rc));
+        return 2;
+    }
+    if (!strcmp(ta->sub, "create")) {
+        struct token t;
+        const char *why;
+        char secret[AUTH_SECRET_LEN + 1];
+        memset(&t, 0, sizeof(t));
+        if (!ta->name || !*ta->name || strlen(ta->name) > TOKEN_NAME_MAX) {
+            fprintf(stderr, "arcad token create: --name of 1-%d characters is required\n",
+                    TOKEN_NAME_MAX);
+            status = 2;
+            goto out;
+        }
+        snprintf(t.name, sizeof(t.name), "%s", ta->name);
+        snprintf(t.owner, sizeof(t.owner), "%s", ta->owner ? ta->owner : "cli");
+        for (size_t i = 0; i < ta->nscopes; i++) {
+            struct scope sc;
+            if (strlen(ta->scopes[i]) > TOKEN_SCOPE_MAX ||
+                scope_parse(ta->scopes[i], &sc, &why) != 0) {
+                fprintf(stderr, "arcad token create: scope '%s': %s\n", ta->scopes[i],
+                        strlen(ta->scopes[i]) > TOKEN_SCOPE_MAX ? "too long" : why);
+                status = 2;
+                goto out;
+            }
+            snprintf(t.scopes[t.nscopes++], TOKEN_SCOPE_MAX + 1, "%s", ta->scopes[i]);
+        }
+        if (t.nscopes == 0) {
+            fprintf(stderr, "arcad token create: give at least one --scope (e.g. write@libs)\n");
+            status = 2;
+            goto out;
+        }
+        if (ta->expires_in) {
+            char *end;
+            unsigned long long secs = strtoull(ta->expires_in, &end, 10);
+            if (*end || secs == 0 || ta->expires_in[0] == '-') {
+                fprintf(stderr, "arcad token create: --expires-in takes seconds > 0\n");
+                status = 2;
+                goto out;
+            }
+            t.expires_ms = time_now_ms() + secs * 1000;
+        }
+        if ((rc = auth_token_issue_db(db, &t, &who, secret)) != 0) {
+            fprintf(stderr, "arcad token create: %s\n", arca_strerror(rc));
+            status = 1;
+            goto out;
+        }
+        printf("%s\n", secret); /* shown once: the only place the secret ever appears */
+        print_token(&t);
+    } else if (!strcmp(ta->sub, "list")) {
+        do {
+            char after[REPO_CURSOR_MAX];
+            snprintf(after, sizeof(after), "%s", next);
+            if ((rc = repo_token_list(db, after, 1000, print_token_cb, NULL, next)) != 0) {
+                fprintf(stderr, "arcad token list: %s\n", arca_strerror(rc));
+                status = 1;
+                goto out;
+            }
+        } while (next[0]);
+    } else if (!strcmp(ta->sub, "revoke")) {
+        struct token t;
+        if (!ta->id) {
+            fprintf(stderr, "arcad token revoke: give the token id\n");
+            status = 2;
+            goto out;
+        }
+        rc = repo_token_revoke(db, ta->id, &who, &t);
+        if (rc != 0) {
+            fprintf(stderr, "arcad token revoke: %s: %s\n", ta->id, arca_strerror(rc));
+            status = rc == ARCA_E_NOTFOUND ? 2 : 1;
+            goto out;
+        }
+        print_token(&t);
+    } else {
+        fprintf(stderr, "arcad token: unknown subcommand '%s' (create, list, revoke)\n", ta->sub);
+        status = 2;
+    }
+out:
+    repo_db_free(db);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
+    struct token_args ta = {0};
     struct arca_config cfg;
     char err[512];
     const char *cmd = "serve";
@@ -107,9 +231,38 @@ int main(int argc, char **argv)
     config_init_defaults(&cfg);
     if (i < argc && argv[i][0] != '-')
         cmd = argv[i++];
+    if (!strcmp(cmd, "token")) {
+        if (i >= argc || argv[i][0] == '-') {
+            fprintf(stderr, "arcad token: give a subcommand: create, list, revoke\n");
+            return 2;
+        }
+        ta.sub = argv[i++];
+        if (!strcmp(ta.sub, "revoke") && i < argc && argv[i][0] != '-')
+            ta.id = argv[i++];
+    }
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char **target = NULL;
+        if (!strcmp(cmd, "token") && i + 1 < argc) {
+            if (!strcmp(a, "--name"))
+                target = &ta.name;
+            else if (!strcmp(a, "--owner"))
+                target = &ta.owner;
+            else if (!strcmp(a, "--expires-in"))
+                target = &ta.expires_in;
+            else if (!strcmp(a, "--scope")) {
+                if (ta.nscopes == TOKEN_SCOPES_MAX) {
+                    fprintf(stderr, "arcad: at most %d scopes\n", TOKEN_SCOPES_MAX);
+                    return 2;
+                }
+                ta.scopes[ta.nscopes++] = argv[++i];
+                continue;
+            }
+            if (target) {
+                *target = argv[++i];
+                continue;
+            }
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -152,6 +305,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "verify"))
         return cmd_verify(&cfg);
+    if (!strcmp(cmd, "token"))
+        return cmd_token(&cfg, &ta);
     if (strcmp(cmd, "serve") != 0) {
         fprintf(stderr, "arcad: unknown command '%s'\n", cmd);
         usage(stderr);

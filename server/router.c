@@ -26,6 +26,10 @@ const struct handler *router_match(struct conn *c, int *route)
         *route = ROUTE_META;
         return &meta_handler;
     }
+    if (path_is(p, len, "/api/v1/tokens") || path_under(p, len, "/api/v1/tokens/")) {
+        *route = ROUTE_TOKENS;
+        return &tokens_handler;
+    }
     if (path_is(p, len, "/api/v1/storage")) {
         *route = ROUTE_STORAGE;
         return &storage_handler;

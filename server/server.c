@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void format_peer(const struct sockaddr *sa, char *out, size_t len)
+static void format_peer(const struct sockaddr *sa, char *out, size_t len, char *ip, size_t iplen)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -45,6 +45,7 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t len)
     } else {
         snprintf(out, len, "unknown");
     }
+    snprintf(ip, iplen, "%s", host);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -66,9 +67,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    char peer[64];
-    format_peer(sa, peer, sizeof(peer));
-    conn_accept(w, fd, peer);
+    char peer[64], ip[INET6_ADDRSTRLEN];
+    format_peer(sa, peer, sizeof(peer), ip, sizeof(ip));
+    conn_accept(w, fd, peer, ip);
 }
 
 static void on_grace_over(evutil_socket_t fd, short what, void *arg)
@@ -214,7 +215,7 @@ int server_run(const struct arca_config *cfg)
         goto out;
     }
     int created = 0;
-    if ((rc = auth_open(cfg->data_dir, &srv->auth, &created)) != 0) {
+    if ((rc = auth_open(cfg->data_dir, srv->db, cfg->anonymous_read, &srv->auth, &created)) != 0) {
         LOG_E("cannot set up the admin token in %s: %s", cfg->data_dir, arca_strerror(rc));
         goto out;
     }

@@ -25,6 +25,7 @@ enum route_id {
     ROUTE_ARTIFACT_GET,
     ROUTE_META,
     ROUTE_STORAGE,
+    ROUTE_TOKENS,
     ROUTE_HEALTH,
     ROUTE_METRICS,
     ROUTE_OTHER,
@@ -87,13 +88,20 @@ extern const struct handler storage_handler;
 extern const struct handler health_handler;
 extern const struct handler ready_handler;
 extern const struct handler metrics_handler;
+extern const struct handler tokens_handler;
 extern const struct handler notfound_handler;
+
+/*
+ * h_meta.c: reads limit (1..1000, default 100) and cursor from the query;
+ * answers 400 and returns -1 when bad.
+ */
+int page_query(struct conn *c, size_t *limit, char *cursor_out);
 
 /* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
 bool reject_unless_get(struct conn *c);
 
 /* conn.c: accepts a new connection on worker w. */
-void conn_accept(struct worker *w, int fd, const char *peer);
+void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip);
 /* conn.c: shutdown began; idle connections close, busy ones close after their answer. */
 void conn_drain_all(struct worker *w);
 /* conn.c: frees every connection of w (after the loop stopped; partial uploads discarded). */

@@ -22,6 +22,7 @@
 #include "arca_err.h"
 #include "hlc.h"
 #include "log.h"
+#include "token.h"
 #include "util.h"
 
 #include <errno.h>
@@ -34,9 +35,14 @@
 #define SUBJECT_MAX (COORD_REPO_MAX + 2 * COORD_SEGMENT_MAX + COORD_PATH_MAX + 4)
 #define ACTOR_FIELD_MAX 256
 
-enum event_action { EV_ARTIFACT_PUT };
+enum event_action { EV_ARTIFACT_PUT, EV_TOKEN_CREATE, EV_TOKEN_REVOKE, EV_AUTH_FAILURE };
 
-static const char *const action_names[] = {[EV_ARTIFACT_PUT] = "artifact.put"};
+static const char *const action_names[] = {
+    [EV_ARTIFACT_PUT] = "artifact.put",
+    [EV_TOKEN_CREATE] = "token.create",
+    [EV_TOKEN_REVOKE] = "token.revoke",
+    [EV_AUTH_FAILURE] = "auth.failure",
+};
 
 struct event {
     enum event_action action;
@@ -55,6 +61,18 @@ struct event {
             const struct blob_blocks *blocks;
             struct artifact *out;
         } put;
+        struct {
+            struct token *t;          /* in: the new token; out: as stored */
+            const uint8_t *hash;      /* SHA-256 of the secret */
+        } tcreate;
+        struct {
+            const char *id;
+            struct token *out;        /* may be NULL */
+        } trevoke;
+        struct {
+            const char *reason;
+            const char *token_id;     /* may be NULL */
+        } afail;
     } u;
 };
 
@@ -240,6 +258,69 @@ out:
     return rc;
 }
 
+/* token.create: a new id and a new secret hash; the record is stored as given. */
+static int stage_token_create(repo_db *db, const struct event *ev, uint64_t hlc,
+                              rocksdb_writebatch_t *b, struct staged *st)
+{
+    struct token *t = ev->u.tcreate.t;
+    size_t len = 0;
+    if (db_get(db, CF_TOKENS, t->id, strlen(t->id), NULL, NULL) != ARCA_E_NOTFOUND ||
+        db_get(db, CF_TOKEN_HASH, (const char *)ev->u.tcreate.hash, 32, NULL, NULL) !=
+            ARCA_E_NOTFOUND)
+        return ARCA_E_EXISTS;
+    t->created_ms = HLC_MS(hlc);
+    t->revoked_ms = 0;
+    clean_label(t->created_by, sizeof(t->created_by),
+                ev->who && ev->who->actor ? ev->who->actor : "");
+    int rc = batch_put(b, db, CF_TOKENS, t->id, strlen(t->id), rec_token_encode(t, &len), &len);
+    if (rc != 0)
+        return rc;
+    rocksdb_writebatch_put_cf(b, db->cf[CF_TOKEN_HASH], (const char *)ev->u.tcreate.hash, 32,
+                              t->id, strlen(t->id));
+    json_t *scopes = json_array();
+    for (size_t i = 0; i < t->nscopes; i++)
+        json_array_append_new(scopes, json_string(t->scopes[i]));
+    /* The hash (never the secret) travels with the event so that a replica can accept the token. */
+    st->details = json_pack("{s:s,s:s,s:o,s:I,s:o}", "name", t->name, "owner", t->owner,
+                            "scopes", scopes, "expires_ms", (json_int_t)t->expires_ms,
+                            "secret_sha256", hex_json(ev->u.tcreate.hash, 32));
+    snprintf(st->subject, sizeof(st->subject), "token/%s", t->id);
+    return st->details ? 0 : -ENOMEM;
+}
+
+/* token.revoke: marks the record revoked; a revoked token stays for the audit trail. */
+static int stage_token_revoke(repo_db *db, const struct event *ev, uint64_t hlc,
+                              rocksdb_writebatch_t *b, struct staged *st)
+{
+    struct token t;
+    size_t len = 0;
+    int rc = repo_token_get(db, ev->u.trevoke.id, &t);
+    if (rc != 0)
+        return rc;
+    if (t.revoked_ms) {
+        st->noop = true;
+    } else {
+        t.revoked_ms = HLC_MS(hlc);
+        if ((rc = batch_put(b, db, CF_TOKENS, t.id, strlen(t.id), rec_token_encode(&t, &len),
+                            &len)) != 0)
+            return rc;
+        st->details = json_pack("{s:s}", "name", t.name);
+        snprintf(st->subject, sizeof(st->subject), "token/%s", t.id);
+    }
+    if (ev->u.trevoke.out)
+        *ev->u.trevoke.out = t;
+    return 0;
+}
+
+/* auth.failure: nothing in the index changes; the event is the record. */
+static int stage_auth_failure(const struct event *ev, struct staged *st)
+{
+    st->details = json_pack("{s:o,s:o}", "reason", label_json(ev->u.afail.reason), "token_id",
+                            label_json(ev->u.afail.token_id));
+    snprintf(st->subject, sizeof(st->subject), "auth");
+    return st->details ? 0 : -ENOMEM;
+}
+
 /* hash = SHA-256(prev || canonical) */
 static int chain_hash(const uint8_t prev[32], const char *canon, uint8_t hash[32])
 {
@@ -283,6 +364,15 @@ static int apply(repo_db *db, const struct event *ev, bool *applied)
     switch (ev->action) {
     case EV_ARTIFACT_PUT:
         rc = stage_artifact_put(db, ev, seq, hlc, b, &st);
+        break;
+    case EV_TOKEN_CREATE:
+        rc = stage_token_create(db, ev, hlc, b, &st);
+        break;
+    case EV_TOKEN_REVOKE:
+        rc = stage_token_revoke(db, ev, hlc, b, &st);
+        break;
+    case EV_AUTH_FAILURE:
+        rc = stage_auth_failure(ev, &st);
         break;
     }
     if (rc != 0 || st.noop)
@@ -380,4 +470,37 @@ int repo_put_artifact(repo_db *db, const struct coord *c, const struct blob_dige
         *created = 1;
 out:
     return rc;
+}
+
+int repo_token_create(repo_db *db, struct token *t, const uint8_t secret_hash[32],
+                      const struct actor_ctx *who)
+{
+    bool applied = false;
+    size_t n = strlen(t->id);
+    if (n != TOKEN_ID_LEN || strspn(t->id, "0123456789abcdef") != n || t->name[0] == '\0' ||
+        t->nscopes > TOKEN_SCOPES_MAX)
+        return ARCA_E_INVALID;
+    struct event ev = {.action = EV_TOKEN_CREATE, .who = who};
+    ev.u.tcreate.t = t;
+    ev.u.tcreate.hash = secret_hash;
+    return apply(db, &ev, &applied);
+}
+
+int repo_token_revoke(repo_db *db, const char *id, const struct actor_ctx *who, struct token *out)
+{
+    bool applied = false;
+    struct event ev = {.action = EV_TOKEN_REVOKE, .who = who};
+    ev.u.trevoke.id = id;
+    ev.u.trevoke.out = out;
+    return apply(db, &ev, &applied);
+}
+
+int repo_auth_failure(repo_db *db, const struct actor_ctx *who, const char *reason,
+                      const char *token_id)
+{
+    bool applied = false;
+    struct event ev = {.action = EV_AUTH_FAILURE, .who = who};
+    ev.u.afail.reason = reason;
+    ev.u.afail.token_id = token_id;
+    return apply(db, &ev, &applied);
 }

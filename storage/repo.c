@@ -6,6 +6,7 @@
 
 #include "arca_err.h"
 #include "log.h"
+#include "token.h"
 #include "util.h"
 
 #include <errno.h>
@@ -19,6 +20,9 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_NAMES] = "names",     [CF_VERSIONS] = "versions", [CF_VTIME] = "vtime",
     [CF_ARTIFACTS] = "artifacts", [CF_BLOBS] = "blobs",   [CF_SHA1] = "sha1",
     [CF_EVENTS] = "events",
+    [CF_TOKENS] = "tokens",
+    [CF_TOKEN_HASH] = "token_hash",
+    [CF_TOKEN_USED] = "token_used",
 };
 
 #define BLOCK_CACHE_BYTES (64u << 20)
@@ -870,4 +874,144 @@ int repo_walk_blobs(repo_db *db,
 out:
     rocksdb_iter_destroy(it);
     return rc;
+}
+
+/* ---- tokens ----------------------------------------------------------- */
+
+char *rec_token_encode(const struct token *t, size_t *len)
+{
+    json_t *scopes = json_array();
+    for (size_t i = 0; i < t->nscopes; i++)
+        json_array_append_new(scopes, json_string(t->scopes[i]));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:o}", "id", t->id, "name", t->name,
+                          "owner", t->owner, "created_by", t->created_by, "created_ms",
+                          (json_int_t)t->created_ms, "expires_ms", (json_int_t)t->expires_ms,
+                          "revoked_ms", (json_int_t)t->revoked_ms, "scopes", scopes);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    if (text)
+        *len = strlen(text);
+    return text;
+}
+
+static int copy_str(char *dst, size_t cap, json_t *v)
+{
+    const char *s = json_string_value(v);
+    if (!s || strlen(s) >= cap)
+        return ARCA_E_DB;
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+int rec_token_decode(const char *v, size_t len, struct token *t)
+{
+    json_error_t jerr;
+    int rc = ARCA_E_DB;
+    json_t *o = json_loadb(v, len, 0, &jerr);
+    memset(t, 0, sizeof(*t));
+    if (!o)
+        goto out;
+    json_t *scopes = json_object_get(o, "scopes");
+    if (copy_str(t->id, sizeof(t->id), json_object_get(o, "id")) ||
+        copy_str(t->name, sizeof(t->name), json_object_get(o, "name")) ||
+        copy_str(t->owner, sizeof(t->owner), json_object_get(o, "owner")) ||
+        copy_str(t->created_by, sizeof(t->created_by), json_object_get(o, "created_by")) ||
+        !json_is_array(scopes) || json_array_size(scopes) > TOKEN_SCOPES_MAX)
+        goto out;
+    t->created_ms = (uint64_t)json_integer_value(json_object_get(o, "created_ms"));
+    t->expires_ms = (uint64_t)json_integer_value(json_object_get(o, "expires_ms"));
+    t->revoked_ms = (uint64_t)json_integer_value(json_object_get(o, "revoked_ms"));
+    for (size_t i = 0; i < json_array_size(scopes); i++)
+        if (copy_str(t->scopes[i], sizeof(t->scopes[i]), json_array_get(scopes, i)))
+            goto out;
+    t->nscopes = json_array_size(scopes);
+    rc = 0;
+out:
+    if (rc != 0)
+        LOG_E("index: a token record does not decode");
+    json_decref(o);
+    return rc;
+}
+
+static bool token_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    return n == TOKEN_ID_LEN && strspn(id, "0123456789abcdef") == n;
+}
+
+static void token_load_used(repo_db *db, struct token *t)
+{
+    char *v = NULL;
+    size_t vlen = 0;
+    if (db_get(db, CF_TOKEN_USED, t->id, strlen(t->id), &v, &vlen) == 0 && vlen == 8)
+        t->last_used_ms = get_be64((const uint8_t *)v);
+    rocksdb_free(v);
+}
+
+int repo_token_get(repo_db *db, const char *id, struct token *out)
+{
+    char *v = NULL;
+    size_t vlen = 0;
+    if (!token_id_ok(id))
+        return ARCA_E_NOTFOUND;
+    int rc = db_get(db, CF_TOKENS, id, strlen(id), &v, &vlen);
+    if (rc == 0)
+        rc = rec_token_decode(v, vlen, out);
+    rocksdb_free(v);
+    if (rc == 0)
+        token_load_used(db, out);
+    return rc;
+}
+
+int repo_token_find(repo_db *db, const uint8_t secret_hash[32], struct token *out)
+{
+    char *v = NULL, id[TOKEN_ID_LEN + 1];
+    size_t vlen = 0;
+    int rc = db_get(db, CF_TOKEN_HASH, (const char *)secret_hash, 32, &v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (vlen != TOKEN_ID_LEN) {
+        rocksdb_free(v);
+        return ARCA_E_DB;
+    }
+    memcpy(id, v, vlen);
+    id[vlen] = '\0';
+    rocksdb_free(v);
+    return repo_token_get(db, id, out);
+}
+
+struct tokens_ctx {
+    repo_db *db;
+    int (*cb)(void *arg, const struct token *t);
+    void *arg;
+};
+
+static int emit_token(void *vctx, const char *s, size_t slen, const char *v, size_t vlen)
+{
+    struct tokens_ctx *ctx = vctx;
+    struct token t;
+    if (rec_token_decode(v, vlen, &t) != 0)
+        return ARCA_E_DB;
+    token_load_used(ctx->db, &t);
+    return ctx->cb(ctx->arg, &t);
+}
+
+int repo_token_list(repo_db *db, const char *after, size_t limit,
+                    int (*cb)(void *arg, const struct token *t), void *arg, char *next)
+{
+    struct tokens_ctx ctx = {db, cb, arg};
+    return list_walk(db, CF_TOKENS, "", 0, 't', after, limit, emit_token, &ctx, next);
+}
+
+int repo_token_touch(repo_db *db, const char *id, uint64_t when_ms)
+{
+    char *err = NULL;
+    uint8_t v[8];
+    if (db->readonly || !token_id_ok(id))
+        return ARCA_E_INVALID;
+    put_be64(v, when_ms);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create(); /* unsynced: a hint, not a record */
+    rocksdb_put_cf(db->db, wo, db->cf[CF_TOKEN_USED], id, strlen(id), (const char *)v, 8, &err);
+    rocksdb_writeoptions_destroy(wo);
+    return err ? db_error("token touch", err) : 0;
 }

@@ -18,6 +18,9 @@
  *   blobs      sha256 (32 bytes)                        binary, see blob record below
  *   sha1       sha1 (20 bytes)                          sha256 (32 bytes)
  *   events     BE64(local seq)                          JSON event with prev and hash
+ *   tokens     id (32 hex)                              JSON token (see token.h), no secret
+ *   token_hash SHA-256(secret) (32 bytes)               id
+ *   token_used id                                       BE64 last-used ms (not an event)
  */
 #ifndef ARCA_REPO_INT_H
 #define ARCA_REPO_INT_H
@@ -41,6 +44,9 @@ enum repo_cf {
     CF_BLOBS,
     CF_SHA1,
     CF_EVENTS,
+    CF_TOKENS,      /* id (hex) → token JSON */
+    CF_TOKEN_HASH,  /* SHA-256 of the secret (32 bytes) → id */
+    CF_TOKEN_USED,  /* id → BE64 last-used ms (not an event) */
     CF_COUNT
 };
 
@@ -108,6 +114,11 @@ char *rec_blob_encode(const struct blob_digests *dig, const struct blob_blocks *
 int rec_blob_decode(const char *v, size_t len, struct blob_digests *dig,
                     struct blob_blocks *blocks);
 char *rec_counters_encode(const struct repo_counters *c, size_t *len);
+
+/* Token records (repo.c). */
+struct token;
+char *rec_token_encode(const struct token *t, size_t *len);
+int rec_token_decode(const char *v, size_t len, struct token *t);
 
 /* Builds the vtime key for a version created at created_ms. */
 size_t vtime_key(char *buf, const char *repo, const char *name, uint64_t created_ms,

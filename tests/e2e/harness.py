@@ -7,6 +7,12 @@ process control (SIGTERM, SIGKILL, restart, peak RSS).
 
 The binary is $ARCAD, or ../../build/server/arcad relative to this file.
 Set ARCA_E2E_KEEP=1 to keep data directories after the tests.
+
+Credentials: ArcaServer.request() (and get/head/put/...) sends the admin
+token (DATA/admin.token) as a Bearer token on every request by default; pass
+auth=None for no credential, token=... for another token, or an explicit
+Authorization header.  Raw requests (RawConn) carry only what the test writes:
+use srv.auth_line() for the admin token's header line.
 """
 
 import base64
@@ -27,7 +33,6 @@ ARCAD = os.environ.get("ARCAD") or os.path.normpath(
     os.path.join(HERE, "..", "..", "build", "server", "arcad"))
 
 HOST = "127.0.0.1"
-MUTATING = {"PUT", "POST", "DELETE", "PATCH"}
 
 
 # --------------------------------------------------------------------------
@@ -52,6 +57,16 @@ def b64(digest_bytes):
 
 def content_digest_sha256(b):
     return "sha-256=:%s:" % b64(hashlib.sha256(b).digest())
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+def basic(user, token):
+    """HTTP Basic with the token as the password (the user name is ignored)."""
+    return {"Authorization": "Basic " + base64.b64encode(
+        ("%s:%s" % (user, token)).encode()).decode()}
 
 
 class Response:
@@ -104,8 +119,9 @@ def _headers_from_list(pairs):
 class RawConn:
     """A raw TCP connection with a tiny HTTP/1.1 response reader."""
 
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, source=None):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False
@@ -275,6 +291,7 @@ class ArcaServer:
         self.port = None
         self._log = None
         self._token = None
+        self.source = None  # default local address for request()/conn() (None: any)
         self.exit_codes = []  # every exit code seen (stop/kill/restart)
 
     # -- lifecycle ---------------------------------------------------------
@@ -459,26 +476,44 @@ class ArcaServer:
 
     @property
     def token(self):
+        """The admin token (DATA/admin.token), read once."""
         if self._token is None:
             with open(os.path.join(self.data, "admin.token")) as f:
                 self._token = f.read().strip()
         return self._token
 
-    def auth_headers(self):
+    def auth_headers(self, token=None):
+        """{"Authorization": "Bearer <token>"} (the admin token by default), or
+        {} if there is no admin token yet."""
         try:
-            return {"Authorization": "Bearer " + self.token}
+            return bearer(token if token is not None else self.token)
         except FileNotFoundError:
             return {}
 
-    def request(self, method, path, body=None, headers=None, timeout=60.0, auth=True):
+    def auth_line(self, token=None):
+        """The admin token (or token) as a raw header line for RawConn requests."""
+        return "Authorization: Bearer %s\r\n" % (token if token is not None else self.token)
+
+    def request(self, method, path, body=None, headers=None, timeout=60.0, auth=True,
+                token=None, source=None):
         """One request on a fresh connection.  body: bytes, or an iterable of
         bytes (sent chunked unless headers carry Content-Length).  Returns a
-        Response (unpacks as (status, headers, body))."""
+        Response (unpacks as (status, headers, body)).
+
+        Credentials: every request carries the admin token as a Bearer token,
+        unless headers already hold an Authorization header (sent as is),
+        token="..." is given (that token, as Bearer), or auth is None/False
+        (no credential at all).  source: a local address to connect from
+        (e.g. "127.0.0.2", for per-address limits; default self.source)."""
         hdrs = dict(headers or {})
-        if auth and method.upper() in MUTATING and not any(
-                k.lower() == "authorization" for k in hdrs):
-            hdrs.update(self.auth_headers())
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        if not any(k.lower() == "authorization" for k in hdrs):
+            if token is not None:
+                hdrs.update(bearer(token))
+            elif auth:
+                hdrs.update(self.auth_headers())
+        source = source or self.source
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             if body is None or isinstance(body, (bytes, bytearray, memoryview)):
                 conn.request(method, path, body=body, headers=hdrs)
@@ -515,8 +550,17 @@ class ArcaServer:
     def put(self, path, body=b"", headers=None, **kw):
         return self.request("PUT", path, body=body, headers=headers, **kw)
 
-    def json(self, path):
-        r = self.get(path)
+    def post_json(self, path, obj, **kw):
+        """POST obj as JSON (obj may be bytes: sent as is)."""
+        body = obj if isinstance(obj, (bytes, bytearray)) else json.dumps(obj).encode()
+        return self.request("POST", path, body=body,
+                            headers={"Content-Type": "application/json"}, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def json(self, path, **kw):
+        r = self.get(path, **kw)
         if r.status != 200:
             raise AssertionError("GET %s -> %d %r" % (path, r.status, r.body[:300]))
         return r.json()
@@ -527,18 +571,18 @@ class ArcaServer:
     def raw(self, data, timeout=5.0):
         """Sends data on a fresh connection and reads until the server closes
         or timeout passes; returns the bytes received."""
-        with RawConn(self.port, timeout=timeout) as c:
+        with RawConn(self.port, timeout=timeout, source=self.source) as c:
             c.send(data)
             c.closed_within(timeout)
             return bytes(c.buf)
 
-    def conn(self, timeout=10.0):
-        return RawConn(self.port, timeout=timeout)
+    def conn(self, timeout=10.0, source=None):
+        return RawConn(self.port, timeout=timeout, source=source or self.source)
 
     def raw_request(self, data, head=False, timeout=10.0):
         """Sends data on a fresh connection, returns the first final response
         (and the RawConn is closed)."""
-        with RawConn(self.port, timeout=timeout) as c:
+        with RawConn(self.port, timeout=timeout, source=self.source) as c:
             c.send(data)
             _, r = c.read_final(head=head)
             return r

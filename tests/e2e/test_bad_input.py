@@ -140,9 +140,9 @@ class BadPathTest(ServerTestCase):
         for desc, target, codes in BAD_TARGETS:
             self.srv.assert_alive()  # fail fast if a previous case crashed it
             with self.subTest(desc=desc, target=target[:80]):
-                r = self.srv.raw_request(req("GET", target))
+                r = self.srv.raw_request(req("GET", target, token=self.srv.token))
                 self.assertError(r, 400, codes)
-                r = self.srv.raw_request(req("HEAD", target), head=True)
+                r = self.srv.raw_request(req("HEAD", target, token=self.srv.token), head=True)
                 self.assertEqual(r.status, 400, r)
                 self.assertTrue(r.header("x-request-id"))
         self.assertServing()
@@ -167,7 +167,7 @@ class BadPathTest(ServerTestCase):
                 r = self.srv.raw_request(req("PUT", target, body=data, token=self.srv.token))
                 self.assertEqual(r.status, 201, r)
                 self.assertEqual(r.json()["path"], path)
-                g = self.srv.raw_request(req("GET", target))
+                g = self.srv.raw_request(req("GET", target, token=self.srv.token))
                 self.assertEqual(g.status, 200, g)
                 self.assertEqual(g.body, data)
         self.assertServing()
@@ -177,7 +177,7 @@ class BadPathTest(ServerTestCase):
                        "/api/v1/repos/good/n/%00", "/api/v1/repos/-bad"):
             self.srv.assert_alive()  # fail fast if a previous case crashed it
             with self.subTest(target=target):
-                r = self.srv.raw_request(req("GET", target))
+                r = self.srv.raw_request(req("GET", target, token=self.srv.token))
                 self.assertError(r, 400, IP)
         self.assertServing()
 

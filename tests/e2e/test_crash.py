@@ -38,11 +38,12 @@ class Upload:
         self.state = None   # after a restart: "present" / "absent" once observed
 
 
-def download_hash(port, path, timeout=60):
-    """GET path, hashing as it streams; returns (status, etag, length, sha256 hex)."""
+def download_hash(port, path, token, timeout=60):
+    """GET path (with token), hashing as it streams; returns (status, etag, length,
+    sha256 hex, Content-Length)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": "Bearer " + token})
         resp = conn.getresponse()
         h = hashlib.sha256()
         n = 0
@@ -226,7 +227,7 @@ class CrashLoopTest(ArcaTestMixin, unittest.TestCase):
         for up in self.uploads:
             must_exist = up.status in (201, "retried") or up.state == "present"
             must_not = up.state == "absent"
-            status, etag, n, sha, clen = download_hash(srv.port, up.path)
+            status, etag, n, sha, clen = download_hash(srv.port, up.path, srv.token)
             if must_exist:
                 self.assertEqual(status, 200, "acknowledged upload %s (%d B) is gone%s"
                                  % (up.path, up.size, ctx))
@@ -284,7 +285,7 @@ class CrashLoopTest(ArcaTestMixin, unittest.TestCase):
                              % (up.path, up.state, body[:300], ctx))
             up.state = "present"
             up.status = "retried"
-            status, etag, n, sha, clen = download_hash(self.srv.port, up.path)
+            status, etag, n, sha, clen = download_hash(self.srv.port, up.path, self.srv.token)
             self.assertEqual((status, n, sha), (200, up.size, up.sha), up.path + ctx)
 
     # -- the loop -------------------------------------------------------------------------

@@ -66,8 +66,9 @@ class ProtocolTest(ServerTestCase):
         self.assertEqual(self.srv.put(pa, a).status, 201)
         self.assertEqual(self.srv.put(pb, b).status, 201)
         with self.srv.conn() as c:
-            c.send(("GET %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: first\r\n\r\n"
-                    "GET %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: second\r\n\r\n") % (pa, pb))
+            c.send(("GET %s HTTP/1.1\r\nHost: t\r\n%sX-Request-Id: first\r\n\r\n"
+                    "GET %s HTTP/1.1\r\nHost: t\r\n%sX-Request-Id: second\r\n\r\n")
+                   % (pa, self.auth(), pb, self.auth()))
             r1 = c.read_response()
             r2 = c.read_response()
             self.assertEqual((r1.status, r2.status), (200, 200))
@@ -80,9 +81,9 @@ class ProtocolTest(ServerTestCase):
         data = os.urandom(50000)
         p = "/repos/pipe/pgh%s/1/x.bin" % uniq()
         req = put_head(p, len(data), self.auth() + "X-Request-Id: r1\r\n") + data
-        req += ("GET %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: r2\r\n\r\n" % p).encode()
-        req += ("HEAD %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: r3\r\n\r\n" % p).encode()
-        req += b"GET /nope/route HTTP/1.1\r\nHost: t\r\nX-Request-Id: r4\r\n\r\n"
+        req += ("GET %s HTTP/1.1\r\nHost: t\r\n%sX-Request-Id: r2\r\n\r\n" % (p, self.auth())).encode()
+        req += ("HEAD %s HTTP/1.1\r\nHost: t\r\n%sX-Request-Id: r3\r\n\r\n" % (p, self.auth())).encode()
+        req += ("GET /nope/route HTTP/1.1\r\nHost: t\r\n%sX-Request-Id: r4\r\n\r\n" % self.auth()).encode()
         req += b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: r5\r\n\r\n"
         with self.srv.conn() as c:
             c.send(req)
@@ -107,7 +108,8 @@ class ProtocolTest(ServerTestCase):
             p = "/repos/pipe/many%s/1/%d.txt" % (uniq(), i)
             self.assertEqual(self.srv.put(p, b"body-%d" % i).status, 201)
             paths.append(p)
-        req = b"".join(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p).encode() for p in paths)
+        req = b"".join(("GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.auth())).encode()
+                       for p in paths)
         with self.srv.conn() as c:
             c.send(req)
             for i in range(10):
@@ -173,7 +175,7 @@ class ProtocolTest(ServerTestCase):
             r = c.read_response()
             self.assertEqual(r.status, 201, r)
             # the connection is still usable
-            c.send("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p)
+            c.send("GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.auth()))
             g = c.read_response()
             self.assertEqual(g.status, 200)
             self.assertTrue(g.body == data)
@@ -243,7 +245,7 @@ class ProtocolTest(ServerTestCase):
             c.send(data)
             r = c.read_response()
             self.assertEqual(r.status, 201, r)
-            c.send("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p)
+            c.send("GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.auth()))
             g = c.read_response()
             self.assertEqual(g.status, 200)
             self.assertTrue(g.body == data)
@@ -457,10 +459,12 @@ class ProtocolTest(ServerTestCase):
             b"GET /healthz HTTP/1.1 extra\r\n\r\n",
             b"GET /healthz HTTP/1.1\r\nNoColonHere\r\n\r\n",
             b"GET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n",
-            b"PUT /repos/m/a/1/b.bin HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\nabc",
-            b"PUT /repos/m/a/1/b.bin HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\nabc",
-            b"PUT /repos/m/a/1/b.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
-            b"Content-Length: 4\r\n\r\nabcd",
+            put_head("/repos/m/a/1/b.bin", None, self.auth() + "Content-Length: abc\r\n")
+            + b"abc",
+            put_head("/repos/m/a/1/b.bin", None, self.auth() + "Content-Length: -1\r\n")
+            + b"abc",
+            put_head("/repos/m/a/1/b.bin", None, self.auth() + "Content-Length: 3\r\n"
+                     "Content-Length: 4\r\n") + b"abcd",
         ]
         for raw in cases:
             self.srv.assert_alive()  # fail fast if a previous case crashed it

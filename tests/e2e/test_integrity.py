@@ -112,7 +112,7 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
                 flip_byte(bp, off)
                 try:
                     with RawConn(self.srv.port, timeout=30) as c:
-                        c.send("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p)
+                        c.send("GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.srv.auth_line()))
                         try:
                             r = c.read_response(allow_short=True)
                         except (EOFError, ConnectionError):

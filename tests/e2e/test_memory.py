@@ -98,7 +98,7 @@ class MemoryTest(ArcaTestMixin, unittest.TestCase):
                 # ---- download, read in chunks, hashed as it goes
                 conn = http.client.HTTPConnection(HOST, srv.port, timeout=300)
                 t0 = time.monotonic()
-                conn.request("GET", path)
+                conn.request("GET", path, headers=srv.auth_headers())
                 resp = conn.getresponse()
                 self.assertEqual(resp.status, 200)
                 self.assertEqual(resp.getheader("Content-Length"), str(SIZE))

@@ -461,16 +461,17 @@ class UploadDownloadTest(ServerTestCase):
         etag = '"%s"' % sha256_hex(data)
         auth = "Authorization: Bearer %s\r\n" % self.srv.token
         reqs = [
-            ("GET /repos/libs/none%s/1/x HTTP/1.1\r\nHost: t\r\n\r\n" % uniq()).encode(),
-            ("GET %s HTTP/1.1\r\nHost: t\r\nRange: bytes=5000-\r\n\r\n" % path).encode(),
-            ("GET %s HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n" % (path, etag)).encode(),
+            ("GET /repos/libs/none%s/1/x HTTP/1.1\r\nHost: t\r\n%s\r\n" % (uniq(), auth)).encode(),
+            ("GET %s HTTP/1.1\r\nHost: t\r\n%sRange: bytes=5000-\r\n\r\n" % (path, auth)).encode(),
+            ("GET %s HTTP/1.1\r\nHost: t\r\n%sIf-None-Match: %s\r\n\r\n"
+             % (path, auth, etag)).encode(),
             ("PUT %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: 3\r\n\r\nabc" % (path, auth)).encode(),
             ("PUT %s HTTP/1.1\r\nHost: t\r\n%sIf-None-Match: *\r\nContent-Length: 3\r\n\r\nabc"
              % (path, auth)).encode(),
             ("PUT /repos/libs/ks%s/1/x HTTP/1.1\r\nHost: t\r\n%sX-Checksum-Sha256: %s\r\n"
              "Content-Length: 3\r\n\r\nabc" % (uniq(), auth, "0" * 64)).encode(),
-            ("GET /api/v1/repos?limit=0 HTTP/1.1\r\nHost: t\r\n\r\n").encode(),
-            ("GET /repos/libs/x/1/%2e%2e HTTP/1.1\r\nHost: t\r\n\r\n").encode(),
+            ("GET /api/v1/repos?limit=0 HTTP/1.1\r\nHost: t\r\n%s\r\n" % auth).encode(),
+            ("GET /repos/libs/x/1/%%2e%%2e HTTP/1.1\r\nHost: t\r\n%s\r\n" % auth).encode(),
         ]
         for q in reqs:
             self.srv.assert_alive()
