@@ -106,6 +106,13 @@ bool scope_allows(const struct scope *sc, const char *action, const char *repo)
     return fnmatch(sc->repo_glob, repo, 0) == 0;
 }
 
+bool auth_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= TOKEN_NAME_MAX && isalnum((unsigned char)s[0]) &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@+-") == n;
+}
+
 /* ---- secrets ---- */
 
 static void sha256(const void *data, size_t len, uint8_t out[32])

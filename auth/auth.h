@@ -44,6 +44,13 @@ int scope_parse(const char *s, struct scope *out, const char **why);
 /* True when sc grants action on repo (repo NULL: an action not tied to one). */
 bool scope_allows(const struct scope *sc, const char *action, const char *repo);
 
+/*
+ * True when s may name a token or its owner: 1-64 characters of
+ * A-Z a-z 0-9 . _ @ + -, starting with a letter or digit.  Names become the
+ * actor of audit events, so they are kept plain and unambiguous.
+ */
+bool auth_name_ok(const char *s);
+
 typedef struct auth auth;
 
 /*

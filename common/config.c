@@ -38,6 +38,9 @@ static const struct setting settings[] = {
     {"server", "access_log", T_BOOL, F(access_log), "true", 0, 0},
     {"storage", "data_dir", T_STR, F(data_dir), "./arca-data", 0, 0},
     {"storage", "verify_on_download", T_BOOL, F(verify_on_download), "true", 0, 0},
+    {"tls", "listen", T_STR, F(tls_listen), "", 0, 0},
+    {"tls", "cert_file", T_STR, F(tls_cert_file), "", 0, 0},
+    {"tls", "key_file", T_STR, F(tls_key_file), "", 0, 0},
     {"auth", "anonymous_read", T_STR, F(anonymous_read), "", 0, 0},
     {"log", "level", T_STR, F(log_level), "info", 0, 0},
     {"centre", "id", T_STR, F(centre_id), "dc1", 0, 0},
@@ -173,8 +176,21 @@ int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
                  cfg->log_level);
         return ARCA_E_CONFIG;
     }
-    if (!strchr(cfg->listen, ':')) {
-        snprintf(err, errlen, "server.listen: expected HOST:PORT, got '%s'", cfg->listen);
+    bool plain = strcmp(cfg->listen, "off") != 0;
+    if (plain && !strchr(cfg->listen, ':')) {
+        snprintf(err, errlen, "server.listen: expected HOST:PORT or off, got '%s'", cfg->listen);
+        return ARCA_E_CONFIG;
+    }
+    if (cfg->tls_listen[0] && !strchr(cfg->tls_listen, ':')) {
+        snprintf(err, errlen, "tls.listen: expected HOST:PORT, got '%s'", cfg->tls_listen);
+        return ARCA_E_CONFIG;
+    }
+    if (cfg->tls_listen[0] && (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0])) {
+        snprintf(err, errlen, "tls.listen needs tls.cert_file and tls.key_file");
+        return ARCA_E_CONFIG;
+    }
+    if (!plain && !cfg->tls_listen[0]) {
+        snprintf(err, errlen, "server.listen is off and tls.listen is empty: nothing to listen on");
         return ARCA_E_CONFIG;
     }
     if (cfg->data_dir[0] == '\0') {

@@ -15,7 +15,7 @@
 
 struct arca_config {
     /* [server] */
-    char listen[128];           /* HOST:PORT; port 0 picks a free one */
+    char listen[128];           /* HOST:PORT; port 0 picks a free one; "off": no plain listener */
     uint64_t workers;           /* event-loop threads; 0 = one per CPU */
     uint64_t io_threads;        /* hashing/disk threads; 0 = one per CPU */
     uint64_t max_connections;   /* over this, new connections get 503 and close */
@@ -29,6 +29,10 @@ struct arca_config {
     /* [storage] */
     char data_dir[1024];
     bool verify_on_download;    /* check xxh3 block sums while serving */
+    /* [tls] */
+    char tls_listen[128];       /* HOST:PORT of the HTTPS listener; "" = none */
+    char tls_cert_file[1024];
+    char tls_key_file[1024];
     /* [auth] */
     char anonymous_read[1024];  /* comma-separated repository globs readable without a token */
     /* [log] */

@@ -26,8 +26,10 @@
 #include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <http_parser.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,7 @@ struct conn {
     http_parser parser;
     char peer[64];
     char peer_ip[48];
+    bool tls;               /* HTTPS: no sendfile; bodies stream from bounded buffers */
     struct event *header_timer;
 
     /* The request being read.  The arena holds the URL and header text. */
@@ -96,7 +99,7 @@ struct conn {
     int file_fd;
     uint64_t file_size, file_pos, file_end;
     uint64_t verified_pos;  /* bytes before it are verified; [file_pos, verified_pos) not queued */
-    bool small;             /* the body is served from the verification read in scratch */
+    bool copy;              /* blocks are read into scratch and copied out (TLS, small bodies) */
     char file_label[72];    /* names the file in log lines (the blob's SHA-256) */
 };
 
@@ -544,48 +547,61 @@ static void stream_cleanup(struct conn *c)
         c->blocks = NULL;
     }
     c->streaming = false;
-    c->small = false;
+    c->copy = false;
 }
 
 /*
- * Verifies blocks from verified_pos until STREAM_QUEUE bytes are verified or
- * queued ahead of the socket.  Returns 0, or ARCA_E_CORRUPT (logged) with
- * verified_pos left at the start of the bad block.
+ * Reads (copy mode) and verifies the block holding verified_pos; moves
+ * verified_pos to the end of that block within the range.  In copy mode the
+ * block's bytes are left in scratch for queue_verified.  0, or ARCA_E_CORRUPT
+ * / -errno (logged) with verified_pos unchanged.
  */
-static int verify_ahead(struct conn *c)
+static int verify_block(struct conn *c)
 {
-    size_t queued = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
-    while (c->verified_pos < c->file_end &&
-           queued + (c->verified_pos - c->file_pos) < STREAM_QUEUE) {
-        uint64_t block = c->verified_pos / BLOB_BLOCK_SIZE;
-        uint64_t block_end = (block + 1) * BLOB_BLOCK_SIZE;
-        if (block_end > c->file_end)
-            block_end = c->file_end;
-        if (c->blocks) {
-            /* A small body is sent from the verification read; the rest verify in place. */
-            int rc = blob_check_block(c->file_fd, c->file_size, c->blocks, (uint32_t)block,
-                                      c->small ? c->w->scratch : NULL);
-            if (rc != 0) {
-                atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);
-                LOG_E("req %s: block %llu of blob %s (%s) failed verification: %s", c->request_id,
-                      (unsigned long long)block, c->file_label, c->arena + c->url_off,
-                      arca_strerror(rc));
-                return ARCA_E_CORRUPT;
+    uint64_t block = c->verified_pos / BLOB_BLOCK_SIZE;
+    uint64_t block_end = (block + 1) * BLOB_BLOCK_SIZE;
+    if (block_end > c->file_end)
+        block_end = c->file_end;
+    int rc = 0;
+    if (c->blocks) {
+        rc = blob_check_block(c->file_fd, c->file_size, c->blocks, (uint32_t)block,
+                              c->copy ? c->w->scratch : NULL);
+    } else if (c->copy) {
+        /* No verification: read just the bytes wanted, where verification would put them. */
+        uint64_t off = c->verified_pos, n = block_end - off;
+        char *dst = (char *)c->w->scratch + (off % BLOB_BLOCK_SIZE);
+        while (n > 0) {
+            ssize_t r = pread(c->file_fd, dst, n, (off_t)off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                rc = r < 0 ? -errno : ARCA_E_CORRUPT;
+                break;
             }
+            dst += r;
+            off += (uint64_t)r;
+            n -= (uint64_t)r;
         }
-        c->verified_pos = block_end;
     }
+    if (rc != 0) {
+        if (rc == ARCA_E_CORRUPT)
+            atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);
+        LOG_E("req %s: block %llu of blob %s (%s) failed verification: %s", c->request_id,
+              (unsigned long long)block, c->file_label, c->arena + c->url_off, arca_strerror(rc));
+        return rc;
+    }
+    c->verified_pos = block_end;
     return 0;
 }
 
-/* Queues the verified bytes not yet queued, as one segment (one sendfile). */
+/* Queues the verified bytes not yet queued: from scratch in copy mode, else as one segment. */
 static void queue_verified(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     uint64_t n = c->verified_pos - c->file_pos;
     if (n == 0)
         return;
-    if (c->small) {
+    if (c->copy) {
         evbuffer_add(out, (char *)c->w->scratch + (c->file_pos % BLOB_BLOCK_SIZE), n);
     } else if (evbuffer_add_file_segment(out, c->seg, (ev_off_t)c->file_pos, (ev_off_t)n) != 0) {
         c->file_end = c->verified_pos = c->file_pos; /* cannot queue: end short, then close */
@@ -596,16 +612,33 @@ static void queue_verified(struct conn *c)
     c->bytes_out += n;
 }
 
+/* How much may be queued ahead of the socket: file segments cost no memory, copies do. */
+static size_t queue_limit(const struct conn *c)
+{
+    return c->copy ? 2u * BLOB_BLOCK_SIZE : STREAM_QUEUE;
+}
+
 /*
- * Keeps a streaming answer fed (from the write callback).  A bad block ends
- * the body at the last verified byte and closes the connection once that is
- * out: the client sees a short body, never bad bytes.
+ * Keeps a streaming answer fed (from the write callback).  Segment mode
+ * verifies several blocks and queues them as one sendfile; copy mode works a
+ * block at a time through scratch.  A bad block ends the body at the last
+ * verified byte and closes the connection once that is out: the client sees a
+ * short body, never bad bytes.
  */
 static void stream_fill(struct conn *c)
 {
-    if (verify_ahead(c) != 0) {
-        c->file_end = c->verified_pos;
-        c->close_after = true;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->copy)
+        queue_verified(c); /* what sits in scratch goes out before scratch is reused */
+    while (c->verified_pos < c->file_end &&
+           evbuffer_get_length(out) + (c->verified_pos - c->file_pos) < queue_limit(c)) {
+        if (verify_block(c) != 0) {
+            c->file_end = c->verified_pos;
+            c->close_after = true;
+            break;
+        }
+        if (c->copy)
+            queue_verified(c);
     }
     queue_verified(c);
     if (c->file_pos >= c->file_end)
@@ -621,9 +654,13 @@ int resp_file_open(struct conn *c, int fd, uint64_t size, uint64_t off, uint64_t
     c->file_size = size;
     c->file_pos = c->verified_pos = off;
     c->file_end = off + len;
-    c->small = blocks && len <= 64 * 1024 && off / BLOB_BLOCK_SIZE == (off + len - 1) / BLOB_BLOCK_SIZE;
-    int rc = verify_ahead(c); /* the first window: a bad block here still gets a clean 500 */
-    if (rc == 0 && !c->small && len > 0) {
+    /* Copy mode over TLS, and for a small body (one write instead of headers + sendfile). */
+    c->copy = c->tls || (len <= 64 * 1024 && len > 0 &&
+                         off / BLOB_BLOCK_SIZE == (off + len - 1) / BLOB_BLOCK_SIZE);
+    int rc = 0;
+    if (len > 0)
+        rc = verify_block(c); /* the first block: a bad one here still gets a clean 500 */
+    if (rc == 0 && !c->copy && len > 0) {
         c->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size, EVBUF_FS_CLOSE_ON_FREE);
         if (!c->seg)
             rc = -ENOMEM;
@@ -642,9 +679,7 @@ void resp_file_send(struct conn *c)
         return;
     }
     c->streaming = true;
-    queue_verified(c);
-    if (c->file_pos >= c->file_end)
-        c->streaming = false;
+    stream_fill(c);
 }
 
 /* ---- body flow control ---- */
@@ -1122,6 +1157,8 @@ static void writecb(struct bufferevent *bev, void *arg)
 static void eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* a TLS handshake finished */
     if (what & BEV_EVENT_TIMEOUT) {
         if ((what & BEV_EVENT_READING) && c->in_request && !c->responded) {
             LOG_I("%s: request timed out waiting for the client", c->peer);
@@ -1150,17 +1187,27 @@ static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     if (c->headers_done || c->responded)
         return;
+    if (!c->in_request) {
+        /* Nothing of a request arrived (a TLS client stuck before or in its handshake): no
+         * answer can even be delivered, so just close. */
+        LOG_I("%s: no request within %llus; closing", c->peer,
+              (unsigned long long)c->w->srv->cfg.header_timeout);
+        conn_release(c);
+        return;
+    }
     LOG_I("%s: headers not complete after %llus; closing", c->peer,
           (unsigned long long)c->w->srv->cfg.header_timeout);
     fail_request(c, 408, "timeout", "the request headers did not arrive in time");
 }
 
-void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip)
+void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip, SSL *ssl)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, parser_settings_init);
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
+        if (ssl)
+            SSL_free(ssl);
         close(fd);
         return;
     }
@@ -1168,13 +1215,19 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
     c->file_fd = -1;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", peer_ip);
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = ssl != NULL;
+    c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                  BEV_OPT_CLOSE_ON_FREE)
+                 : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->header_timer = evtimer_new(w->base, header_timeout_cb, c);
     if (!c->bev || !c->header_timer) {
-        if (c->bev)
+        if (c->bev) {
             bufferevent_free(c->bev);
-        else
+        } else {
+            if (ssl)
+                SSL_free(ssl);
             close(fd);
+        }
         if (c->header_timer)
             event_free(c->header_timer);
         free(c);
@@ -1196,6 +1249,13 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
     bufferevent_set_max_single_write(c->bev, STREAM_QUEUE);
     bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (ssl) {
+        /* A peer that just closes is an EOF, not an error; and the handshake plus the
+         * first header block must arrive within header_timeout. */
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        struct timeval tv = {(time_t)w->srv->cfg.header_timeout, 0};
+        evtimer_add(c->header_timer, &tv);
+    }
 }
 
 void conn_drain_all(struct worker *w)

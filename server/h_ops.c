@@ -131,6 +131,11 @@ static void metrics(struct conn *c)
 
 static void notfound(struct conn *c)
 {
+    if (!conn_principal(c)->authenticated) {
+        /* Without a credential, nothing is said about what exists. */
+        resp_error(c, 401, "unauthorized", NULL, "this request needs a credential");
+        return;
+    }
     resp_error(c, 404, "not_found", NULL, "no route for %s %s", conn_method(c), conn_path(c));
 }
 

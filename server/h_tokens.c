@@ -84,14 +84,6 @@ static int tok_body(struct conn *c, const char *data, size_t len)
     return 0;
 }
 
-static bool printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    return true;
-}
-
 /* Checks the create request into r->t; answers 400 and returns false when bad. */
 static bool parse_create(struct conn *c, struct tok_req *r)
 {
@@ -115,17 +107,19 @@ static bool parse_create(struct conn *c, struct tok_req *r)
         }
     }
     const char *name = json_string_value(json_object_get(o, "name"));
-    if (!name || !*name || strlen(name) > TOKEN_NAME_MAX || !printable(name)) {
-        resp_error(c, 400, "bad_request", NULL, "name must be a string of 1-%d printable "
-                   "characters", TOKEN_NAME_MAX);
+    if (!name || !auth_name_ok(name)) {
+        resp_error(c, 400, "bad_request", NULL,
+                   "name must be 1-%d characters of A-Z a-z 0-9 . _ @ + -, starting with a "
+                   "letter or digit", TOKEN_NAME_MAX);
         goto out;
     }
     snprintf(r->t.name, sizeof(r->t.name), "%s", name);
     v = json_object_get(o, "owner");
     const char *owner = v ? json_string_value(v) : conn_actor(c);
-    if (!owner || !*owner || strlen(owner) > TOKEN_NAME_MAX || !printable(owner)) {
-        resp_error(c, 400, "bad_request", NULL, "owner must be a string of 1-%d printable "
-                   "characters", TOKEN_NAME_MAX);
+    if (!owner || !auth_name_ok(owner)) {
+        resp_error(c, 400, "bad_request", NULL,
+                   "owner must be 1-%d characters of A-Z a-z 0-9 . _ @ + -, starting with a "
+                   "letter or digit", TOKEN_NAME_MAX);
         goto out;
     }
     snprintf(r->t.owner, sizeof(r->t.owner), "%s", owner);

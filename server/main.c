@@ -146,8 +146,9 @@ static int cmd_token(const struct arca_config *cfg, const struct token_args *ta)
         const char *why;
         char secret[AUTH_SECRET_LEN + 1];
         memset(&t, 0, sizeof(t));
-        if (!ta->name || !*ta->name || strlen(ta->name) > TOKEN_NAME_MAX) {
-            fprintf(stderr, "arcad token create: --name of 1-%d characters is required\n",
+        if (!ta->name || !auth_name_ok(ta->name) || (ta->owner && !auth_name_ok(ta->owner))) {
+            fprintf(stderr, "arcad token create: --name (and --owner) must be 1-%d characters "
+                            "of A-Z a-z 0-9 . _ @ + -, starting with a letter or digit\n",
                     TOKEN_NAME_MAX);
             status = 2;
             goto out;

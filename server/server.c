@@ -10,6 +10,7 @@
 #include "log.h"
 #include "repo.h"
 #include "server_int.h"
+#include "tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -48,10 +49,8 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t len, char *
     snprintf(ip, iplen, "%s", host);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int socklen, void *arg)
+static void accept_one(struct worker *w, evutil_socket_t fd, struct sockaddr *sa, bool tls)
 {
-    struct worker *w = arg;
     struct server *srv = w->srv;
     if ((uint64_t)atomic_load(&srv->metrics.connections) >= srv->cfg.max_connections) {
         /* Over the cap: a short, complete answer, then close.  Best effort, never blocks. */
@@ -69,7 +68,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     char peer[64], ip[INET6_ADDRSTRLEN];
     format_peer(sa, peer, sizeof(peer), ip, sizeof(ip));
-    conn_accept(w, fd, peer, ip);
+    SSL *ssl = NULL;
+    if (tls && !(ssl = tls_ctx_new_ssl(srv->tls))) {
+        close(fd);
+        return;
+    }
+    conn_accept(w, fd, peer, ip, ssl);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    accept_one(arg, fd, sa, false);
+}
+
+static void on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int socklen, void *arg)
+{
+    accept_one(arg, fd, sa, true);
 }
 
 static void on_grace_over(evutil_socket_t fd, short what, void *arg)
@@ -88,6 +104,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (w->listener) {
         evconnlistener_free(w->listener);
         w->listener = NULL;
+    }
+    if (w->tls_listener) {
+        evconnlistener_free(w->tls_listener);
+        w->tls_listener = NULL;
     }
     struct timeval tv = {(time_t)w->srv->cfg.shutdown_grace, 0};
     evtimer_add(w->grace_ev, &tv);
@@ -125,8 +145,16 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     return 0;
 }
 
-static int worker_init(struct server *srv, struct worker *w, int id, struct sockaddr *sa,
-                       socklen_t salen)
+static struct evconnlistener *listen_on(struct worker *w, evconnlistener_cb cb,
+                                        struct sockaddr *sa, socklen_t salen)
+{
+    return evconnlistener_new_bind(
+        w->base, cb, w,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+        1024, sa, (int)salen);
+}
+
+static int worker_init(struct server *srv, struct worker *w, int id)
 {
     w->srv = srv;
     w->id = id;
@@ -140,12 +168,62 @@ static int worker_init(struct server *srv, struct worker *w, int id, struct sock
     w->scratch = malloc(BLOB_BLOCK_SIZE);
     if (!w->stop_ev || !w->grace_ev || !w->scratch)
         return -ENOMEM;
-    w->listener = evconnlistener_new_bind(
-        w->base, on_accept, w,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
-        1024, sa, (int)salen);
-    if (!w->listener)
-        return -errno ? -errno : -EADDRINUSE;
+    return 0;
+}
+
+/*
+ * Opens one listening socket per worker on addr (SO_REUSEPORT).  With port 0
+ * the first socket picks the port and the others share it; the port is
+ * written to <data>/<portfile>.  0 or -errno.
+ */
+static int open_listeners(struct server *srv, const char *addr, bool tls, const char *portfile)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char path[PATH_MAX], host[128];
+    int port = 0, rc;
+    if (parse_listen(addr, &ss, &sslen) != 0) {
+        LOG_E("cannot resolve listen address '%s'", addr);
+        return ARCA_E_CONFIG;
+    }
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        struct evconnlistener *l = listen_on(w, tls ? on_accept_tls : on_accept,
+                                             (struct sockaddr *)&ss, sslen);
+        if (!l) {
+            rc = errno ? -errno : -EADDRINUSE;
+            LOG_E("cannot listen on %s: %s", addr, arca_strerror(rc));
+            return rc;
+        }
+        if (tls)
+            w->tls_listener = l;
+        else
+            w->listener = l;
+        if (i == 0) {
+            struct sockaddr_storage bound;
+            socklen_t blen = sizeof(bound);
+            getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&bound, &blen);
+            port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                     : ((struct sockaddr_in *)&bound)->sin_port);
+            if (ss.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+        }
+    }
+    char line[16];
+    int n = snprintf(line, sizeof(line), "%d\n", port);
+    snprintf(path, sizeof(path), "%s/%s", srv->cfg.data_dir, portfile);
+    if ((rc = fs_write_atomic(path, line, (size_t)n, 0644)) != 0) {
+        LOG_E("cannot write %s: %s", path, arca_strerror(rc));
+        return rc;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(addr, ':') - addr), addr);
+    LOG_I("listening on %s:%d (%s)", host, port, tls ? "https" : "http");
+    if (tls)
+        srv->tls_port = port;
+    else
+        srv->port = port;
     return 0;
 }
 
@@ -153,6 +231,8 @@ static void worker_cleanup(struct worker *w)
 {
     if (w->listener)
         evconnlistener_free(w->listener);
+    if (w->tls_listener)
+        evconnlistener_free(w->tls_listener);
     if (w->base)
         conn_free_all(w);
     if (w->stop_ev)
@@ -181,6 +261,21 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(main_base, NULL);
 }
 
+/* SIGHUP: reload the TLS certificate; open connections keep the one they started with. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+    char err[512];
+    if (!srv->tls) {
+        LOG_I("SIGHUP: no TLS listener, nothing to reload");
+        return;
+    }
+    if (tls_ctx_reload(srv->tls, err, sizeof(err)) == 0)
+        LOG_I("SIGHUP: reloaded the TLS certificate from %s", srv->cfg.tls_cert_file);
+    else
+        LOG_E("SIGHUP: TLS reload failed, keeping the current certificate: %s", err);
+}
+
 static size_t cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -192,7 +287,7 @@ int server_run(const struct arca_config *cfg)
     int rc = 0;
     char path[PATH_MAX];
     struct event_base *main_base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     struct server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return -ENOMEM;
@@ -230,12 +325,13 @@ int server_run(const struct arca_config *cfg)
     if ((rc = iopool_new(nio, &srv->pool)) != 0)
         goto out;
 
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (parse_listen(cfg->listen, &ss, &sslen) != 0) {
-        LOG_E("cannot resolve listen address '%s'", cfg->listen);
-        rc = ARCA_E_CONFIG;
-        goto out;
+    if (cfg->tls_listen[0]) {
+        char err[512];
+        if ((rc = tls_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, &srv->tls, err,
+                              sizeof(err))) != 0) {
+            LOG_E("%s", err);
+            goto out;
+        }
     }
     srv->nworkers = cfg->workers ? cfg->workers : cpu_count();
     srv->workers = calloc(srv->nworkers, sizeof(struct worker));
@@ -243,50 +339,29 @@ int server_run(const struct arca_config *cfg)
         rc = -ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < srv->nworkers; i++) {
-        if ((rc = worker_init(srv, &srv->workers[i], (int)i, (struct sockaddr *)&ss, sslen)) != 0) {
-            LOG_E("cannot listen on %s: %s", cfg->listen, arca_strerror(rc));
+    for (size_t i = 0; i < srv->nworkers; i++)
+        if ((rc = worker_init(srv, &srv->workers[i], (int)i)) != 0)
             goto out;
-        }
-        if (i == 0) {
-            /* With port 0 the first socket picks the port; the others share it. */
-            struct sockaddr_storage bound;
-            socklen_t blen = sizeof(bound);
-            getsockname(evconnlistener_get_fd(srv->workers[0].listener),
-                        (struct sockaddr *)&bound, &blen);
-            srv->port = ntohs(bound.ss_family == AF_INET6
-                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                  : ((struct sockaddr_in *)&bound)->sin_port);
-            if (ss.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)srv->port);
-            else
-                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)srv->port);
-        }
-    }
-
-    char portline[16];
-    int n = snprintf(portline, sizeof(portline), "%d\n", srv->port);
-    snprintf(path, sizeof(path), "%s/arcad.port", cfg->data_dir);
-    if ((rc = fs_write_atomic(path, portline, (size_t)n, 0644)) != 0) {
-        LOG_E("cannot write %s: %s", path, arca_strerror(rc));
+    if (strcmp(cfg->listen, "off") != 0 &&
+        (rc = open_listeners(srv, cfg->listen, false, "arcad.port")) != 0)
         goto out;
-    }
-    char host[128];
-    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(cfg->listen, ':') - cfg->listen),
-             cfg->listen);
-    LOG_I("listening on %s:%d (data %s, %zu workers, %zu io threads, centre %s)", host, srv->port,
-          cfg->data_dir, srv->nworkers, nio, cfg->centre_id);
+    if (cfg->tls_listen[0] && (rc = open_listeners(srv, cfg->tls_listen, true, "arcad.tls.port")) != 0)
+        goto out;
+    LOG_I("serving (data %s, %zu workers, %zu io threads, centre %s)", cfg->data_dir,
+          srv->nworkers, nio, cfg->centre_id);
 
     main_base = event_base_new();
     signal_srv = srv;
     sigterm = evsignal_new(main_base, SIGTERM, on_signal, main_base);
     sigint = evsignal_new(main_base, SIGINT, on_signal, main_base);
-    if (!main_base || !sigterm || !sigint) {
+    sighup = evsignal_new(main_base, SIGHUP, on_reload, srv);
+    if (!main_base || !sigterm || !sigint || !sighup) {
         rc = -ENOMEM;
         goto out;
     }
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
+    evsignal_add(sighup, NULL);
 
     for (size_t i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
@@ -307,11 +382,14 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sighup)
+        event_free(sighup);
     if (main_base)
         event_base_free(main_base);
     repo_db_free(srv->db);
     blob_store_free(srv->blobs);
     auth_free(srv->auth);
+    tls_ctx_free(srv->tls);
     free(srv);
     libevent_global_shutdown();
     return rc;

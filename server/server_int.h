@@ -15,6 +15,7 @@ struct event_base;
 struct event;
 struct evconnlistener;
 struct conn;
+struct ssl_st;
 typedef struct repo_db repo_db;
 typedef struct blob_store blob_store;
 typedef struct auth auth;
@@ -52,7 +53,8 @@ struct worker {
     int id;
     pthread_t thread;
     struct event_base *base;
-    struct evconnlistener *listener;
+    struct evconnlistener *listener;      /* plain HTTP; NULL when server.listen = off */
+    struct evconnlistener *tls_listener;  /* HTTPS; NULL without tls.listen */
     struct mailbox *mbox;
     struct event *stop_ev;      /* activated from the signal thread */
     struct event *grace_ev;     /* fires when the shutdown grace is over */
@@ -69,13 +71,14 @@ struct server {
     repo_db *db;
     blob_store *blobs;
     auth *auth;
+    struct tls_ctx *tls;        /* NULL without tls.listen */
     iopool *pool;
     struct metrics metrics;
     _Atomic bool shutting_down;
     char rid_prefix[9];         /* random per process, so request ids are unique across restarts */
     size_t nworkers;
     struct worker *workers;
-    int port;
+    int port, tls_port;
 };
 
 /* Routing: picks the handler for a request; never NULL (a 404/405 handler). */
@@ -100,8 +103,9 @@ int page_query(struct conn *c, size_t *limit, char *cursor_out);
 /* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
 bool reject_unless_get(struct conn *c);
 
-/* conn.c: accepts a new connection on worker w. */
-void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip);
+/* conn.c: accepts a new connection on worker w; ssl (owned from here on) for HTTPS, else NULL. */
+void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip,
+                 struct ssl_st *ssl);
 /* conn.c: shutdown began; idle connections close, busy ones close after their answer. */
 void conn_drain_all(struct worker *w);
 /* conn.c: frees every connection of w (after the loop stopped; partial uploads discarded). */

@@ -1,0 +1,1121 @@
+"""TLS listener (docs/API.md, "TLS"): HTTPS beside or instead of the plain
+listener, TLS 1.2 minimum with ECDHE + AES-GCM / ChaCha20-Poly1305 suites for
+1.2, certificate reload on SIGHUP, startup errors naming the file, streaming
+bound over TLS, garbage and silent clients on the TLS port.
+
+Certificates are made per test class with the `openssl` CLI: a test CA
+(EC P-256), server certificate A (RSA 2048) and B (EC P-256), both for
+IP:127.0.0.1 and DNS:localhost, plus a second, unrelated CA.
+
+TlsServer (a harness.ArcaServer subclass) writes the [server]/[tls] config
+itself, passes no --listen (so `[server] listen = off` is not overridden) and
+waits for DATA/arcad.tls.port (and DATA/arcad.port when the plain listener is
+on).
+
+What the version tests assert about TLS 1.1 (test_tls11_*): the local OpenSSL 3
+refuses to offer TLS 1.1 at its default security level, so the ssl-module
+client lowers its level to 0 to offer it; the handshake must fail either way
+and the kind of failure (server alert vs. local refusal) is printed.  The
+server's refusal is proven independently by a hand-built TLS 1.1 ClientHello
+sent on a raw socket: the server must not answer with a ServerHello (a fatal
+alert or a close is accepted); the same builder with version 1.2 must get a
+ServerHello, so the builder itself is known to be good.
+
+Environment: ARCA_TLS_MEMORY_BYTES (default 256 MiB), ARCA_MEMORY_LIMIT_MIB
+(default 64), OPENSSL (the openssl CLI, default `openssl`)."""
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import harness
+from harness import (HOST, ArcaServer, ArcaTestMixin, RawConn, Response, _headers_from_list,
+                     bearer, sha256_hex)
+
+MiB = 1 << 20
+OPENSSL = os.environ.get("OPENSSL", "openssl")
+MEM_BYTES = int(os.environ.get("ARCA_TLS_MEMORY_BYTES", str(256 * MiB)))
+MEM_LIMIT = int(os.environ.get("ARCA_MEMORY_LIMIT_MIB", "64")) * MiB
+
+
+def uniq():
+    return os.urandom(5).hex()
+
+
+# --------------------------------------------------------------------------
+# Certificates (openssl CLI)
+
+
+def _openssl(*args, cwd=None):
+    p = subprocess.run([OPENSSL] + list(args), cwd=cwd, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError("openssl %s failed (%d):\n%s%s" % (" ".join(args), p.returncode,
+                                                                 p.stdout, p.stderr))
+    return p
+
+
+SERVER_EXT = ("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+              "basicConstraints=critical,CA:FALSE\n"
+              "keyUsage=critical,digitalSignature,keyEncipherment\n"
+              "extendedKeyUsage=serverAuth\n"
+              "subjectKeyIdentifier=hash\n"
+              "authorityKeyIdentifier=keyid,issuer\n")
+
+
+class Pki:
+    """A temp dir with ca.crt/ca.key, a.crt/a.key (RSA 2048, serial 0xA001),
+    b.crt/b.key (EC P-256, serial 0xB002), other-ca.crt, garbage.key."""
+
+    def __init__(self):
+        if shutil.which(OPENSSL) is None:
+            raise AssertionError("the openssl CLI is needed (apt-get install openssl)")
+        self.dir = tempfile.mkdtemp(prefix="arca-e2e-pki-")
+        d = self.dir
+        for ca in ("ca", "other-ca"):
+            _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "30",
+                     "-subj", "/CN=arca e2e %s" % ca,
+                     "-addext", "basicConstraints=critical,CA:TRUE",
+                     "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+        with open(os.path.join(d, "server.ext"), "w") as f:
+            f.write(SERVER_EXT)
+        self._server("a", ["-newkey", "rsa:2048"], "0xA001")
+        self._server("b", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xB002")
+        with open(os.path.join(d, "garbage.key"), "wb") as f:
+            f.write(b"-----BEGIN PRIVATE KEY-----\nthis is not a key\n"
+                    b"-----END PRIVATE KEY-----\n")
+        self.ca = self.path("ca.crt")
+        self.other_ca = self.path("other-ca.crt")
+        self.der = {n: ssl.PEM_cert_to_DER_cert(self.read(n + ".crt").decode()) for n in "ab"}
+
+    def _server(self, name, keyargs, serial):
+        _openssl("req", *keyargs, "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                 "-subj", "/CN=localhost/O=arca e2e cert %s" % name.upper(), cwd=self.dir)
+        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-set_serial", serial, "-days", "30", "-out", name + ".crt",
+                 "-extfile", "server.ext", cwd=self.dir)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def read(self, name):
+        with open(self.path(name), "rb") as f:
+            return f.read()
+
+    def which(self, der):
+        """'a', 'b' or a description of an unknown certificate."""
+        for n, d in self.der.items():
+            if d == der:
+                return n
+        return "unknown certificate (sha256 %s)" % hashlib.sha256(der or b"").hexdigest()
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def install(src, dst):
+    """Atomically replaces dst with a copy of src (or with bytes src)."""
+    tmp = dst + ".new"
+    if isinstance(src, (bytes, bytearray)):
+        with open(tmp, "wb") as f:
+            f.write(src)
+    else:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+# --------------------------------------------------------------------------
+# The server with a TLS listener
+
+
+def listening_tcp_ports(pid):
+    """Ports of the TCP sockets in LISTEN state owned by pid (from /proc)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            t = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    ports = set()
+    for tab in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(tab) as f:
+                lines = f.readlines()[1:]
+        except FileNotFoundError:
+            continue
+        for ln in lines:
+            p = ln.split()
+            if len(p) > 9 and p[3] == "0A" and p[9] in inodes:
+                ports.add(int(p[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+class TlsRawConn(RawConn):
+    """RawConn over TLS (a clean or unclean TLS close counts as EOF)."""
+
+    def __init__(self, port, context, timeout=10.0):
+        raw = socket.create_connection((HOST, port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = context.wrap_socket(raw, server_hostname=HOST)
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self):
+        try:
+            return RawConn._fill(self)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self.eof = True
+            raise EOFError("TLS connection closed by server")
+
+
+class TlsServer(ArcaServer):
+    """arcad with `[tls] listen = 127.0.0.1:0`, the certificate and key copied
+    to DATA/tls/server.crt and DATA/tls/server.key (so tests can replace them).
+    plain=False writes `[server] listen = off`."""
+
+    def __init__(self, pki, plain=True, cert="a", server_extra="", start_timeout=10.0):
+        self.pki = pki
+        self.plain = plain
+        data = tempfile.mkdtemp(prefix="arca-e2e-tls-")
+        tdir = os.path.join(data, "tls")
+        os.mkdir(tdir)
+        self.cert_file = os.path.join(tdir, "server.crt")
+        self.key_file = os.path.join(tdir, "server.key")
+        shutil.copyfile(pki.path(cert + ".crt"), self.cert_file)
+        shutil.copyfile(pki.path(cert + ".key"), self.key_file)
+        os.chmod(self.key_file, 0o600)
+        conf = ("[server]\nlisten = %s\n%s\n[tls]\nlisten = %s:0\ncert_file = %s\n"
+                "key_file = %s\n" % ("%s:0" % HOST if plain else "off", server_extra, HOST,
+                                     self.cert_file, self.key_file))
+        super().__init__(config=conf, data=data, start_timeout=start_timeout)
+        self._own_data = True
+        self.tls_port = None
+        self.ctx = ssl.create_default_context(cafile=pki.ca)
+
+    def command(self):
+        # no --listen: the config's [server] listen (maybe "off") must hold
+        return [harness.ARCAD, "--data", self.data, "--config", self.config_path] + self.extra_args
+
+    @property
+    def port_file(self):
+        return os.path.join(self.data, "arcad.port")
+
+    @property
+    def tls_port_file(self):
+        return os.path.join(self.data, "arcad.tls.port")
+
+    @staticmethod
+    def _read_port(path):
+        try:
+            with open(path) as f:
+                txt = f.read().strip()
+            p = int(txt)
+            return p if 0 < p < 65536 else None
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def start(self):
+        if not os.path.exists(harness.ARCAD):
+            raise AssertionError("arcad binary not found at %s (set ARCAD)" % harness.ARCAD)
+        for p in (self.port_file, self.tls_port_file):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        self.port = self.tls_port = None
+        self._log = open(self.log_path, "ab")
+        self._log.write(b"\n==== harness: start %s ====\n" % " ".join(self.command()).encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                raise AssertionError("arcad exited with %s during startup; log:\n%s"
+                                     % (rc, self.log_tail()))
+            self.tls_port = self._read_port(self.tls_port_file)
+            if self.plain:
+                self.port = self._read_port(self.port_file)
+            if self.tls_port and (self.port or not self.plain):
+                break
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError("arcad did not write %s%s within %.0f s; log:\n%s"
+                                     % (self.tls_port_file,
+                                        " and " + self.port_file if self.plain else "",
+                                        self.start_timeout, self.log_tail()))
+            time.sleep(0.02)
+        return self
+
+    # -- TLS clients ---------------------------------------------------------
+
+    def context(self, min_version=None, max_version=None, ciphers=None, cafile=None):
+        ctx = ssl.create_default_context(cafile=cafile or self.pki.ca)
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        if min_version is not None:
+            ctx.minimum_version = min_version
+        if max_version is not None:
+            ctx.maximum_version = max_version
+        return ctx
+
+    def https(self, timeout=60.0, ctx=None):
+        return http.client.HTTPSConnection(HOST, self.tls_port, timeout=timeout,
+                                           context=ctx or self.ctx)
+
+    def handshake(self, ctx=None, timeout=10.0):
+        """A TLS socket to the TLS port after a complete handshake."""
+        raw = socket.create_connection((HOST, self.tls_port), timeout=timeout)
+        try:
+            return (ctx or self.ctx).wrap_socket(raw, server_hostname=HOST)
+        except BaseException:
+            raw.close()
+            raise
+
+    def peer_cert(self, ctx=None):
+        with self.handshake(ctx) as s:
+            return s.getpeercert(binary_form=True)
+
+    def tls_conn(self, ctx=None, timeout=10.0):
+        return TlsRawConn(self.tls_port, ctx or self.ctx, timeout=timeout)
+
+    def treq(self, method, path, body=None, headers=None, auth=True, conn=None, ctx=None,
+             timeout=60.0):
+        """One request over TLS (on conn if given, kept open; else a fresh
+        HTTPSConnection, closed).  body: bytes or an iterable of bytes (sent
+        chunked unless headers carry Content-Length).  Returns a Response."""
+        hdrs = dict(headers or {})
+        if auth and not any(k.lower() == "authorization" for k in hdrs):
+            hdrs.update(self.auth_headers())
+        own = conn is None
+        if own:
+            conn = self.https(timeout=timeout, ctx=ctx)
+        try:
+            if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+                conn.request(method, path, body=body, headers=hdrs)
+            else:
+                has_len = any(k.lower() == "content-length" for k in hdrs)
+                conn.putrequest(method, path, skip_accept_encoding=True)
+                for k, v in hdrs.items():
+                    conn.putheader(k, v)
+                if not has_len:
+                    conn.putheader("Transfer-Encoding", "chunked")
+                conn.endheaders()
+                for chunk in body:
+                    if not chunk:
+                        continue
+                    if has_len:
+                        conn.send(chunk)
+                    else:
+                        conn.send(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
+                if not has_len:
+                    conn.send(b"0\r\n\r\n")
+            resp = conn.getresponse()
+            data = resp.read()
+            return Response(resp.status, _headers_from_list(resp.getheaders()), data,
+                            resp.reason)
+        finally:
+            if own:
+                conn.close()
+
+
+class TlsMixin(ArcaTestMixin):
+    def tput(self, path, data, headers=None, **kw):
+        h = {"X-Checksum-Sha256": sha256_hex(bytes(data))} if isinstance(
+            data, (bytes, bytearray)) else {}
+        h.update(headers or {})
+        return self.srv.treq("PUT", path, body=data, headers=h, **kw)
+
+    def assertTlsStored(self, path, data, srv=None, **kw):
+        srv = srv or self.srv
+        r = srv.treq("GET", path, **kw)
+        self.assertEqual(r.status, 200, "GET %s over TLS: %r" % (path, r))
+        self.assertEqual(len(r.body), len(data), "GET %s over TLS: length" % path)
+        self.assertTrue(r.body == data, "GET %s over TLS: body differs from upload" % path)
+        sha = sha256_hex(data)
+        self.assertEqual(r.header("x-checksum-sha256"), sha, "X-Checksum-Sha256 over TLS")
+        self.assertEqual(r.header("etag"), '"%s"' % sha)
+        self.assertEqual(r.header("content-length"), str(len(data)))
+        return r
+
+    def assertTlsServing(self, srv=None):
+        srv = srv or self.srv
+        srv.assert_alive()
+        data = os.urandom(333)
+        p = "/repos/tls/sanity/%s/ok.bin" % uniq()
+        r = srv.treq("PUT", p, body=data)
+        self.assertEqual(r.status, 201, "server no longer stores over TLS: %r" % r)
+        self.assertTlsStored(p, data, srv)
+
+
+# --------------------------------------------------------------------------
+# Raw ClientHello (to see the server's own answer to a version it must refuse)
+
+
+def client_hello(version, suites):
+    body = version + os.urandom(32) + b"\x00"
+    cs = b"".join(s.to_bytes(2, "big") for s in suites)
+    body += len(cs).to_bytes(2, "big") + cs + b"\x01\x00"
+    groups = b"\x00\x1d\x00\x17\x00\x18"  # x25519, secp256r1, secp384r1
+    ext = b"\x00\x0a" + (len(groups) + 2).to_bytes(2, "big") + len(groups).to_bytes(2, "big") \
+        + groups
+    ext += b"\x00\x0b\x00\x02\x01\x00"  # ec_point_formats: uncompressed
+    # signature_algorithms (used by 1.2): ecdsa_p256_sha256, rsa_pss_rsae_sha256,
+    # rsa_pkcs1_sha256, rsa_pkcs1_sha1, ecdsa_sha1
+    sig = b"\x04\x03\x08\x04\x04\x01\x02\x01\x02\x03"
+    ext += b"\x00\x0d" + (len(sig) + 2).to_bytes(2, "big") + len(sig).to_bytes(2, "big") + sig
+    body += len(ext).to_bytes(2, "big") + ext
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs
+
+
+# TLS 1.0/1.1 suites (CBC, ECDHE and RSA) plus the 1.2 AEAD ones
+SUITES_11 = (0xc013, 0xc014, 0xc009, 0xc00a, 0x002f, 0x0035, 0x000a,
+             0xc02f, 0xc030, 0xc02b, 0xc02c, 0xcca8, 0xcca9)
+SUITES_12 = (0xc02f, 0xc030, 0xc02b, 0xc02c, 0xcca8, 0xcca9)
+
+
+def server_first_answer(port, hello, timeout=5.0):
+    """Sends hello; returns ('serverhello', version_bytes), ('alert', (level, desc)),
+    ('eof', b'') or ('other', first bytes)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(hello)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while len(buf) < 11 and time.monotonic() < deadline:
+            try:
+                d = s.recv(4096)
+            except (ConnectionError, socket.timeout):
+                break
+            if not d:
+                break
+            buf += d
+        if not buf:
+            return ("eof", b"")
+        if buf[0] == 0x15 and len(buf) >= 7:
+            return ("alert", (buf[5], buf[6]))
+        if buf[0] == 0x16 and len(buf) >= 11 and buf[5] == 0x02:
+            return ("serverhello", buf[9:11])
+        return ("other", buf[:32])
+
+
+# --------------------------------------------------------------------------
+
+
+class TlsTestBase(TlsMixin, unittest.TestCase):
+    PLAIN = True
+    SERVER_EXTRA = "header_timeout = 2\n"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        try:
+            cls.srv = TlsServer(cls.pki, plain=cls.PLAIN,
+                                server_extra=cls.SERVER_EXTRA).__enter__()
+        except BaseException:
+            cls.pki.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+        cls.pki.cleanup()
+
+    def setUp(self):
+        if not self.srv.alive():
+            self.srv.proc = None
+            self.srv.start()
+
+    def tearDown(self):
+        self.srv.assert_alive()
+
+
+class TlsApiTest(TlsTestBase):
+    """1. the API over TLS (plain listener on too)."""
+
+    def test_put_get_empty_file(self):
+        p = "/repos/tls/empty/%s/empty.bin" % uniq()
+        r = self.tput(p, b"")
+        self.assertEqual(r.status, 201, r)
+        j = r.json()
+        self.assertEqual(j["size"], 0)
+        self.assertEqual(j["checksums"]["sha256"], sha256_hex(b""))
+        self.assertTlsStored(p, b"")
+        h = self.srv.treq("HEAD", p)
+        self.assertEqual(h.status, 200, h)
+        self.assertEqual(h.header("content-length"), "0")
+
+    def test_put_get_3mib_plus_7(self):
+        data = os.urandom(3 * MiB + 7)
+        p = "/repos/tls/big/%s/three.bin" % uniq()
+        r = self.tput(p, data)
+        self.assertEqual(r.status, 201, r)
+        j = r.json()
+        self.assertEqual(j["size"], len(data))
+        self.assertEqual(j["checksums"]["sha256"], sha256_hex(data))
+        self.assertEqual(j["checksums"]["sha1"], hashlib.sha1(data).hexdigest())
+        self.assertTlsStored(p, data)
+        # same bytes again: safe retry
+        r = self.tput(p, data)
+        self.assertEqual(r.status, 200, r)
+        # also readable through the plain listener (same store)
+        self.assertStored(p, data)
+
+    def test_chunked_upload_3mib_plus_7(self):
+        data = os.urandom(3 * MiB + 7)
+        p = "/repos/tls/chunked/%s/three.bin" % uniq()
+        gen = (data[i:i + 100000] for i in range(0, len(data), 100000))
+        r = self.srv.treq("PUT", p, body=gen, headers={"X-Checksum-Sha256": sha256_hex(data)})
+        self.assertEqual(r.status, 201, r)
+        self.assertTlsStored(p, data)
+
+    def test_checksum_mismatch_stores_nothing(self):
+        data = os.urandom(5000)
+        p = "/repos/tls/bad/%s/x.bin" % uniq()
+        r = self.srv.treq("PUT", p, body=data,
+                          headers={"X-Checksum-Sha256": sha256_hex(data + b"x")})
+        self.assertError(r, 400, "checksum_mismatch")
+        r = self.srv.treq("GET", p)
+        self.assertError(r, 404, "not_found")
+
+    def test_range_requests(self):
+        data = os.urandom(3 * MiB + 7)
+        p = "/repos/tls/range/%s/r.bin" % uniq()
+        self.assertEqual(self.tput(p, data).status, 201)
+        cases = [("bytes=%d-%d" % (MiB - 10, 2 * MiB + 9), MiB - 10, 2 * MiB + 9),
+                 ("bytes=0-0", 0, 0),
+                 ("bytes=-7", len(data) - 7, len(data) - 1),
+                 ("bytes=%d-" % (3 * MiB), 3 * MiB, len(data) - 1)]
+        for rng, a, b in cases:
+            with self.subTest(range=rng):
+                r = self.srv.treq("GET", p, headers={"Range": rng})
+                self.assertEqual(r.status, 206, r)
+                self.assertEqual(r.header("content-range"), "bytes %d-%d/%d" % (a, b, len(data)))
+                self.assertEqual(r.header("content-length"), str(b - a + 1))
+                self.assertTrue(r.body == data[a:b + 1], "range %s: wrong bytes" % rng)
+        r = self.srv.treq("GET", p, headers={"Range": "bytes=%d-" % len(data)})
+        self.assertError(r, 416, "range_not_satisfiable")
+        self.assertEqual(r.header("content-range"), "bytes */%d" % len(data))
+
+    def test_keep_alive_two_requests_one_connection(self):
+        data = os.urandom(70000)
+        p = "/repos/tls/ka/%s/k.bin" % uniq()
+        conn = self.srv.https()
+        try:
+            r1 = self.tput(p, data, conn=conn)
+            self.assertEqual(r1.status, 201, r1)
+            s1 = conn.sock
+            self.assertIsNotNone(s1, "server closed the TLS connection after the PUT "
+                                 "(no keep-alive): %r" % r1)
+            r2 = self.srv.treq("GET", p, conn=conn)
+            self.assertIs(conn.sock, s1, "the GET did not run on the same TLS connection")
+            self.assertEqual(r2.status, 200, r2)
+            self.assertTrue(r2.body == data, "GET on the kept-alive connection: wrong body")
+            self.assertEqual(r2.header("x-checksum-sha256"), sha256_hex(data))
+            r3 = self.srv.treq("GET", "/healthz", conn=conn)
+            self.assertIs(conn.sock, s1, "third request not on the same TLS connection")
+            self.assertEqual(r3.status, 200, r3)
+        finally:
+            conn.close()
+
+    def test_pipelined_requests_over_tls(self):
+        data = os.urandom(1000)
+        p = "/repos/tls/pipe/%s/p.bin" % uniq()
+        self.assertEqual(self.tput(p, data).status, 201)
+        with self.srv.tls_conn() as c:
+            req = "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.srv.auth_line())
+            c.send((req * 3).encode())
+            for i in range(3):
+                r = c.read_response()
+                self.assertEqual(r.status, 200, "pipelined response %d: %r" % (i, r))
+                self.assertTrue(r.body == data)
+
+    def test_auth_required_over_tls(self):
+        r = self.srv.treq("GET", "/api/v1/storage", auth=False)
+        self.assertError(r, 401, "unauthorized")
+        self.assertIn("Bearer", r.header("www-authenticate", ""))
+        r = self.srv.treq("GET", "/api/v1/storage", headers=bearer("arca_" + "0" * 64))
+        self.assertError(r, 401, "unauthorized")
+        r = self.srv.treq("GET", "/healthz", auth=False)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.srv.treq("GET", "/api/v1/storage").status, 200)
+
+    def test_certificate_chain_and_names(self):
+        der = self.srv.peer_cert()
+        self.assertEqual(self.pki.which(der), "a", "the TLS port serves another certificate")
+        # localhost name verifies too (SAN DNS:localhost)
+        raw = socket.create_connection((HOST, self.srv.tls_port), timeout=10)
+        with self.srv.ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            self.assertEqual(s.getpeercert(binary_form=True), der)
+        # a client trusting another CA refuses the server
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.srv.handshake(self.srv.context(cafile=self.pki.other_ca)).close()
+
+    def test_corrupt_later_block_never_served_over_tls(self):
+        """TLS path (no sendfile): a bad block 8 of 10 gives 500 corrupt_blob
+        or a 200 whose body stops before the bad block; never the full length."""
+        data = os.urandom(10 * MiB + 5)
+        p = "/repos/tls/corrupt/%s/c.bin" % uniq()
+        self.assertEqual(self.tput(p, data).status, 201)
+        bp = self.srv.blob_path(sha256_hex(data))
+        off = 8 * MiB + 3
+        with open(bp, "r+b") as f:
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0x5A]))
+        try:
+            with self.srv.tls_conn(timeout=30) as c:
+                c.send("GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.srv.auth_line()))
+                try:
+                    r = c.read_response(allow_short=True)
+                except (EOFError, ConnectionError, ssl.SSLError):
+                    self.fail("connection closed without any response (expected 500 "
+                              "corrupt_blob or a 200 with a short body)")
+            if r.status == 500:
+                self.assertEqual(r.error_code, "corrupt_blob", r)
+            else:
+                self.assertEqual(r.status, 200, r)
+                self.assertTrue(r.short, "a corrupt block was served as a full body over TLS")
+                self.assertLessEqual(len(r.body), 8 * MiB, "bytes of the bad block were sent")
+                self.assertTrue(r.body == data[:len(r.body)], "bad bytes were sent")
+        finally:
+            with open(bp, "r+b") as f:
+                f.seek(off)
+                f.write(b)
+        self.assertTlsStored(p, data)
+
+    # -- 3. both listeners -----------------------------------------------------
+
+    def test_both_listeners_serve_the_same_artifact(self):
+        self.assertIsNotNone(self.srv.port)
+        self.assertNotEqual(self.srv.port, self.srv.tls_port)
+        self.assertEqual(listening_tcp_ports(self.srv.pid),
+                         sorted([self.srv.port, self.srv.tls_port]),
+                         "listening sockets of arcad vs. the two port files")
+        data = os.urandom(200000)
+        p = "/repos/tls/both/%s/plain-put.bin" % uniq()
+        r = self.srv.put(p, data)
+        self.assertEqual(r.status, 201, r)
+        r1 = self.assertTlsStored(p, data)
+        r2 = self.assertStored(p, data)
+        self.assertEqual(r1.header("etag"), r2.header("etag"))
+        self.assertEqual(r1.header("last-modified"), r2.header("last-modified"))
+        data2 = os.urandom(200001)
+        p2 = "/repos/tls/both/%s/tls-put.bin" % uniq()
+        self.assertEqual(self.tput(p2, data2).status, 201)
+        self.assertStored(p2, data2)
+        # the plain port does not speak TLS
+        with self.assertRaises((ssl.SSLError, ConnectionError, socket.timeout)):
+            raw = socket.create_connection((HOST, self.srv.port), timeout=5)
+            try:
+                self.srv.ctx.wrap_socket(raw, server_hostname=HOST)
+            finally:
+                raw.close()
+        self.assertServing()
+        self.assertTlsServing()
+
+    # -- 2. versions and suites ------------------------------------------------
+
+    def test_tls12(self):
+        ctx = self.srv.context(min_version=ssl.TLSVersion.TLSv1_2,
+                               max_version=ssl.TLSVersion.TLSv1_2)
+        with self.srv.handshake(ctx) as s:
+            self.assertEqual(s.version(), "TLSv1.2")
+            name = s.cipher()[0]
+            self.assertTrue(name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name),
+                            "TLS 1.2 negotiated %s (expected ECDHE with AES-GCM or "
+                            "ChaCha20-Poly1305)" % name)
+        data = os.urandom(4321)
+        p = "/repos/tls/v12/%s/x.bin" % uniq()
+        self.assertEqual(self.tput(p, data, ctx=ctx).status, 201)
+        self.assertTlsStored(p, data, ctx=ctx)
+
+    def test_tls12_each_allowed_suite(self):
+        # cert A is RSA: the ECDHE-RSA suites
+        for suite in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                      "ECDHE-RSA-CHACHA20-POLY1305"):
+            with self.subTest(suite=suite):
+                ctx = self.srv.context(min_version=ssl.TLSVersion.TLSv1_2,
+                                       max_version=ssl.TLSVersion.TLSv1_2, ciphers=suite)
+                with self.srv.handshake(ctx) as s:
+                    self.assertEqual(s.cipher()[0], suite)
+                self.assertEqual(self.srv.treq("GET", "/healthz", ctx=ctx).status, 200)
+
+    def test_tls12_other_suites_refused(self):
+        """Suites outside 'ECDHE with AES-GCM or ChaCha20-Poly1305' are refused
+        by the server (a handshake_failure alert, not a local refusal)."""
+        for suite in ("AES128-GCM-SHA256:AES256-GCM-SHA384",          # RSA key exchange
+                      "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA",     # ECDHE, CBC
+                      "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384",
+                      "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"):  # DHE
+            with self.subTest(suites=suite):
+                ctx = self.srv.context(min_version=ssl.TLSVersion.TLSv1_2,
+                                       max_version=ssl.TLSVersion.TLSv1_2,
+                                       ciphers=suite + ":@SECLEVEL=0")
+                try:
+                    with self.srv.handshake(ctx) as s:
+                        self.fail("server accepted TLS 1.2 suite %s (%s)"
+                                  % (s.cipher()[0], s.version()))
+                except ssl.SSLError as e:
+                    self.assertNotIn(e.reason, ("NO_CIPHERS_AVAILABLE", "NO_CIPHER_MATCH"),
+                                     "the client refused locally, test is void: %r" % e)
+                except (ConnectionError, socket.timeout):
+                    pass  # the server closed without an alert: also a refusal
+        self.assertTlsServing()
+
+    def test_tls13(self):
+        ctx = self.srv.context(min_version=ssl.TLSVersion.TLSv1_3,
+                               max_version=ssl.TLSVersion.TLSv1_3)
+        with self.srv.handshake(ctx) as s:
+            self.assertEqual(s.version(), "TLSv1.3")
+        data = os.urandom(1234)
+        p = "/repos/tls/v13/%s/x.bin" % uniq()
+        self.assertEqual(self.tput(p, data, ctx=ctx).status, 201)
+        self.assertTlsStored(p, data, ctx=ctx)
+        # an unrestricted client gets 1.3
+        with self.srv.handshake() as s:
+            self.assertEqual(s.version(), "TLSv1.3")
+
+    def test_tls11_client_fails(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.pki.ca)
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the local OpenSSL offer 1.1 at all
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        try:
+            with self.srv.handshake(ctx) as s:
+                self.fail("handshake with a TLS <= 1.1 client succeeded: %s %s"
+                          % (s.version(), s.cipher()))
+        except ssl.SSLError as e:
+            local = e.reason in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE",
+                                 "UNSUPPORTED_PROTOCOL")
+            print("\nTLS 1.1 client: handshake failed (%s: %s)" % (
+                "refused by the local OpenSSL" if local else "server refused", e.reason))
+        except (ConnectionError, socket.timeout) as e:
+            print("\nTLS 1.1 client: server closed the connection (%r)" % e)
+        self.assertTlsServing()
+
+    def test_tls11_raw_client_hello_refused_by_server(self):
+        # control: the same builder offering 1.2 gets a 1.2 ServerHello
+        kind, v = server_first_answer(self.srv.tls_port, client_hello(b"\x03\x03", SUITES_12))
+        self.assertEqual((kind, v), ("serverhello", b"\x03\x03"),
+                         "hand-built TLS 1.2 ClientHello not answered by a 1.2 ServerHello")
+        for ver in (b"\x03\x02", b"\x03\x01"):
+            with self.subTest(version=ver.hex()):
+                kind, v = server_first_answer(self.srv.tls_port, client_hello(ver, SUITES_11))
+                self.assertNotEqual(kind, "serverhello",
+                                    "server answered a TLS %s ClientHello with a ServerHello "
+                                    "(version %r)" % (ver.hex(), v))
+                if kind == "alert":
+                    self.assertEqual(v[0], 2, "alert not fatal: %r" % (v,))
+                    print("\nraw ClientHello %s: fatal alert %d" % (ver.hex(), v[1]))
+                else:
+                    self.assertEqual(kind, "eof", "unexpected answer %r" % (v,))
+        self.assertTlsServing()
+
+    # -- 7. garbage and silent clients -----------------------------------------
+
+    def test_plain_http_on_tls_port(self):
+        with RawConn(self.srv.tls_port, timeout=10) as c:
+            c.send(b"GET / HTTP/1.1\r\n\r\n")
+            t0 = time.monotonic()
+            closed = c.closed_within(5)
+            took = time.monotonic() - t0
+            self.assertTrue(closed, "plain HTTP on the TLS port: connection still open after "
+                            "5 s (received %r)" % bytes(c.buf[:200]))
+            self.assertNotIn(b"HTTP/1.1 2", bytes(c.buf), "plain HTTP was served on TLS port")
+            print("\nplain HTTP on TLS port: closed after %.2f s, %d bytes back (%r)"
+                  % (took, len(c.buf), bytes(c.buf[:16])))
+        with RawConn(self.srv.tls_port, timeout=10) as c:
+            c.send(os.urandom(3000))
+            self.assertTrue(c.closed_within(5), "random bytes on the TLS port: still open")
+        self.assertTlsServing()
+        self.assertServing()
+
+    def test_silent_client_closed_after_header_timeout(self):
+        with RawConn(self.srv.tls_port, timeout=15) as c:
+            t0 = time.monotonic()
+            closed = c.closed_within(10)
+            took = time.monotonic() - t0
+            self.assertTrue(closed, "a client that never sends a ClientHello is still open "
+                            "after 10 s (header_timeout = 2)")
+            self.assertGreaterEqual(took, 1.5, "closed after %.2f s, before the header "
+                                    "timeout (2 s)" % took)
+            print("\nsilent TLS client closed after %.2f s" % took)
+        self.assertTlsServing()
+
+    def test_partial_client_hello_closed(self):
+        hello = client_hello(b"\x03\x03", SUITES_12)
+        with RawConn(self.srv.tls_port, timeout=15) as c:
+            c.send(hello[:20])
+            t0 = time.monotonic()
+            self.assertTrue(c.closed_within(10), "half a ClientHello: still open after 10 s")
+            print("\nhalf ClientHello closed after %.2f s" % (time.monotonic() - t0))
+        self.assertTlsServing()
+
+    def test_handshake_without_request_closed(self):
+        """Handshake done, but no request: the header timeout applies too."""
+        s = self.srv.handshake(timeout=15)
+        try:
+            t0 = time.monotonic()
+            got = b""
+            try:
+                while True:
+                    d = s.recv(4096)
+                    if not d:
+                        break
+                    got += d
+            except (ssl.SSLError, ConnectionError):
+                pass
+            except socket.timeout:
+                self.fail("TLS connection without a request still open after 15 s")
+            took = time.monotonic() - t0
+            self.assertLess(took, 10.0)
+            self.assertTrue(got == b"" or got.startswith(b"HTTP/1.1 408"),
+                            "unexpected bytes on an idle TLS connection: %r" % got[:200])
+            print("\nidle TLS connection closed after %.2f s (%r)" % (took, got[:40]))
+        finally:
+            s.close()
+        self.assertTlsServing()
+
+    def test_many_failed_handshakes_do_not_hurt(self):
+        for _ in range(30):
+            with RawConn(self.srv.tls_port, timeout=5) as c:
+                c.send(b"\x16\x03\x01\x00\x05hello")
+                c.closed_within(3)
+            try:
+                self.srv.handshake(self.srv.context(cafile=self.pki.other_ca)).close()
+            except ssl.SSLError:
+                pass
+        self.assertTlsServing()
+
+
+class TlsOnlyTest(TlsTestBase):
+    """3. [server] listen = off: only the TLS listener."""
+    PLAIN = False
+
+    def test_only_tls_listens(self):
+        self.assertFalse(os.path.exists(self.srv.port_file),
+                         "DATA/arcad.port exists with [server] listen = off")
+        self.assertEqual(listening_tcp_ports(self.srv.pid), [self.srv.tls_port],
+                         "arcad should listen on the TLS port only")
+        with open(self.srv.tls_port_file) as f:
+            self.assertEqual(f.read().strip(), str(self.srv.tls_port))
+        # nothing plain on the default port 8080 from this process either
+        self.assertTlsServing()
+        self.assertEqual(self.srv.treq("GET", "/healthz", auth=False).status, 200)
+        self.assertIn("listening on", self.srv.log_text())
+
+    def test_tls_only_put_get(self):
+        data = os.urandom(3 * MiB + 7)
+        p = "/repos/tls/only/%s/o.bin" % uniq()
+        self.assertEqual(self.tput(p, data).status, 201)
+        self.assertTlsStored(p, data)
+        j = self.srv.treq("GET", "/api/v1/storage")
+        self.assertEqual(j.status, 200, j)
+
+
+class TlsReloadTest(TlsMixin, unittest.TestCase):
+    """4. SIGHUP reloads the certificate and key."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.cleanup()
+
+    def setUp(self):
+        self.srv = TlsServer(self.pki, cert="a").__enter__()
+
+    def tearDown(self):
+        self.srv.__exit__(None, None, None)
+
+    def hup(self):
+        mark = len(self.srv.log_text())
+        self.srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.srv.assert_alive()
+        return mark
+
+    def log_since(self, mark):
+        return self.srv.log_text()[mark:]
+
+    def served(self):
+        return self.pki.which(self.srv.peer_cert())
+
+    def test_sighup_swaps_certificate(self):
+        self.assertEqual(self.served(), "a")
+        data = os.urandom(50000)
+        p = "/repos/tls/reload/%s/r.bin" % uniq()
+        old = self.srv.https()
+        try:
+            r = self.tput(p, data, conn=old)
+            self.assertEqual(r.status, 201, r)
+            old_sock = old.sock
+            self.assertEqual(self.pki.which(old_sock.getpeercert(binary_form=True)), "a")
+
+            install(self.pki.path("b.crt"), self.srv.cert_file)
+            install(self.pki.path("b.key"), self.srv.key_file)
+            self.hup()
+            self.assertEqual(self.served(), "b", "after SIGHUP a new connection should get "
+                             "certificate B; log:\n" + self.srv.log_tail(2000))
+            # B is EC: TLS 1.2 with ECDHE-ECDSA works too
+            ctx12 = self.srv.context(max_version=ssl.TLSVersion.TLSv1_2)
+            with self.srv.handshake(ctx12) as s:
+                self.assertEqual(self.pki.which(s.getpeercert(binary_form=True)), "b")
+                self.assertTrue(s.cipher()[0].startswith("ECDHE-ECDSA-"), s.cipher())
+            self.assertTlsStored(p, data)
+
+            # the old connection keeps going
+            r = self.srv.treq("GET", p, conn=old)
+            self.assertIs(old.sock, old_sock, "old connection was closed by the reload")
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(r.body == data)
+            self.assertEqual(self.pki.which(old.sock.getpeercert(binary_form=True)), "a")
+
+            # garbage key: the reload fails, B stays, it is logged
+            install(self.pki.path("garbage.key"), self.srv.key_file)
+            mark = self.hup()
+            log = self.log_since(mark)
+            self.assertTrue(log.strip(), "a failed reload logged nothing")
+            self.assertTrue("reload" in log.lower() or self.srv.key_file in log,
+                            "the log after a failed reload mentions neither 'reload' nor "
+                            "the key file:\n" + log[-2000:])
+            print("\nfailed reload (garbage key) logged:\n" + log.strip()[-600:])
+            self.assertEqual(self.served(), "b", "after a failed reload the server must keep B")
+            self.assertTlsServing()
+            # the old connection still works as well
+            r = self.srv.treq("GET", "/healthz", conn=old)
+            self.assertEqual(r.status, 200)
+            self.assertIs(old.sock, old_sock)
+        finally:
+            old.close()
+
+        # and a good reload afterwards still works (back to A)
+        install(self.pki.path("a.crt"), self.srv.cert_file)
+        install(self.pki.path("a.key"), self.srv.key_file)
+        self.hup()
+        self.assertEqual(self.served(), "a", "a good reload after a failed one did not apply")
+        self.assertTlsServing()
+
+    def test_failed_reloads_keep_certificate(self):
+        install(self.pki.path("b.crt"), self.srv.cert_file)
+        install(self.pki.path("b.key"), self.srv.key_file)
+        self.hup()
+        self.assertEqual(self.served(), "b")
+        cases = [
+            ("missing certificate file", lambda: os.unlink(self.srv.cert_file),
+             lambda: install(self.pki.path("b.crt"), self.srv.cert_file)),
+            ("missing key file", lambda: os.unlink(self.srv.key_file),
+             lambda: install(self.pki.path("b.key"), self.srv.key_file)),
+            ("key of another certificate", lambda: install(self.pki.path("a.key"),
+                                                           self.srv.key_file),
+             lambda: install(self.pki.path("b.key"), self.srv.key_file)),
+            ("garbage certificate", lambda: install(b"-----BEGIN CERTIFICATE-----\nnope\n"
+                                                    b"-----END CERTIFICATE-----\n",
+                                                    self.srv.cert_file),
+             lambda: install(self.pki.path("b.crt"), self.srv.cert_file)),
+            ("certificate A with key B", lambda: install(self.pki.path("a.crt"),
+                                                         self.srv.cert_file),
+             lambda: install(self.pki.path("b.crt"), self.srv.cert_file)),
+        ]
+        for what, breakit, fix in cases:
+            with self.subTest(case=what):
+                breakit()
+                try:
+                    mark = self.hup()
+                    log = self.log_since(mark)
+                    self.assertTrue(log.strip(), "%s: a failed reload logged nothing" % what)
+                    self.assertEqual(self.served(), "b",
+                                     "%s: the reload should fail and keep B" % what)
+                    self.assertTlsServing()
+                finally:
+                    fix()
+        # repeated SIGHUP with good files: still B, still alive
+        self.hup()
+        self.hup()
+        self.assertEqual(self.served(), "b")
+        self.assertTlsServing()
+        self.assertServing()
+
+
+class TlsStartupErrorTest(unittest.TestCase):
+    """5. a bad certificate or key at startup stops arcad, naming the file."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.cleanup()
+
+    def run_bad(self, cert, key, expect_names):
+        data = tempfile.mkdtemp(prefix="arca-e2e-tls-bad-")
+        try:
+            conf = os.path.join(data, "arcad.conf")
+            with open(conf, "w") as f:
+                f.write("[server]\nlisten = %s:0\n[tls]\nlisten = %s:0\ncert_file = %s\n"
+                        "key_file = %s\n" % (HOST, HOST, cert, key))
+            t0 = time.monotonic()
+            try:
+                p = subprocess.run([harness.ARCAD, "--data", data, "--config", conf],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=15)
+            except subprocess.TimeoutExpired:
+                self.fail("arcad still running 15 s after starting with cert=%s key=%s"
+                          % (cert, key))
+            took = time.monotonic() - t0
+            self.assertNotEqual(p.returncode, 0, "arcad exited 0; stderr:\n" + p.stderr)
+            self.assertGreater(p.returncode, 0, "arcad died of signal %d; stderr:\n%s"
+                               % (-p.returncode, p.stderr))
+            self.assertLess(took, 5.0, "arcad took %.1f s to give up" % took)
+            self.assertTrue(any(n in p.stderr for n in expect_names),
+                            "stderr does not name %s:\n%s" % (" or ".join(expect_names),
+                                                              p.stderr[-2000:]))
+            self.assertFalse(os.path.exists(os.path.join(data, "arcad.tls.port")))
+            return p
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+
+    def test_missing_cert_file(self):
+        missing = os.path.join(self.pki.dir, "no-such-cert.pem")
+        self.run_bad(missing, self.pki.path("a.key"), [missing])
+
+    def test_missing_key_file(self):
+        missing = os.path.join(self.pki.dir, "no-such-key.pem")
+        self.run_bad(self.pki.path("a.crt"), missing, [missing])
+
+    def test_key_not_matching_cert(self):
+        self.run_bad(self.pki.path("a.crt"), self.pki.path("b.key"),
+                     [self.pki.path("b.key"), self.pki.path("a.crt")])
+
+    def test_garbage_key(self):
+        self.run_bad(self.pki.path("a.crt"), self.pki.path("garbage.key"),
+                     [self.pki.path("garbage.key")])
+
+    def test_garbage_cert(self):
+        bad = self.pki.path("garbage.crt")
+        with open(bad, "w") as f:
+            f.write("not a certificate\n")
+        self.run_bad(bad, self.pki.path("a.key"), [bad])
+
+
+class TlsMemoryTest(TlsMixin, unittest.TestCase):
+    """6. 256 MiB up and down over TLS: VmHWM < 64 MiB."""
+
+    def test_256mib_over_tls_rss(self):
+        pki = Pki()
+        try:
+            with TlsServer(pki, plain=False) as srv:
+                self.srv = srv
+                self._run(srv)
+        finally:
+            pki.cleanup()
+
+    def _run(self, srv):
+        seed = [os.urandom(MiB) for _ in range(4)]
+
+        def gen():
+            i = sent = 0
+            while sent < MEM_BYTES:
+                n = min(MiB, MEM_BYTES - sent)
+                yield (i.to_bytes(8, "little") + seed[i % 4][8:])[:n]
+                sent += n
+                i += 1
+
+        samples = []
+        stop = threading.Event()
+
+        def sampler():
+            while not stop.is_set():
+                try:
+                    samples.append(srv.rss_now())
+                except Exception:
+                    pass
+                time.sleep(0.1)
+
+        th = threading.Thread(target=sampler, daemon=True)
+        th.start()
+        p = "/repos/tls/mem/%s/big.bin" % uniq()
+        try:
+            h = hashlib.sha256()
+            conn = srv.https(timeout=300)
+            t0 = time.monotonic()
+            conn.putrequest("PUT", p)
+            conn.putheader("Content-Length", str(MEM_BYTES))
+            for k, v in srv.auth_headers().items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            for c in gen():
+                h.update(c)
+                conn.send(c)
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            up_s = time.monotonic() - t0
+            sha = h.hexdigest()
+            self.assertEqual(resp.status, 201, body[:500])
+            j = json.loads(body)
+            self.assertEqual(j["size"], MEM_BYTES)
+            self.assertEqual(j["checksums"]["sha256"], sha)
+            peak_up = srv.rss_peak()
+
+            conn = srv.https(timeout=300)
+            t0 = time.monotonic()
+            conn.request("GET", p, headers=srv.auth_headers())
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(resp.getheader("Content-Length"), str(MEM_BYTES))
+            self.assertEqual(resp.getheader("X-Checksum-Sha256"), sha)
+            time.sleep(1.0)  # a stalled reader: back-pressure, not buffering
+            d = hashlib.sha256()
+            n = 0
+            while True:
+                c = resp.read(MiB)
+                if not c:
+                    break
+                d.update(c)
+                n += len(c)
+            conn.close()
+            down_s = time.monotonic() - t0
+            self.assertEqual(n, MEM_BYTES, "short download over TLS")
+            self.assertEqual(d.hexdigest(), sha, "downloaded bytes differ")
+            peak = srv.rss_peak()
+        finally:
+            stop.set()
+            th.join(5)
+        print("\n%d MiB over TLS: upload %.1f s (%.0f MB/s), download %.1f s (%.0f MB/s); "
+              "VmHWM after upload %.1f MiB, after download %.1f MiB, max sampled %.1f MiB"
+              % (MEM_BYTES // MiB, up_s, MEM_BYTES / up_s / 1e6, down_s,
+                 MEM_BYTES / down_s / 1e6, peak_up / MiB, peak / MiB,
+                 max(samples or [0]) / MiB))
+        self.assertLess(peak_up, MEM_LIMIT, "VmHWM after TLS upload: %.1f MiB" % (peak_up / MiB))
+        self.assertLess(peak, MEM_LIMIT, "VmHWM after TLS download: %.1f MiB" % (peak / MiB))
+        srv.assert_alive()
+
+
+if __name__ == "__main__":
+    unittest.main()
