@@ -434,16 +434,15 @@ fail:
 
 bool auth_allows(const auth *a, const struct principal *p, const char *action, const char *repo)
 {
-    if (!p->authenticated) {
-        if (strcmp(action, "read") != 0 || !repo)
-            return false;
-        for (size_t i = 0; i < a->nanon; i++)
-            if (fnmatch(a->anon[i], repo, 0) == 0)
+    if (p->authenticated)
+        for (size_t i = 0; i < p->nscopes; i++)
+            if (scope_allows(&p->scopes[i], action, repo))
                 return true;
+    /* What anyone may read, a token holder may read too, whatever its scopes. */
+    if (strcmp(action, "read") != 0 || !repo)
         return false;
-    }
-    for (size_t i = 0; i < p->nscopes; i++)
-        if (scope_allows(&p->scopes[i], action, repo))
+    for (size_t i = 0; i < a->nanon; i++)
+        if (fnmatch(a->anon[i], repo, 0) == 0)
             return true;
     return false;
 }

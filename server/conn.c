@@ -79,6 +79,10 @@ struct conn {
     char line_tail[12];        /* the last bytes of the request line, to check the version */
     uint8_t line_tail_len;
     bool line_started, line_done, line_bad;
+    bool head_prev_cr, head_bad; /* the raw header block: every CR before LF, no CTL */
+    char head_prev;
+    bool chunked;              /* framing as the headers declared it (trailers cannot change it) */
+    int64_t declared_length;   /* Content-Length as the headers declared it, -1 if none */
     uint64_t start_ns;
     char request_id[72];
     struct principal principal;
@@ -160,16 +164,12 @@ int conn_header_count(const struct conn *c, const char *name)
 
 int64_t conn_content_length(const struct conn *c)
 {
-    if (c->parser.flags & F_CHUNKED)
-        return -1;
-    if (c->parser.content_length == ULLONG_MAX)
-        return -1;
-    return conn_header(c, "Content-Length") ? (int64_t)c->parser.content_length : -1;
+    return c->declared_length;
 }
 
 bool conn_is_chunked(const struct conn *c)
 {
-    return (c->parser.flags & F_CHUNKED) != 0;
+    return c->chunked;
 }
 
 bool conn_has_body(const struct conn *c)
@@ -314,6 +314,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         c->parse_status = 431;
         return -1;
     }
+    if (c->headers_done)
+        return 0; /* a trailer field: counted, never stored or acted on */
     if (c->last_cb != 1) {
         if (c->last_cb == 0 && arena_terminate(c) != 0) /* ends the URL */
             return -1;
@@ -343,6 +345,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         c->parse_status = 431;
         return -1;
     }
+    if (c->headers_done)
+        return 0;
     if (c->last_cb != 2) {
         if (arena_terminate(c) != 0) /* ends the name */
             return -1;
@@ -363,6 +367,12 @@ static int on_headers_complete(http_parser *p)
     if (arena_terminate(c) != 0)
         return -1;
     c->headers_done = true;
+    /* Captured now: http-parser clears F_CHUNKED on a Transfer-Encoding trailer. */
+    c->chunked = (p->flags & F_CHUNKED) != 0;
+    c->declared_length = !c->chunked && p->content_length != ULLONG_MAX &&
+                                 conn_header(c, "Content-Length")
+                             ? (int64_t)p->content_length
+                             : -1;
     c->pause = PAUSE_HEADERS;
     http_parser_pause(p, 1);
     return 0;
@@ -739,6 +749,10 @@ static void reset_request(struct conn *c)
     memset(&c->chunks, 0, sizeof(c->chunks));
     c->line_tail_len = 0;
     c->line_started = c->line_done = c->line_bad = false;
+    c->head_prev_cr = c->head_bad = false;
+    c->head_prev = 0;
+    c->chunked = false;
+    c->declared_length = -1;
     c->status = 0;
     c->responded = c->streaming = c->resp_done = false;
     c->bytes_out = 0;
@@ -933,6 +947,11 @@ static void dispatch(struct conn *c)
         fail_request(c, 400, "bad_request", "malformed request line (expected METHOD TARGET HTTP/1.x)");
         return;
     }
+    if (c->head_bad) {
+        fail_request(c, 400, "bad_request",
+                     "malformed header block (a CR without LF, or a control character)");
+        return;
+    }
     for (int i = 0; i < c->nhdrs; i++) {
         if (!http_is_token(c->arena + c->hdrs[i].name_off, c->hdrs[i].name_len)) {
             fail_request(c, 400, "bad_request", "malformed header name");
@@ -961,6 +980,10 @@ static void dispatch(struct conn *c)
                    "the body (%lld bytes) is over the limit of %llu bytes", (long long)cl,
                    (unsigned long long)srv->cfg.max_upload_bytes);
         c->close_after = true;
+        return;
+    }
+    if (conn_header_count(c, "Authorization") > 1) {
+        fail_request(c, 400, "bad_request", "more than one Authorization header");
         return;
     }
     const char *why = NULL;
@@ -1044,6 +1067,8 @@ static void scan_request_line(struct conn *c, const char *p, size_t n)
 {
     for (size_t i = 0; i < n && !c->line_done; i++) {
         char ch = p[i];
+        if (ch == ' ' && c->line_tail_len > 0 && c->line_tail[c->line_tail_len - 1] == ' ')
+            c->line_bad = true; /* one SP between the parts (RFC 9112 3) */
         if (!c->line_started) {
             if (ch == '\r' || ch == '\n')
                 continue;
@@ -1054,7 +1079,7 @@ static void scan_request_line(struct conn *c, const char *p, size_t n)
             if (c->line_tail_len > 0 && c->line_tail[c->line_tail_len - 1] == '\r')
                 c->line_tail_len--;
             /* The tail must be " HTTP/1.x"; http-parser has checked the method and target. */
-            c->line_bad = !(c->line_tail_len >= 9 &&
+            c->line_bad |= !(c->line_tail_len >= 9 &&
                             memcmp(c->line_tail + c->line_tail_len - 9, " HTTP/1.", 8) == 0 &&
                             (c->line_tail[c->line_tail_len - 1] == '0' ||
                              c->line_tail[c->line_tail_len - 1] == '1'));
@@ -1065,6 +1090,24 @@ static void scan_request_line(struct conn *c, const char *p, size_t n)
             c->line_tail_len--;
         }
         c->line_tail[c->line_tail_len++] = ch;
+    }
+}
+
+/*
+ * Checks the raw bytes of the head (request line and header block) as the
+ * parser consumes them, where the non-strict http-parser does not: every CR
+ * must be followed by LF, and no control character but HTAB may appear (a
+ * header value's first byte is not checked by the parser at all).
+ */
+static void scan_head(struct conn *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (c->head_prev_cr && ch != '\n')
+            c->head_bad = true;
+        if ((ch < 0x20 && ch != '\t' && ch != '\r' && ch != '\n') || ch == 0x7f)
+            c->head_bad = true;
+        c->head_prev_cr = ch == '\r';
     }
 }
 
@@ -1089,7 +1132,9 @@ static void conn_process(struct conn *c)
         bool framing_ok = true;
         if (!c->line_done)
             scan_request_line(c, v.iov_base, n);
-        else if (in_body && conn_is_chunked(c))
+        if (!in_body)
+            scan_head(c, v.iov_base, n);
+        else if (conn_is_chunked(c))
             framing_ok = chunk_check_feed(&c->chunks, v.iov_base, n) != CHUNK_CHECK_BAD;
         evbuffer_drain(in, n);
         if (!framing_ok) {
@@ -1105,8 +1150,16 @@ static void conn_process(struct conn *c)
         http_parser_pause(&c->parser, 0);
         enum pause_reason why = c->pause;
         c->pause = PAUSE_NONE;
-        if (why == PAUSE_HEADERS)
+        if (why == PAUSE_HEADERS) {
+            /*
+             * The parser hands back the byte after the header block's last CR: it must
+             * be LF, or the parser and a strict peer disagree on where the body starts.
+             */
+            unsigned char next = 0;
+            if (evbuffer_copyout(in, &next, 1) != 1 || (c->head_prev_cr && next != '\n'))
+                c->head_bad = true;
             dispatch(c);
+        }
         else if (why == PAUSE_COMPLETE && c->body_accepted && c->h && c->h->on_complete)
             c->h->on_complete(c);
     }

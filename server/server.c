@@ -342,14 +342,11 @@ int server_run(const struct arca_config *cfg)
     for (size_t i = 0; i < srv->nworkers; i++)
         if ((rc = worker_init(srv, &srv->workers[i], (int)i)) != 0)
             goto out;
-    if (strcmp(cfg->listen, "off") != 0 &&
-        (rc = open_listeners(srv, cfg->listen, false, "arcad.port")) != 0)
-        goto out;
-    if (cfg->tls_listen[0] && (rc = open_listeners(srv, cfg->tls_listen, true, "arcad.tls.port")) != 0)
-        goto out;
-    LOG_I("serving (data %s, %zu workers, %zu io threads, centre %s)", cfg->data_dir,
-          srv->nworkers, nio, cfg->centre_id);
-
+    /*
+     * Signal handlers go in before the port files appear: those files tell the world we
+     * are up, and a SIGHUP or SIGTERM sent on seeing them must not meet the default action.
+     * libevent records a signal that comes before the loop runs and delivers it then.
+     */
     main_base = event_base_new();
     signal_srv = srv;
     sigterm = evsignal_new(main_base, SIGTERM, on_signal, main_base);
@@ -362,6 +359,14 @@ int server_run(const struct arca_config *cfg)
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     evsignal_add(sighup, NULL);
+
+    if (strcmp(cfg->listen, "off") != 0 &&
+        (rc = open_listeners(srv, cfg->listen, false, "arcad.port")) != 0)
+        goto out;
+    if (cfg->tls_listen[0] && (rc = open_listeners(srv, cfg->tls_listen, true, "arcad.tls.port")) != 0)
+        goto out;
+    LOG_I("serving (data %s, %zu workers, %zu io threads, centre %s)", cfg->data_dir,
+          srv->nworkers, nio, cfg->centre_id);
 
     for (size_t i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);

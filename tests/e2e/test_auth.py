@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 import time
 import unittest
 import urllib.parse
@@ -456,6 +457,45 @@ class AuthTest(AuthMixin, ServerTestCase):
                 self.assertForbidden(self.srv.get(path, token=s), "read@other")
         self.assertEqual(self.srv.get("/api/v1/repos/libs-a/app/1.0", token=s).status, 200)
 
+    def test_bracket_and_question_globs(self):
+        s = self.create_token(["read@libs-[a]", "write@libs-?"])["token"]
+        self.assertEqual(self.srv.get("/repos/libs-a/app/1.0/a.jar", token=s).status, 200)
+        self.assertForbidden(self.srv.get("/repos/libs-b/app/1.0/a.jar", token=s), "read@libs-b")
+        self.assertEqual(self.srv.put("/repos/libs-b/q/%s/f" % uniq(), b"q", token=s).status,
+                         201)
+        self.assertForbidden(self.srv.put("/repos/libs-bb/q/1/f", b"q", token=s),
+                             "write@libs-bb")
+        s2 = self.create_token(["read@libs-[!a]"])["token"]
+        self.assertEqual(self.srv.get("/repos/libs-b/app/1.0/a.jar", token=s2).status, 200)
+        self.assertForbidden(self.srv.get("/repos/libs-a/app/1.0/a.jar", token=s2),
+                             "read@libs-a")
+
+    def test_concurrent_token_creation(self):
+        before = len(self.token_list())
+        results = []
+
+        def one(i):
+            r = self.srv.post_json("/api/v1/tokens", {"name": "cc%d-%s" % (i, uniq()),
+                                                      "scopes": ["read@cc%d" % i]})
+            results.append(r)
+
+        ths = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(60)
+        self.assertEqual(sorted(r.status for r in results), [201] * 20, results)
+        js = [r.json() for r in results]
+        type(self).secrets.extend(j["token"] for j in js)
+        self.assertEqual(len({j["id"] for j in js}), 20, "duplicate token ids")
+        self.assertEqual(len({j["token"] for j in js}), 20, "duplicate secrets")
+        self.assertEqual(len(self.token_list()), before + 20)
+        for j in js[:5]:  # each secret belongs to its own scopes
+            self.assertForbidden(self.srv.get("/repos/other/app/1.0/a.jar", token=j["token"]),
+                                 "read@other")
+            r = self.srv.get("/api/v1/repos/%s" % j["scopes"][0].split("@")[1], token=j["token"])
+            self.assertEqual(r.status, 404, r)  # allowed to look, nothing there
+
     def test_non_admin_token_api_403(self):
         tok = self.create_token(["read", "write"])
         victim = self.create_token(["read"])
@@ -596,7 +636,16 @@ class AuthTest(AuthMixin, ServerTestCase):
             ("missing name", w(name=KeyError)),
             ("empty name", w(name="")),
             ("name 65 chars", w(name="n" * 65)),
-            ("name 65 non-ASCII chars", w(name="\u00e9" * 65)),
+            ("name non-ASCII", w(name="caf\u00e9")),
+            ("name with space", w(name="a b")),
+            ("name with slash", w(name="a/b")),
+            ("name with control char", w(name="a\tb")),
+            ("name starting with dash", w(name="-ci")),
+            ("name starting with dot", w(name=".ci")),
+            ("name starting with @", w(name="@ci")),
+            ("owner empty", w(owner="")),
+            ("owner 65 chars", w(owner="o" * 65)),
+            ("owner with space", w(owner="team x")),
             ("name not a string", w(name=5)),
             ("missing scopes", w(scopes=KeyError)),
             ("empty scope list", w(scopes=[])),
@@ -628,14 +677,14 @@ class AuthTest(AuthMixin, ServerTestCase):
         self.assertEqual(j["name"], "n" * 64)
         j = self.create_token(["read"], name="x")
         self.assertEqual(j["name"], "x")
-        # 1-64 *characters*: 64 two-byte characters are a valid name
-        r = self.srv.post_json("/api/v1/tokens", {"name": "\u00e9" * 64, "scopes": ["read"]})
-        self.assertEqual(r.status, 201, "a 64-character (128-byte) name: %r" % r)
-        type(self).secrets.append(r.json().get("token", ""))
-        self.assertEqual(r.json()["name"], "\u00e9" * 64)
         j = self.create_token(["promote:staging@libs-*", "delete@x", "revoke", "deploy-record"])
         self.assertEqual(j["scopes"], ["promote:staging@libs-*", "delete@x", "revoke",
                                        "deploy-record"])
+        # the whole name alphabet; owner defaults to the caller
+        j = self.create_token(["read"], name="Az09._@+-" + uniq(), owner="o" * 64)
+        self.assertEqual(j["owner"], "o" * 64)
+        j = self.create_token(["read"])
+        self.assertEqual(j["owner"], j["created_by"], "owner does not default to the caller")
 
     def test_token_body_too_large(self):
         before = [t["id"] for t in self.token_list()]

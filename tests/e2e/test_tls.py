@@ -21,6 +21,11 @@ sent on a raw socket: the server must not answer with a ServerHello (a fatal
 alert or a close is accepted); the same builder with version 1.2 must get a
 ServerHello, so the builder itself is known to be good.
 
+SIGHUP: test_sighup_right_after_port_file sends SIGHUP the moment
+DATA/arcad.tls.port appears (the readiness signal) and expects arcad to live;
+the other reload tests first wait for the "serving" log line, so that they
+test the reload itself.
+
 Environment: ARCA_TLS_MEMORY_BYTES (default 256 MiB), ARCA_MEMORY_LIMIT_MIB
 (default 64), OPENSSL (the openssl CLI, default `openssl`)."""
 
@@ -37,6 +42,7 @@ import tempfile
 import threading
 import time
 import unittest
+import warnings
 
 import harness
 from harness import (HOST, ArcaServer, ArcaTestMixin, RawConn, Response, _headers_from_list,
@@ -75,7 +81,9 @@ SERVER_EXT = ("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
 
 class Pki:
     """A temp dir with ca.crt/ca.key, a.crt/a.key (RSA 2048, serial 0xA001),
-    b.crt/b.key (EC P-256, serial 0xB002), other-ca.crt, garbage.key."""
+    b.crt/b.key (EC P-256, serial 0xB002), c.crt/c.key (EC P-256, serial 0xC003,
+    issued by the intermediate int.crt; c.crt = leaf + intermediate,
+    c-leaf-only.crt = the leaf alone), other-ca.crt, garbage.key."""
 
     def __init__(self):
         if shutil.which(OPENSSL) is None:
@@ -92,18 +100,38 @@ class Pki:
             f.write(SERVER_EXT)
         self._server("a", ["-newkey", "rsa:2048"], "0xA001")
         self._server("b", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xB002")
+        # c: a leaf signed by an intermediate CA; c.crt holds leaf + intermediate
+        with open(os.path.join(d, "int.ext"), "w") as f:
+            f.write("basicConstraints=critical,CA:TRUE,pathlen:0\n"
+                    "keyUsage=critical,keyCertSign,cRLSign\n"
+                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=arca e2e intermediate",
+                 cwd=d)
+        _openssl("x509", "-req", "-in", "int.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-set_serial", "0x1111", "-days", "30", "-out", "int.crt",
+                 "-extfile", "int.ext", cwd=d)
+        self._server("c", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xC003",
+                     ca="int")
+        with open(os.path.join(d, "c-leaf.crt"), "rb") as f:
+            leaf = f.read()
+        with open(os.path.join(d, "c.crt"), "wb") as f:
+            f.write(leaf + self.read("int.crt"))
+        os.rename(os.path.join(d, "c-leaf.crt"), os.path.join(d, "c-leaf-only.crt"))
         with open(os.path.join(d, "garbage.key"), "wb") as f:
             f.write(b"-----BEGIN PRIVATE KEY-----\nthis is not a key\n"
                     b"-----END PRIVATE KEY-----\n")
         self.ca = self.path("ca.crt")
         self.other_ca = self.path("other-ca.crt")
         self.der = {n: ssl.PEM_cert_to_DER_cert(self.read(n + ".crt").decode()) for n in "ab"}
+        self.der["c"] = ssl.PEM_cert_to_DER_cert(self.read("c-leaf-only.crt").decode())
 
-    def _server(self, name, keyargs, serial):
+    def _server(self, name, keyargs, serial, ca="ca"):
         _openssl("req", *keyargs, "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
                  "-subj", "/CN=localhost/O=arca e2e cert %s" % name.upper(), cwd=self.dir)
-        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-set_serial", serial, "-days", "30", "-out", name + ".crt",
+        out = name + ".crt" if ca == "ca" else name + "-leaf.crt"
+        _openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+                 "-set_serial", serial, "-days", "30", "-out", out,
                  "-extfile", "server.ext", cwd=self.dir)
 
     def path(self, name):
@@ -187,7 +215,8 @@ class TlsServer(ArcaServer):
     to DATA/tls/server.crt and DATA/tls/server.key (so tests can replace them).
     plain=False writes `[server] listen = off`."""
 
-    def __init__(self, pki, plain=True, cert="a", server_extra="", start_timeout=10.0):
+    def __init__(self, pki, plain=True, cert="a", server_extra="", start_timeout=10.0,
+                 key=None):
         self.pki = pki
         self.plain = plain
         data = tempfile.mkdtemp(prefix="arca-e2e-tls-")
@@ -196,7 +225,7 @@ class TlsServer(ArcaServer):
         self.cert_file = os.path.join(tdir, "server.crt")
         self.key_file = os.path.join(tdir, "server.key")
         shutil.copyfile(pki.path(cert + ".crt"), self.cert_file)
-        shutil.copyfile(pki.path(cert + ".key"), self.key_file)
+        shutil.copyfile(pki.path((key or cert) + ".key"), self.key_file)
         os.chmod(self.key_file, 0o600)
         conf = ("[server]\nlisten = %s\n%s\n[tls]\nlisten = %s:0\ncert_file = %s\n"
                 "key_file = %s\n" % ("%s:0" % HOST if plain else "off", server_extra, HOST,
@@ -420,7 +449,7 @@ def server_first_answer(port, hello, timeout=5.0):
 
 class TlsTestBase(TlsMixin, unittest.TestCase):
     PLAIN = True
-    SERVER_EXTRA = "header_timeout = 2\n"
+    SERVER_EXTRA = "header_timeout = 2\nidle_timeout = 4\nmax_upload_bytes = 16M\n"
 
     @classmethod
     def setUpClass(cls):
@@ -697,7 +726,6 @@ class TlsApiTest(TlsTestBase):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.load_verify_locations(self.pki.ca)
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the local OpenSSL offer 1.1 at all
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             ctx.minimum_version = ssl.TLSVersion.TLSv1
@@ -810,6 +838,81 @@ class TlsApiTest(TlsTestBase):
         self.assertTlsServing()
 
 
+    # -- limits over TLS ------------------------------------------------------
+
+    def test_limits_over_tls(self):
+        """413 (max_upload_bytes = 16M) with Connection: close, 431, 411 over TLS."""
+        p = "/repos/tls/limits/%s/x.bin" % uniq()
+        with self.srv.tls_conn() as c:
+            c.send("PUT %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n\r\n"
+                   % (p, self.srv.auth_line(), 17 * MiB))
+            r = c.read_response()
+            self.assertError(r, 413, "payload_too_large")
+            self.assertIn("close", r.header("connection", "").lower())
+            self.assertTrue(c.closed_within(5), "no close after 413 over TLS")
+        with self.srv.tls_conn() as c:
+            c.send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n" % ("a" * 20000))
+            r = c.read_response()
+            self.assertError(r, 431, "header_too_large")
+        with self.srv.tls_conn() as c:
+            c.send("PUT %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (p, self.srv.auth_line()))
+            r = c.read_response()
+            self.assertError(r, 411, "length_required")
+        self.assertEqual(self.srv.treq("GET", p).status, 404)
+        self.assertTlsServing()
+
+    def test_expect_100_continue_over_tls(self):
+        data = os.urandom(300000)
+        p = "/repos/tls/expect/%s/e.bin" % uniq()
+        with self.srv.tls_conn() as c:
+            c.send("PUT %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n"
+                   "Expect: 100-continue\r\n\r\n" % (p, self.srv.auth_line(), len(data)))
+            r = c.read_response()
+            self.assertEqual(r.status, 100, r)
+            c.send(data)
+            r = c.read_response()
+            self.assertEqual(r.status, 201, r)
+        self.assertTlsStored(p, data)
+
+    def test_idle_keep_alive_closed_after_idle_timeout(self):
+        """idle_timeout = 4: a kept-alive TLS connection is closed when idle."""
+        with self.srv.tls_conn(timeout=20) as c:
+            c.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(c.read_response().status, 200)
+            t0 = time.monotonic()
+            self.assertTrue(c.closed_within(12), "idle TLS keep-alive not closed within 12 s "
+                            "(idle_timeout = 4)")
+            took = time.monotonic() - t0
+            self.assertGreaterEqual(took, 3.0, "closed after %.1f s, before idle_timeout" % took)
+
+    def test_concurrent_tls_clients(self):
+        errors = []
+        blobs = {}
+
+        def worker(i):
+            try:
+                for j in range(3):
+                    data = os.urandom(100000 + 1000 * i + j)
+                    path = "/repos/tls/conc/%s/%d-%d.bin" % (uniq(), i, j)
+                    r = self.tput(path, data)
+                    if r.status != 201:
+                        errors.append("PUT %s: %r" % (path, r))
+                        continue
+                    g = self.srv.treq("GET", path)
+                    if g.status != 200 or g.body != data:
+                        errors.append("GET %s: %d, %d bytes" % (path, g.status, len(g.body)))
+                    blobs[path] = data
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append("client %d: %r" % (i, e))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(blobs), 36)
+
 class TlsOnlyTest(TlsTestBase):
     """3. [server] listen = off: only the TLS listener."""
     PLAIN = False
@@ -848,9 +951,46 @@ class TlsReloadTest(TlsMixin, unittest.TestCase):
 
     def setUp(self):
         self.srv = TlsServer(self.pki, cert="a").__enter__()
+        # test_sighup_right_after_port_file covers a SIGHUP that arrives as soon as the
+        # port files exist; the other tests wait until arcad says it is serving.
+        deadline = time.monotonic() + 10
+        while "serving (" not in self.srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
 
     def tearDown(self):
         self.srv.__exit__(None, None, None)
+
+    def test_sighup_right_after_port_file(self):
+        """The port files are the readiness signal: a SIGHUP sent as soon as
+        DATA/arcad.tls.port exists must reload, not kill arcad (default action)."""
+        self.srv.stop()
+        deaths = []
+        for i in range(10):
+            for f in (self.srv.port_file, self.srv.tls_port_file):
+                if os.path.exists(f):
+                    os.unlink(f)
+            with open(self.srv.log_path, "ab") as log:
+                proc = subprocess.Popen(self.srv.command(), stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=log)
+            try:
+                deadline = time.monotonic() + 10
+                while TlsServer._read_port(self.srv.tls_port_file) is None:
+                    self.assertIsNone(proc.poll(), "arcad exited during startup")
+                    self.assertLess(time.monotonic(), deadline, "no arcad.tls.port")
+                proc.send_signal(signal.SIGHUP)
+                time.sleep(0.3)
+                if proc.poll() is not None:
+                    deaths.append((i, proc.returncode))
+            finally:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        self.assertEqual(deaths, [], "arcad died (run, exit code) when SIGHUP came right "
+                         "after DATA/arcad.tls.port appeared")
+        self.srv.start()
+        self.assertEqual(self.served(), "a")
+        self.assertTlsServing()
 
     def hup(self):
         mark = len(self.srv.log_text())
@@ -920,6 +1060,22 @@ class TlsReloadTest(TlsMixin, unittest.TestCase):
         self.assertEqual(self.served(), "a", "a good reload after a failed one did not apply")
         self.assertTlsServing()
 
+    def test_sigterm_with_open_tls_connections(self):
+        """SIGTERM with an idle kept-alive TLS connection and one stuck mid-handshake:
+        arcad exits 0 within a few seconds."""
+        conn = self.srv.https()
+        self.assertEqual(self.srv.treq("GET", "/healthz", conn=conn).status, 200)
+        stuck = RawConn(self.srv.tls_port, timeout=10)
+        stuck.send(client_hello(b"\x03\x03", SUITES_12)[:30])
+        try:
+            t0 = time.monotonic()
+            rc = self.srv.stop(signal.SIGTERM, timeout=20)
+            self.assertEqual(rc, 0, "exit code after SIGTERM; log:\n" + self.srv.log_tail(2000))
+            self.assertLess(time.monotonic() - t0, 10.0)
+        finally:
+            conn.close()
+            stuck.close()
+
     def test_failed_reloads_keep_certificate(self):
         install(self.pki.path("b.crt"), self.srv.cert_file)
         install(self.pki.path("b.key"), self.srv.key_file)
@@ -959,6 +1115,75 @@ class TlsReloadTest(TlsMixin, unittest.TestCase):
         self.assertEqual(self.served(), "b")
         self.assertTlsServing()
         self.assertServing()
+
+
+class TlsChainTest(TlsMixin, unittest.TestCase):
+    """'the certificate file may hold the chain': a leaf + intermediate file
+    is served whole, so a client trusting only the root verifies it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.cleanup()
+
+    def test_chain_at_startup(self):
+        with TlsServer(self.pki, cert="c", plain=False) as srv:
+            self.srv = srv
+            with srv.handshake() as s:  # trusts the root only
+                self.assertEqual(self.pki.which(s.getpeercert(binary_form=True)), "c")
+            self.assertTlsServing()
+
+    def test_chain_by_reload(self):
+        with TlsServer(self.pki, cert="a", plain=False) as srv:
+            self.srv = srv
+            deadline = time.monotonic() + 10
+            while "serving (" not in srv.log_text() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            install(self.pki.path("c.crt"), srv.cert_file)
+            install(self.pki.path("c.key"), srv.key_file)
+            srv.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            srv.assert_alive()
+            with srv.handshake() as s:
+                self.assertEqual(self.pki.which(s.getpeercert(binary_form=True)), "c")
+            self.assertTlsServing()
+
+    def test_tls12_suites_with_ec_cert(self):
+        """ECDSA certificate: ECDHE-ECDSA with AES-GCM / ChaCha20 only."""
+        with TlsServer(self.pki, cert="c", plain=False) as srv:
+            self.srv = srv
+            for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                          "ECDHE-ECDSA-CHACHA20-POLY1305"):
+                ctx = srv.context(max_version=ssl.TLSVersion.TLSv1_2, ciphers=suite)
+                with srv.handshake(ctx) as s:
+                    self.assertEqual((s.version(), s.cipher()[0]), ("TLSv1.2", suite))
+            for suite in ("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA",
+                          "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384",
+                          "ECDHE-ECDSA-AES128-CCM:ECDHE-ECDSA-AES256-CCM"):
+                with self.subTest(suites=suite):
+                    ctx = srv.context(max_version=ssl.TLSVersion.TLSv1_2,
+                                      ciphers=suite + ":@SECLEVEL=0")
+                    try:
+                        with srv.handshake(ctx) as s:
+                            self.fail("server accepted TLS 1.2 suite %s" % s.cipher()[0])
+                    except ssl.SSLError as e:
+                        self.assertNotIn(e.reason, ("NO_CIPHERS_AVAILABLE", "NO_CIPHER_MATCH"),
+                                         "the client refused locally, test is void: %r" % e)
+                    except (ConnectionError, socket.timeout):
+                        pass
+            self.assertTlsServing()
+
+    def test_leaf_only_does_not_verify(self):
+        """Control: without the intermediate in the file the root-only client
+        fails, so test_chain_* really depend on the chain being sent."""
+        with TlsServer(self.pki, cert="c-leaf-only", key="c", plain=False) as srv:
+            self.srv = srv
+            with self.assertRaises(ssl.SSLCertVerificationError):
+                srv.handshake().close()
 
 
 class TlsStartupErrorTest(unittest.TestCase):
