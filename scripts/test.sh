@@ -3,6 +3,7 @@
 #   1. a warnings-as-errors build: unit tests (cmocka) and end-to-end tests (real arcad, loopback);
 #   2. an ASan+UBSan build: unit tests and the end-to-end tests not labelled "slow"
 #      (the 1 GiB memory test and the crash loop measure the plain build).
+#   3. the libFuzzer targets (scripts/fuzz.sh), FUZZ_SECONDS (default 60) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -18,3 +19,5 @@ cmake --build build-asan -j"$jobs"
 echo "== tests under ASan + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j"$jobs" -LE slow)
+echo "== fuzz (libFuzzer, ${FUZZ_SECONDS:-60}s per target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-60} scripts/fuzz.sh
