@@ -21,6 +21,7 @@
 #define LIMITER_SLOTS 1024
 #define TOUCH_SLOTS 256
 #define TOUCH_EVERY_MS 60000
+#define CACHE_SLOTS 256
 
 /* Failed authentications per address, in a fixed table (a collision shares a slot). */
 struct limiter_slot {
@@ -35,8 +36,24 @@ struct touch_slot {
     uint64_t at_ms;
 };
 
+/*
+ * Successful lookups, by the secret's hash.  An entry is used only while the
+ * index's token generation is the one it was made under, so a revocation
+ * (which bumps the generation after its write) takes effect on the next
+ * request; expiry is checked on every use.
+ */
+struct cache_slot {
+    bool used;
+    uint8_t hash[32];
+    uint64_t gen;
+    uint64_t expires_ms;
+    struct principal p;
+};
+
 struct auth {
     repo_db *db;
+    pthread_mutex_t cache_mu;
+    struct cache_slot cache[CACHE_SLOTS];
     size_t nanon;
     char anon[ANON_GLOBS_MAX][AUTH_GLOB_MAX + 1];
     pthread_mutex_t mu;  /* guards limiter and touched */
@@ -226,6 +243,7 @@ int auth_open(const char *data_dir, repo_db *db, const char *anonymous_read, aut
         return -ENOMEM;
     a->db = db;
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->cache_mu, NULL);
     *created = 0;
     /* anonymous_read: "pub-*, docs" */
     const char *p = anonymous_read ? anonymous_read : "";
@@ -251,6 +269,7 @@ int auth_open(const char *data_dir, repo_db *db, const char *anonymous_read, aut
 out:
     if (a) {
         pthread_mutex_destroy(&a->mu);
+        pthread_mutex_destroy(&a->cache_mu);
         free(a);
     }
     return rc;
@@ -260,6 +279,7 @@ void auth_free(auth *a)
 {
     if (!a)
         return;
+    pthread_mutex_destroy(&a->cache_mu);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -394,6 +414,18 @@ int auth_authenticate(auth *a, const char *authorization, const char *remote_ip,
     }
     sha256(secret, len, hash);
     OPENSSL_cleanse(buf, sizeof(buf));
+    uint64_t gen = repo_token_generation(a->db);
+    struct cache_slot *slot = &a->cache[(hash[0] | (unsigned)hash[1] << 8) % CACHE_SLOTS];
+    pthread_mutex_lock(&a->cache_mu);
+    bool hit = slot->used && slot->gen == gen && CRYPTO_memcmp(slot->hash, hash, 32) == 0 &&
+               (!slot->expires_ms || now < slot->expires_ms);
+    if (hit)
+        *p = slot->p;
+    pthread_mutex_unlock(&a->cache_mu);
+    if (hit) {
+        touch(a, p->token_id, now);
+        return 0;
+    }
     /*
      * The lookup is by hash, so no secret is compared byte by byte; the hash
      * found is compared again in constant time for defence in depth.
@@ -425,6 +457,13 @@ int auth_authenticate(auth *a, const char *authorization, const char *remote_ip,
     p->authenticated = true;
     snprintf(p->actor, sizeof(p->actor), "%s", t.name);
     touch(a, t.id, now);
+    pthread_mutex_lock(&a->cache_mu);
+    slot->used = true;
+    memcpy(slot->hash, hash, 32);
+    slot->gen = gen; /* read before the lookup: a revocation since then makes this stale */
+    slot->expires_ms = t.expires_ms;
+    slot->p = *p;
+    pthread_mutex_unlock(&a->cache_mu);
     return 0;
 fail:
     OPENSSL_cleanse(buf, sizeof(buf));

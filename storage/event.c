@@ -483,7 +483,9 @@ int repo_token_create(repo_db *db, struct token *t, const uint8_t secret_hash[32
     struct event ev = {.action = EV_TOKEN_CREATE, .who = who};
     ev.u.tcreate.t = t;
     ev.u.tcreate.hash = secret_hash;
-    return apply(db, &ev, &applied);
+    int rc = apply(db, &ev, &applied);
+    atomic_fetch_add(&db->token_gen, 1);
+    return rc;
 }
 
 int repo_token_revoke(repo_db *db, const char *id, const struct actor_ctx *who, struct token *out)
@@ -492,7 +494,9 @@ int repo_token_revoke(repo_db *db, const char *id, const struct actor_ctx *who, 
     struct event ev = {.action = EV_TOKEN_REVOKE, .who = who};
     ev.u.trevoke.id = id;
     ev.u.trevoke.out = out;
-    return apply(db, &ev, &applied);
+    int rc = apply(db, &ev, &applied);
+    atomic_fetch_add(&db->token_gen, 1); /* after the write: a cached lookup cannot outlive it */
+    return rc;
 }
 
 int repo_auth_failure(repo_db *db, const struct actor_ctx *who, const char *reason,

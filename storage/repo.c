@@ -948,7 +948,7 @@ static void token_load_used(repo_db *db, struct token *t)
     rocksdb_free(v);
 }
 
-int repo_token_get(repo_db *db, const char *id, struct token *out)
+static int token_get(repo_db *db, const char *id, struct token *out, bool with_used)
 {
     char *v = NULL;
     size_t vlen = 0;
@@ -958,9 +958,19 @@ int repo_token_get(repo_db *db, const char *id, struct token *out)
     if (rc == 0)
         rc = rec_token_decode(v, vlen, out);
     rocksdb_free(v);
-    if (rc == 0)
+    if (rc == 0 && with_used)
         token_load_used(db, out);
     return rc;
+}
+
+int repo_token_get(repo_db *db, const char *id, struct token *out)
+{
+    return token_get(db, id, out, true);
+}
+
+uint64_t repo_token_generation(repo_db *db)
+{
+    return atomic_load(&db->token_gen);
 }
 
 int repo_token_find(repo_db *db, const uint8_t secret_hash[32], struct token *out)
@@ -977,7 +987,7 @@ int repo_token_find(repo_db *db, const uint8_t secret_hash[32], struct token *ou
     memcpy(id, v, vlen);
     id[vlen] = '\0';
     rocksdb_free(v);
-    return repo_token_get(db, id, out);
+    return token_get(db, id, out, false);
 }
 
 struct tokens_ctx {

@@ -28,6 +28,7 @@
 #include "repo.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <rocksdb/c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,6 +74,8 @@ struct repo_db {
     bool readonly;
     char centre[CENTRE_MAX + 1];
 
+    /* Bumped after every applied token event: lets auth/ cache lookups safely. */
+    _Atomic uint64_t token_gen;
     /* Serializes apply; guards ctr. */
     pthread_mutex_t apply_mu;
     struct repo_counters ctr;

@@ -46,7 +46,17 @@ int repo_token_create(repo_db *db, struct token *t, const uint8_t secret_hash[32
  */
 int repo_token_revoke(repo_db *db, const char *id, const struct actor_ctx *who, struct token *out);
 
-/* Finds a token by the hash of its secret.  0, ARCA_E_NOTFOUND, ARCA_E_DB. */
+/*
+ * A counter that changes whenever a token is created or revoked in this
+ * process (locally or, later, by replication: both go through apply).  A
+ * cache of lookups is valid while the counter is unchanged.
+ */
+uint64_t repo_token_generation(repo_db *db);
+
+/*
+ * Finds a token by the hash of its secret (last_used_ms is not read: this is
+ * the per-request path).  0, ARCA_E_NOTFOUND, ARCA_E_DB.
+ */
 int repo_token_find(repo_db *db, const uint8_t secret_hash[32], struct token *out);
 /* Finds a token by id.  0, ARCA_E_NOTFOUND, ARCA_E_DB. */
 int repo_token_get(repo_db *db, const char *id, struct token *out);
