@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -236,27 +235,6 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
         return ARCA_E_CORRUPT;
     uint64_t off = (uint64_t)idx * BLOB_BLOCK_SIZE;
     size_t len = size - off < BLOB_BLOCK_SIZE ? (size_t)(size - off) : BLOB_BLOCK_SIZE;
-    if (!scratch) {
-        /*
-         * Hash the page cache in place: no copy into user memory, which halves the
-         * memory traffic of a verified sendfile download.  The mapping covers one
-         * block and goes at once, so it adds at most a block to RSS.  The size is
-         * re-checked first: touching a mapping past the end of a file is SIGBUS.
-         */
-        struct stat st;
-        if (fstat(fd, &st) != 0)
-            return -errno;
-        if ((uint64_t)st.st_size < off + len)
-            return ARCA_E_CORRUPT;
-        if (len == 0)
-            return ARCA_E_CORRUPT;
-        void *map = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
-        if (map == MAP_FAILED)
-            return -errno;
-        uint64_t sum = XXH3_64bits(map, len);
-        munmap(map, len);
-        return sum == blocks->sums[idx] ? 0 : ARCA_E_CORRUPT;
-    }
     ssize_t got = pread_full(fd, scratch, len, off);
     if (got < 0)
         return (int)got;

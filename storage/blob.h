@@ -64,9 +64,7 @@ int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *s
 
 /*
  * Verifies block idx of an open blob: preads it into scratch (BLOB_BLOCK_SIZE
- * bytes, caller's) and compares its xxh3 with blocks->sums[idx].  With scratch
- * NULL the block is hashed in place through a short-lived mapping instead (no
- * copy; for callers that then send the block with sendfile).  0, or
+ * bytes, caller's) and compares its xxh3 with blocks->sums[idx].  0, or
  * ARCA_E_CORRUPT, or -errno.
  */
 int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, uint32_t idx,
