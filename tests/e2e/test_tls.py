@@ -1251,6 +1251,9 @@ class TlsStartupErrorTest(unittest.TestCase):
 class TlsMemoryTest(TlsMixin, unittest.TestCase):
     """6. 256 MiB up and down over TLS: VmHWM < 64 MiB."""
 
+    # RSS bounds are measured on the plain build: ASan's shadow memory and quarantine inflate
+    # RSS whatever the server does (scripts/test.sh sets ARCA_SANITIZED for that pass).
+    @unittest.skipIf(os.environ.get("ARCA_SANITIZED"), "RSS is measured on the plain build")
     def test_256mib_over_tls_rss(self):
         pki = Pki()
         try:
