@@ -478,6 +478,46 @@ class ProtocolTest(ServerTestCase):
         self.assertStorageUnchanged(before)
         self.assertServing()
 
+    def test_strict_head_and_framing(self):
+        """What Debian's non-strict http-parser lets through and arcad must refuse
+        (the fuzzer's findings, sent to the real server): 400, connection closed,
+        nothing stored, and no second (smuggled) request answered."""
+        before = self.srv.storage()
+        p = "/repos/strict/s%s/1/b.bin" % uniq()
+        auth = self.auth()
+        cases = {
+            "runs of spaces in the request line":
+                b"GET  /healthz  HTTP/1.1\r\nHost: t\r\n\r\n",
+            "header value starting with NUL":
+                ("GET %s HTTP/1.1\r\nHost: t\r\n" % p).encode()
+                + b"Authorization: \x00" + auth.split(": ", 1)[1].encode() + b"\r\n",
+            "control character in a header value":
+                b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n",
+            "CR not followed by LF inside the header block":
+                b"GET /healthz HTTP/1.1\r\nHost: t\rX-B: b\r\n\r\n",
+            "header block ending in CR + a byte (chunk desync)":
+                put_head(p, None, auth + "Transfer-Encoding: chunked\r\n")[:-2]
+                + b"\r10\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            "Transfer-Encoding trailer after bad chunk framing":
+                put_head(p, None, auth + "Transfer-Encoding: chunked\r\n")
+                + b"5\r\nhelloXX0\r\nTransfer-Encoding: x\r\n\r\n",
+            "two Authorization headers":
+                ("GET /api/v1/storage HTTP/1.1\r\nHost: t\r\n%s%s\r\n"
+                 % (auth, auth)).encode(),
+        }
+        for name, raw in cases.items():
+            self.srv.assert_alive()  # fail fast if a previous case crashed it
+            with self.subTest(case=name):
+                with self.srv.conn() as c:
+                    c.send(raw)
+                    r = c.read_response()
+                    self.assertError(r, 400, "bad_request", name)
+                    self.assertTrue(c.closed_within(5), "not closed after: " + name)
+                    self.assertNotIn(b"HTTP/1.1 200", bytes(c.buf), "a smuggled request was answered")
+        self.assertNotStored(p)
+        self.assertStorageUnchanged(before)
+        self.assertServing()
+
     def test_truncated_body_stores_nothing(self):
         before = self.srv.storage()
         p = "/repos/lim/trunc%s/1/b.bin" % uniq()
