@@ -225,11 +225,6 @@ struct mailbox *conn_mailbox(const struct conn *c)
     return c->w->mbox;
 }
 
-void *conn_scratch(const struct conn *c)
-{
-    return c->w->scratch;
-}
-
 void conn_set_ctx(struct conn *c, void *ctx)
 {
     c->ctx = ctx;

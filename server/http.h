@@ -69,8 +69,6 @@ const struct principal *conn_principal(const struct conn *c);
 bool conn_authorize(struct conn *c, const char *action, const char *repo);
 struct server *conn_server(const struct conn *c);
 struct mailbox *conn_mailbox(const struct conn *c);
-/* A BLOB_BLOCK_SIZE scratch buffer of the worker, free to use until the handler returns. */
-void *conn_scratch(const struct conn *c);
 
 void conn_set_ctx(struct conn *c, void *ctx);
 void *conn_ctx(const struct conn *c);
