@@ -22,6 +22,7 @@
 #include "log.h"
 #include "reqparse.h"
 #include "server_int.h"
+#include "tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -52,6 +53,10 @@ struct conn {
     char peer_ip[48];
     bool tls;               /* HTTPS: no sendfile; bodies stream from bounded buffers */
     struct event *header_timer;
+    /* HTTPS: the client certificate, read once at the first request after the handshake. */
+    bool handshake_done, cert_read, has_cert, cert_unmapped_logged;
+    char cert_cn[TLS_PEER_CN_MAX + 1];   /* "" when the certificate has no plain CN */
+    uint8_t cert_sha256[32];
 
     /* The request being read: parsed and checked in reqparse.c. */
     struct reqparse *rp;
@@ -167,12 +172,19 @@ bool conn_authorize(struct conn *c, const char *action, const char *repo)
         return true;
     char scope[AUTH_ACTION_MAX + AUTH_GLOB_MAX + 2];
     snprintf(scope, sizeof(scope), "%s@%s", action, repo ? repo : "*");
-    if (!c->principal.authenticated)
+    if (!c->principal.authenticated && c->has_cert && !conn_header(c, "Authorization"))
+        resp_error(c, 401, "unauthorized", NULL,
+                   "the client certificate (%s%s) is not mapped to an identity in [tls.clients]; "
+                   "this request needs a credential (scope %s)",
+                   c->cert_cn[0] ? "CN " : "no plain CN", c->cert_cn, scope);
+    else if (!c->principal.authenticated)
         resp_error(c, 401, "unauthorized", NULL, "this request needs a credential (scope %s)",
                    scope);
     else
         resp_error(c, 403, "forbidden", json_pack("{s:s}", "scope", scope),
-                   "token '%s' lacks scope %s", c->principal.actor, scope);
+                   "%s '%s' lacks scope %s",
+                   c->principal.token_id[0] ? "token" : "client certificate", c->principal.actor,
+                   scope);
     return false;
 }
 
@@ -666,9 +678,42 @@ static void record_auth_failure(struct conn *c, const char *why)
     iopool_submit(c->w->srv->pool, &f->job);
 }
 
+/* Reads the verified client certificate of an HTTPS connection, once. */
+static void read_peer_cert(struct conn *c)
+{
+    c->cert_read = true;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    c->has_cert = ssl && tls_peer_cert(ssl, c->cert_cn, sizeof(c->cert_cn), c->cert_sha256) == 0;
+}
+
+/*
+ * Authenticates the request: by its Authorization header when it has one
+ * (a token wins over the connection's certificate), else by the connection's
+ * verified client certificate when there is one.  As auth_authenticate.
+ */
+static int authenticate(struct conn *c, const char **why)
+{
+    auth *a = c->w->srv->auth;
+    const char *authz = conn_header(c, "Authorization");
+    if (c->tls && !c->cert_read)
+        read_peer_cert(c);
+    *why = NULL;
+    if (authz || !c->has_cert)
+        return auth_authenticate(a, authz, c->peer_ip, &c->principal, why);
+    struct auth_cert cert = {c->cert_cn[0] ? c->cert_cn : NULL, {0}};
+    memcpy(cert.sha256, c->cert_sha256, sizeof(cert.sha256));
+    if (auth_authenticate_cert(a, &cert, &c->principal) != 0 && !c->cert_unmapped_logged) {
+        char hex[65];
+        hex_encode(c->cert_sha256, sizeof(c->cert_sha256), hex);
+        LOG_I("req %s: %s: client certificate CN '%s' sha256 %s is not mapped in [tls.clients]; "
+              "its requests are anonymous", c->request_id, c->peer, c->cert_cn, hex);
+        c->cert_unmapped_logged = true;
+    }
+    return 0;
+}
+
 static void dispatch(struct conn *c)
 {
-    struct server *srv = c->w->srv;
     if (c->header_timer)
         evtimer_del(c->header_timer);
     c->keep_alive = reqparse_keep_alive(c->rp);
@@ -691,8 +736,7 @@ static void dispatch(struct conn *c)
         return;
     }
     const char *why = NULL;
-    int arc = auth_authenticate(srv->auth, conn_header(c, "Authorization"), c->peer_ip,
-                                &c->principal, &why);
+    int arc = authenticate(c, &why);
     if (arc == ARCA_E_LIMITED) {
         c->route = ROUTE_OTHER;
         resp_start(c, 429);
@@ -815,8 +859,19 @@ static void writecb(struct bufferevent *bev, void *arg)
 static void eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    if (what & BEV_EVENT_CONNECTED)
-        return; /* a TLS handshake finished */
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshake_done = true; /* a TLS handshake finished */
+        return;
+    }
+    if (c->tls && !c->handshake_done && (what & BEV_EVENT_ERROR)) {
+        /* Refused client certificates show up here: say why, for the operator. */
+        char why[256];
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        LOG_I("%s: TLS handshake failed: %s", c->peer,
+              tls_handshake_failure(bufferevent_openssl_get_ssl(bev), e, why, sizeof(why)));
+        while (bufferevent_get_openssl_error(bev))
+            ;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         if ((what & BEV_EVENT_READING) && reqparse_in_request(c->rp) && !c->responded) {
             LOG_I("%s: request timed out waiting for the client", c->peer);
