@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "stages.h"
+
 struct arca_config {
     /* [server] */
     char listen[128];           /* HOST:PORT; port 0 picks a free one; "off": no plain listener */
@@ -39,6 +41,8 @@ struct arca_config {
     char log_level[16];
     /* [centre] */
     char centre_id[64];
+    /* [stages], [gate.STAGE]: see stages.h */
+    struct stage_policy stages;
 };
 
 /* Fills cfg with the embedded defaults. */
