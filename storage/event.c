@@ -17,7 +17,8 @@
  * prev and hash), canonical meaning compact with sorted keys.  The first
  * event's prev is 32 zero bytes.
  */
-#include "repo_int.h"
+#include "event_int.h"
+#include "lifecycle.h"
 
 #include "arca_err.h"
 #include "hlc.h"
@@ -32,63 +33,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUBJECT_MAX (COORD_REPO_MAX + 2 * COORD_SEGMENT_MAX + COORD_PATH_MAX + 4)
-#define ACTOR_FIELD_MAX 256
-
-enum event_action { EV_ARTIFACT_PUT, EV_TOKEN_CREATE, EV_TOKEN_REVOKE, EV_AUTH_FAILURE };
-
-static const char *const action_names[] = {
+const char *const event_action_names[EV_COUNT] = {
     [EV_ARTIFACT_PUT] = "artifact.put",
     [EV_TOKEN_CREATE] = "token.create",
     [EV_TOKEN_REVOKE] = "token.revoke",
     [EV_AUTH_FAILURE] = "auth.failure",
-};
-
-struct event {
-    enum event_action action;
-    const struct actor_ctx *who;
-    /*
-     * Replication will fill these from the remote event; a local event leaves
-     * origin NULL and hlc 0, and gets this centre, its local seq and hlc_now().
-     */
-    const char *origin;
-    uint64_t origin_seq;
-    uint64_t hlc;
-    union {
-        struct {
-            const struct coord *c;
-            const struct blob_digests *dig;
-            const struct blob_blocks *blocks;
-            struct artifact *out;
-        } put;
-        struct {
-            struct token *t;          /* in: the new token; out: as stored */
-            const uint8_t *hash;      /* SHA-256 of the secret */
-        } tcreate;
-        struct {
-            const char *id;
-            struct token *out;        /* may be NULL */
-        } trevoke;
-        struct {
-            const char *reason;
-            const char *token_id;     /* may be NULL */
-        } afail;
-    } u;
-};
-
-/* What an action's stage function hands back to apply. */
-struct staged {
-    bool noop;                 /* the state already holds exactly this change */
-    json_t *details;           /* owned by apply after the call */
-    char subject[SUBJECT_MAX];
-    struct repo_stats delta;   /* event_count excluded: apply counts events */
+    [EV_VERSION_PROMOTE] = "version.promote",
+    [EV_VERSION_REVOKE] = "version.revoke",
+    [EV_VERSION_DELETE] = "version.delete",
+    [EV_PROPERTY_SET] = "property.set",
+    [EV_BUILD_PUT] = "build.put",
+    [EV_DEPLOYMENT_RECORD] = "deployment.record",
 };
 
 /*
  * Copies an untrusted label (actor, address, request id) keeping printable
  * ASCII only, so the event JSON stays valid and its canonical form unambiguous.
  */
-static void clean_label(char *dst, size_t cap, const char *src)
+void clean_label(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
     for (; src && src[i] && i + 1 < cap; i++) {
@@ -98,7 +60,7 @@ static void clean_label(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-static json_t *label_json(const char *s)
+json_t *label_json(const char *s)
 {
     char buf[ACTOR_FIELD_MAX];
     if (!s)
@@ -107,7 +69,7 @@ static json_t *label_json(const char *s)
     return json_string(buf);
 }
 
-static json_t *hex_json(const uint8_t *b, size_t len)
+json_t *hex_json(const uint8_t *b, size_t len)
 {
     char hex[65];
     hex_encode(b, len, hex);
@@ -119,7 +81,7 @@ static json_t *hex_json(const uint8_t *b, size_t len)
  * length goes by pointer because the encoder sets it while the argument list
  * is evaluated, in an unspecified order.
  */
-static int batch_put(rocksdb_writebatch_t *b, repo_db *db, enum repo_cf cf, const char *k,
+int batch_put(rocksdb_writebatch_t *b, repo_db *db, enum repo_cf cf, const char *k,
                      size_t kl, char *v, const size_t *vl)
 {
     if (!v)
@@ -151,10 +113,11 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
 {
     const struct coord *c = ev->u.put.c;
     struct artifact *out = ev->u.put.out;
-    char key[KEY_MAX], vkey[KEY_MAX], *v = NULL;
+    char key[KEY_MAX], *v = NULL;
     size_t klen, vlen = 0, reclen = 0;
     bool new_blob = false;
-    uint64_t now_ms = HLC_MS(hlc), vcreated = now_ms, vfiles = 0, vbytes = 0;
+    uint64_t now_ms = HLC_MS(hlc);
+    struct version_state vs;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -171,6 +134,9 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
         goto out;
     }
     if (rc != ARCA_E_NOTFOUND)
+        goto out;
+    /* A new file: the version must still take files (first stage, not revoked or deleted). */
+    if ((rc = lifecycle_check_put(db, c, &vs, ev->u.put.res)) != 0)
         goto out;
 
     /* The blob: the index's own record wins over the caller's digests when it has one. */
@@ -207,25 +173,22 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
         goto out;
 
     /* The version: created by its first file, then counted. */
-    rocksdb_free(v);
-    v = NULL;
-    klen = key_make(key, false, c->repo, c->name, c->version, NULL);
-    rc = db_get(db, CF_VERSIONS, key, klen, &v, &vlen);
-    if (rc == 0)
-        rc = rec_version_decode(v, vlen, &vcreated, &vfiles, &vbytes);
-    else if (rc == ARCA_E_NOTFOUND)
-        rc = 0;
-    if (rc != 0)
+    vs.file_count++;
+    vs.total_bytes += out->dig.size;
+    if (vs.created_ms == 0)
+        vs.created_ms = now_ms;
+    if ((rc = put_version_state(db, b, c->repo, c->name, c->version, &vs)) != 0)
         goto out;
-    vfiles++;
-    vbytes += out->dig.size;
-    if ((rc = batch_put(b, db, CF_VERSIONS, key, klen,
-                        rec_version_encode(vcreated, vfiles, vbytes, &reclen), &reclen)) != 0)
-        goto out;
-    size_t vklen = vtime_key(vkey, c->repo, c->name, vcreated, c->version);
-    if ((rc = batch_put(b, db, CF_VTIME, vkey, vklen,
-                        rec_version_encode(vcreated, vfiles, vbytes, &reclen), &reclen)) != 0)
-        goto out;
+    /* Every coordinate that ever held this content, for trace and checksum search. */
+    {
+        char rkey[32 + KEY_MAX];
+        uint8_t be[8];
+        memcpy(rkey, out->dig.sha256, 32);
+        size_t rlen = 32 + key_make(rkey + 32, false, c->repo, c->name, c->version, c->path);
+        put_be64(be, seq);
+        rocksdb_writebatch_put_cf(b, db->cf[CF_BLOBREFS], rkey, rlen, (const char *)be, 8);
+    }
+    index_version_event(db, b, c->repo, c->name, c->version, seq, EV_ARTIFACT_PUT);
 
     klen = key_make(key, false, c->repo, c->name, NULL, NULL);
     if ((rc = put_created_if_missing(db, b, CF_NAMES, key, klen, now_ms)) != 0)
@@ -249,6 +212,10 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
     json_object_set_new(st->details, "md5", hex_json(out->dig.md5, 16));
     json_object_set_new(st->details, "size", json_integer((json_int_t)out->dig.size));
     json_object_set_new(st->details, "new_blob", json_boolean(new_blob));
+    if (ev->u.put.props && json_object_size(ev->u.put.props) > 0 &&
+        (rc = lifecycle_put_props(db, c, ev->u.put.props, seq, hlc,
+                                  ev->origin ? ev->origin : db->centre, b, st->details)) != 0)
+        goto out;
     st->delta.artifact_count = 1;
     st->delta.logical_bytes = out->dig.size;
     st->delta.blob_count = new_blob ? 1 : 0;
@@ -339,7 +306,7 @@ static int chain_hash(const uint8_t prev[32], const char *canon, uint8_t hash[32
  * Returns 0 (the change is durable, or was already there: *applied tells
  * which), the stage function's refusal (ARCA_E_CONFLICT, ...), or ARCA_E_DB.
  */
-static int apply(repo_db *db, const struct event *ev, bool *applied)
+int apply(repo_db *db, const struct event *ev, bool *applied)
 {
     int rc = 0;
     rocksdb_writebatch_t *b = NULL;
@@ -374,8 +341,19 @@ static int apply(repo_db *db, const struct event *ev, bool *applied)
     case EV_AUTH_FAILURE:
         rc = stage_auth_failure(ev, &st);
         break;
+    case EV_VERSION_PROMOTE:
+    case EV_VERSION_REVOKE:
+    case EV_VERSION_DELETE:
+    case EV_PROPERTY_SET:
+    case EV_BUILD_PUT:
+    case EV_DEPLOYMENT_RECORD:
+        rc = stage_version_op(db, ev, seq, hlc, b, &st);
+        break;
+    case EV_COUNT:
+        rc = ARCA_E_INVALID;
+        break;
     }
-    if (rc != 0 || st.noop)
+    if (rc != 0 || st.noop || st.dry)
         goto out;
 
     rec = json_object();
@@ -392,7 +370,7 @@ static int apply(repo_db *db, const struct event *ev, bool *applied)
     json_object_set_new(rec, "actor", label_json(who && who->actor ? who->actor : ""));
     json_object_set_new(rec, "remote_addr", label_json(who ? who->remote_addr : NULL));
     json_object_set_new(rec, "request_id", label_json(who ? who->request_id : NULL));
-    json_object_set_new(rec, "action", json_string(action_names[ev->action]));
+    json_object_set_new(rec, "action", json_string(event_action_names[ev->action]));
     json_object_set_new(rec, "subject", json_string(st.subject));
     json_object_set_new(rec, "details", st.details);
     st.details = NULL;
@@ -447,6 +425,14 @@ int repo_put_artifact(repo_db *db, const struct coord *c, const struct blob_dige
                       const struct blob_blocks *blocks, const struct actor_ctx *who,
                       struct artifact *out, int *created)
 {
+    return repo_put_artifact_ex(db, c, dig, blocks, NULL, who, out, created, NULL);
+}
+
+int repo_put_artifact_ex(repo_db *db, const struct coord *c, const struct blob_digests *dig,
+                         const struct blob_blocks *blocks, const json_t *props,
+                         const struct actor_ctx *who, struct artifact *out, int *created,
+                         struct op_result *res)
+{
     const char *why;
     bool applied = false;
     int rc;
@@ -464,7 +450,9 @@ int repo_put_artifact(repo_db *db, const struct coord *c, const struct blob_dige
     ev.u.put.c = c;
     ev.u.put.dig = dig;
     ev.u.put.blocks = blocks;
+    ev.u.put.props = props;
     ev.u.put.out = out;
+    ev.u.put.res = res;
     rc = apply(db, &ev, &applied);
     if (rc == 0 && applied)
         *created = 1;

@@ -21,6 +21,7 @@
 
 #include "blob.h"
 #include "coord.h"
+#include "stages.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -97,7 +98,7 @@ int repo_find_sha1(repo_db *db, const uint8_t sha1[20], uint8_t sha256_out[32]);
  * that value is returned.  They read through RocksDB iterators, never a whole
  * repository into memory.  0, ARCA_E_INVALID (bad cursor), ARCA_E_DB.
  */
-#define REPO_CURSOR_MAX 2200
+#define REPO_CURSOR_MAX 4400
 
 struct repo_entry {
     const char *repo;
@@ -107,11 +108,27 @@ struct name_entry {
     const char *name;
     uint64_t created_ms;
 };
-struct version_entry {
-    const char *version;
+/* A version's record (cf versions; the same bytes under its vtime key). */
+struct version_state {
     uint64_t created_ms;      /* its first file */
     uint64_t file_count;
     uint64_t total_bytes;
+    char stage[STAGE_NAME_MAX]; /* current stage; "" in records older than stages: the first */
+    uint64_t stage_ms;        /* when it entered that stage (0: at creation) */
+    uint64_t stage_seq;       /* the event that moved it there (0: none) */
+    uint64_t revoked_ms;      /* 0: not revoked */
+    char revoked_by[128];
+    char revoke_reason[1025];
+    uint64_t revoke_seq;
+    uint64_t deleted_ms;      /* 0: not deleted; otherwise a tombstone */
+    char deleted_by[128];
+    uint64_t delete_seq;
+    bool has_build;
+};
+
+struct version_entry {
+    const char *version;
+    const struct version_state *st;
 };
 
 int repo_list_repos(repo_db *db, const char *after, size_t limit,
