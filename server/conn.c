@@ -153,6 +153,14 @@ const char *conn_header(const struct conn *c, const char *name)
     return NULL;
 }
 
+const char *conn_header_nth(const struct conn *c, const char *name, int nth)
+{
+    for (int i = 0; i < c->nhdrs; i++)
+        if (strcasecmp(c->arena + c->hdrs[i].name_off, name) == 0 && nth-- == 0)
+            return c->arena + c->hdrs[i].val_off;
+    return NULL;
+}
+
 int conn_header_count(const struct conn *c, const char *name)
 {
     int n = 0;

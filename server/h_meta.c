@@ -184,9 +184,18 @@ static void meta_headers(struct conn *c)
         if (rc == 0)
             rc = repo_list_files(db, segs[0], segs[1], segs[2], pg.cursor, pg.limit, add_file, &pg,
                                  next);
-        if (rc == 0)
-            body = json_pack("{s:s,s:s,s:s,s:O}", "repo", segs[0], "name", segs[1], "version",
-                             segs[2], "items", pg.items);
+        if (rc == 0) {
+            struct version_state vs;
+            json_t *props = NULL;
+            rc = repo_get_version(db, segs[0], segs[1], segs[2], &vs);
+            if (rc == 0)
+                rc = repo_get_properties(db, segs[0], segs[1], segs[2], &props);
+            if (rc == 0) {
+                body = version_state_json(db, segs[0], segs[1], segs[2], &vs);
+                json_object_set_new(body, "properties", props);
+                json_object_set(body, "items", pg.items);
+            }
+        }
         break;
     }
     if (rc == ARCA_E_NOTFOUND) {

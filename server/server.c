@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "blob.h"
 #include "log.h"
+#include "lifecycle.h"
 #include "repo.h"
 #include "server_int.h"
 #include "tls.h"
@@ -307,6 +308,10 @@ int server_run(const struct arca_config *cfg)
     snprintf(path, sizeof(path), "%s/index", cfg->data_dir);
     if ((rc = repo_db_open(path, cfg->centre_id, &srv->db)) != 0) {
         LOG_E("cannot open index %s: %s", path, arca_strerror(rc));
+        goto out;
+    }
+    if ((rc = repo_set_policy(srv->db, &cfg->stages)) != 0) {
+        LOG_E("the stage and gate configuration is invalid");
         goto out;
     }
     int created = 0;

@@ -29,6 +29,11 @@ enum route_id {
     ROUTE_TOKENS,
     ROUTE_HEALTH,
     ROUTE_METRICS,
+    ROUTE_VERSION,
+    ROUTE_STAGE,
+    ROUTE_DEPLOY,
+    ROUTE_SEARCH,
+    ROUTE_TRACE,
     ROUTE_OTHER,
     ROUTE_COUNT
 };
@@ -87,6 +92,15 @@ const struct handler *router_match(struct conn *c, int *route_id);
 /* Handlers, by area. */
 extern const struct handler artifact_handler;
 extern const struct handler meta_handler;
+extern const struct handler version_handler;
+extern const struct handler stage_handler;
+extern const struct handler deploy_handler;
+extern const struct handler search_handler;
+extern const struct handler trace_handler;
+/* A version's state as the API shows it (h_version.c). */
+struct version_state;
+json_t *version_state_json(repo_db *db, const char *repo, const char *name, const char *version,
+                           const struct version_state *vs);
 extern const struct handler storage_handler;
 extern const struct handler health_handler;
 extern const struct handler ready_handler;

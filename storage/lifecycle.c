@@ -607,7 +607,8 @@ static int stage_build(repo_db *db, const struct event *ev, uint64_t seq, rocksd
     char key[KEY_MAX], *old = NULL;
     size_t klen = vkey(key, repo, name, version), olen = 0;
     (void)seq;
-    if (rank_of(db, vs) != 0)
+    /* Past the first stage a missing record may still be attached, never replaced. */
+    if (rank_of(db, vs) != 0 && vs->has_build)
         return refuse(res, ARCA_E_CONFLICT, "version_frozen",
                       "version %s is in stage '%s': its build record is frozen once it leaves "
                       "'%s'", version, stage_of(db, vs), db->policy.stages[0].name);
