@@ -23,6 +23,7 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_TOKENS] = "tokens",
     [CF_TOKEN_HASH] = "token_hash",
     [CF_TOKEN_USED] = "token_used",
+    [CF_MERKLE] = "merkle",
 };
 
 #define BLOCK_CACHE_BYTES (64u << 20)
@@ -472,6 +473,8 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     if ((rc = open_db(db, dir)) != 0)
         goto out;
     if ((rc = load_state(db, centre_id)) != 0)
+        goto out;
+    if (!readonly && (rc = merkle_catch_up(db)) != 0)
         goto out;
     *out = db;
     db = NULL;
