@@ -4,7 +4,8 @@
 const double metrics_bucket_bounds[METRICS_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                        0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 const char *const route_names[ROUTE_COUNT] = {"artifact_put", "artifact_get", "metadata", "storage",
-                                              "tokens",       "health",       "metrics", "other"};
+                                              "tokens",       "audit",        "health",  "metrics",
+                                              "other"};
 
 void metrics_observe(struct metrics *m, int route, int status, uint64_t dur_ns)
 {
