@@ -748,8 +748,9 @@ static void verify_checkpoint(struct verifier *v, const uint8_t *trusted_key)
         v->cp_root_known = true;
     }
     if (!v->cp_root_known) {
-        problem(v, 0, "checkpoint", "the log is broken before event %llu, so it cannot be "
-                "compared with the checkpoint", (unsigned long long)cp->size);
+        problem(v, 0, "checkpoint", "the log's first %llu events cannot be recomputed (one is "
+                "missing or out of place), so it does not extend the checkpoint",
+                (unsigned long long)cp->size);
         return;
     }
     rep->checkpoint_extended = memcmp(v->cp_root, cp->root, AUDIT_HASH_LEN) == 0;
