@@ -413,6 +413,12 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, "arca_tamper %r: %s" % (args, p.stderr))
 
+    def stop_clean(self):
+        """Stops arcad and checks it exited 0 (under ASan: no leak, no sanitizer report)."""
+        self.assertEqual(self.srv.stop(), 0, self.srv.log_tail())
+        self.assertNotIn("Sanitizer", self.srv.log_text())
+        self.assertNotIn("runtime error", self.srv.log_text())
+
     def assertFirst(self, rep, seq, kind):
         self.assertIs(rep["ok"], False, rep)
         self.assertEqual(rep["first_problem"]["seq"], seq, rep)
@@ -438,7 +444,7 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
                                              "key_id": cp["key_id"], "signature_ok": True,
                                              "extended": True})
         self.assertIn("OK", err)
-        self.srv.stop()
+        self.stop_clean()
         rc, rep, err = self.cli_verify(self.srv)
         self.assertEqual(rc, 0, err)
 
@@ -461,7 +467,7 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
         # ... and what it serves no longer matches the saved checkpoint's root.
         now = [l for l in self.read_log(limit=1000)[0]][:15]
         self.assertNotEqual(mth([leaf_hash(l) for l in now]).hex(), cp["root"])
-        self.srv.stop()
+        self.stop_clean()
 
         # (b) Event 5 deleted: now the first problem.
         self.tamper("delete", 5)
@@ -504,7 +510,7 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
         bad = os.path.join(self.srv.data, "bad.json")
         with open(bad, "w") as f:
             f.write('{"origin": "dc1"}')
-        self.srv.stop()
+        self.stop_clean()
 
         rc, rep, err = self.cli_verify(self.srv, forged)
         self.assertEqual(rc, 1, err)
@@ -540,7 +546,7 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
         self.assertIs(rep["checkpoint"]["extended"], False)
 
     def test_bad_key_file_refuses_start(self):
-        self.srv.stop()
+        self.stop_clean()
         key = os.path.join(self.srv.data, "audit.key")
         with open(key, "rb") as f:
             original = f.read()
