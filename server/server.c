@@ -5,6 +5,7 @@
  * only waits for SIGTERM/SIGINT and then drains the workers.
  */
 #include "arca_err.h"
+#include "audit.h"
 #include "auth.h"
 #include "blob.h"
 #include "log.h"
@@ -321,6 +322,13 @@ int server_run(const struct arca_config *cfg)
     }
     if (created)
         LOG_I("created an admin token in %s/admin.token (mode 0600)", cfg->data_dir);
+    if ((rc = audit_signer_open(cfg->data_dir, true, &srv->signer, &created)) != 0) {
+        LOG_E("cannot load the audit signing key %s/%s: %s", cfg->data_dir, AUDIT_KEY_FILE,
+              arca_strerror(rc));
+        goto out;
+    }
+    if (created)
+        LOG_I("created the audit signing key %s/%s (mode 0600)", cfg->data_dir, AUDIT_KEY_FILE);
 
     uint8_t r[4];
     rand_bytes(r, sizeof(r));
@@ -399,6 +407,7 @@ out:
     repo_db_free(srv->db);
     blob_store_free(srv->blobs);
     auth_free(srv->auth);
+    audit_signer_free(srv->signer);
     tls_ctx_free(srv->tls);
     free(srv);
     libevent_global_shutdown();

@@ -19,6 +19,7 @@ struct ssl_st;
 typedef struct repo_db repo_db;
 typedef struct blob_store blob_store;
 typedef struct auth auth;
+typedef struct audit_signer audit_signer;
 
 /* Metrics: a fixed set of routes, counted with relaxed atomics. */
 enum route_id {
@@ -27,6 +28,7 @@ enum route_id {
     ROUTE_META,
     ROUTE_STORAGE,
     ROUTE_TOKENS,
+    ROUTE_AUDIT,
     ROUTE_HEALTH,
     ROUTE_METRICS,
     ROUTE_VERSION,
@@ -76,6 +78,7 @@ struct server {
     repo_db *db;
     blob_store *blobs;
     auth *auth;
+    audit_signer *signer;       /* DATA/audit.key: signs audit checkpoints */
     struct tls_ctx *tls;        /* NULL without tls.listen */
     iopool *pool;
     struct metrics metrics;
@@ -106,6 +109,7 @@ extern const struct handler health_handler;
 extern const struct handler ready_handler;
 extern const struct handler metrics_handler;
 extern const struct handler tokens_handler;
+extern const struct handler audit_handler;
 extern const struct handler notfound_handler;
 
 /*
@@ -127,5 +131,11 @@ void conn_free_all(struct worker *w);
 
 /* server.c */
 int server_run(const struct arca_config *cfg);
+
+/*
+ * cli_audit.c: `arcad audit SUB` (verify, with an optional saved checkpoint
+ * file); returns the process exit status (0 OK, 1 problems found, 2 error).
+ */
+int cli_audit(const struct arca_config *cfg, const char *sub, const char *checkpoint_file);
 
 #endif

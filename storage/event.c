@@ -392,6 +392,8 @@ int apply(repo_db *db, const struct event *ev, bool *applied)
     }
     put_be64(seqkey, seq);
     rocksdb_writebatch_put_cf(b, db->cf[CF_EVENTS], (const char *)seqkey, 8, text, strlen(text));
+    if ((rc = merkle_stage(db, b, seq, text, strlen(text))) != 0)
+        goto out;
 
     nc.next_seq = seq + 1;
     nc.st.blob_count += st.delta.blob_count;

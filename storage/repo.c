@@ -30,6 +30,7 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_STAGEIDX] = "stageidx",
     [CF_BUILDS] = "builds",
     [CF_DEPLOYS] = "deploys",
+    [CF_MERKLE] = "merkle",
 };
 
 #define BLOCK_CACHE_BYTES (64u << 20)
@@ -529,6 +530,8 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     if ((rc = open_db(db, dir)) != 0)
         goto out;
     if ((rc = load_state(db, centre_id)) != 0)
+        goto out;
+    if (!readonly && (rc = merkle_catch_up(db)) != 0)
         goto out;
     *out = db;
     db = NULL;

@@ -31,6 +31,8 @@
  *   tokens     id (32 hex)                              JSON token (see token.h), no secret
  *   token_hash SHA-256(secret) (32 bytes)               id
  *   token_used id                                       BE64 last-used ms (not an event)
+ *   merkle     level (1 byte) BE64(index)              32-byte RFC 6962 node hash (audit.c)
+ *              "size"                                   BE64 events the tree covers
  */
 #ifndef ARCA_REPO_INT_H
 #define ARCA_REPO_INT_H
@@ -66,6 +68,7 @@ enum repo_cf {
     CF_STAGEIDX,    /* stage \0 version key → "" */
     CF_BUILDS,      /* version key → build record JSON */
     CF_DEPLOYS,     /* environment \0 BE64(~seq) → deployment JSON */
+    CF_MERKLE,      /* the audit log's Merkle tree nodes (audit.c) */
     CF_COUNT
 };
 
@@ -153,5 +156,18 @@ size_t vtime_key(char *buf, const char *repo, const char *name, uint64_t created
  * audit log and for tests of the hash chain.
  */
 int event_read(repo_db *db, uint64_t seq, char **json);
+
+/*
+ * audit.c, for apply: adds the Merkle leaf of the event seq (its stored record,
+ * rec of len bytes) and every perfect subtree it completes to batch b, with
+ * the tree's new size.  0, ARCA_E_CORRUPT (a stored node is missing), ARCA_E_DB.
+ */
+int merkle_stage(repo_db *db, rocksdb_writebatch_t *b, uint64_t seq, const char *rec, size_t len);
+/*
+ * audit.c, for a read-write open after the counters are loaded: builds the
+ * tree over events it does not cover yet (a log from before the audit tree).
+ * 0, ARCA_E_CORRUPT (the tree is ahead of the log, or the log has a gap), ARCA_E_DB.
+ */
+int merkle_catch_up(repo_db *db);
 
 #endif
