@@ -43,6 +43,9 @@ struct event {
     const char *origin;
     uint64_t origin_seq;
     uint64_t hlc;
+    /* A remote event is recorded as its origin wrote it: subject and details verbatim. */
+    const char *remote_subject;
+    json_t *remote_details;
     union {
         struct {
             const struct coord *c;
@@ -83,6 +86,16 @@ struct staged {
     struct repo_stats delta;   /* event_count excluded: apply counts events */
 };
 
+/* True for an event another centre wrote (replication). */
+#define EV_REMOTE(ev) ((ev)->origin != NULL)
+/* The centre id an event is attributed to. */
+const char *event_origin(const repo_db *db, const struct event *ev);
+/* (hlc, origin) order: negative when a is earlier than b. */
+int hlc_origin_cmp(uint64_t ha, const char *oa, uint64_t hb, const char *ob);
+
+/* The last origin seq applied from origin (0: none).  0 or ARCA_E_DB. */
+int origin_last(repo_db *db, const char *origin, uint64_t *last);
+
 /* Applies one event (event.c).  *applied: an event was written. */
 int apply(repo_db *db, const struct event *ev, bool *applied);
 
@@ -90,8 +103,8 @@ int apply(repo_db *db, const struct event *ev, bool *applied);
 int stage_version_op(repo_db *db, const struct event *ev, uint64_t seq, uint64_t hlc,
                      rocksdb_writebatch_t *b, struct staged *st);
 /* Called by stage_artifact_put: may files still be added?  Fills the version's state. */
-int lifecycle_check_put(repo_db *db, const struct coord *c, struct version_state *vs,
-                        struct op_result *res);
+int lifecycle_check_put(repo_db *db, const struct event *ev, const struct coord *c,
+                        struct version_state *vs, struct op_result *res);
 /* Applies properties given with an upload (LWW); adds to details. */
 int lifecycle_put_props(repo_db *db, const struct coord *c, const json_t *props, uint64_t seq,
                         uint64_t hlc, const char *origin, rocksdb_writebatch_t *b,

@@ -294,6 +294,27 @@ static int stage_promote(repo_db *db, const struct event *ev, uint64_t seq, uint
     int rc = rank_of(db, vs);
     char from[STAGE_NAME_MAX], skey[KEY_MAX + STAGE_NAME_MAX];
 
+    if (EV_REMOTE(ev)) {
+        /* Another centre checked its gates; here the furthest stage wins. */
+        if (rt < 0 || rc < 0)
+            return refuse(res, ARCA_E_INVALID, "unknown_stage", "stage '%s' is not configured",
+                          to ? to : "");
+        snprintf(from, sizeof(from), "%s", stage_of(db, vs));
+        if (rt == rc && rc > 0 &&
+            hlc_origin_cmp(hlc, event_origin(db, ev), vs->stage_hlc, vs->stage_origin) < 0) {
+            /* The same stage reached earlier elsewhere: that entry is the one kept. */
+            vs->stage_ms = HLC_MS(hlc);
+            vs->stage_seq = seq;
+            vs->stage_hlc = hlc;
+            snprintf(vs->stage_origin, sizeof(vs->stage_origin), "%s", event_origin(db, ev));
+            return 0;
+        }
+        if (rt <= rc) {
+            st->noop = true;
+            return 0;
+        }
+        goto move;
+    }
     if (rt < 0) {
         char list[STAGES_MAX * (STAGE_NAME_MAX + 2)] = "";
         for (size_t i = 0; i < p->n; i++) {
@@ -346,18 +367,21 @@ static int stage_promote(repo_db *db, const struct event *ev, uint64_t seq, uint
         res->detail = json_pack("{s:s,s:s,s:o}", "from", from, "to", to, "checked", checked);
         return 0;
     }
+    json_object_set_new(st->details, "gates", json_incref(checked));
+    res->detail = json_pack("{s:o}", "checked", checked);
+move:
     rocksdb_writebatch_delete_cf(b, db->cf[CF_STAGEIDX], skey,
                                  stageidx_key(skey, from, repo, name, version));
     snprintf(vs->stage, sizeof(vs->stage), "%s", to);
     vs->stage_ms = HLC_MS(hlc);
     vs->stage_seq = seq;
+    vs->stage_hlc = hlc;
+    snprintf(vs->stage_origin, sizeof(vs->stage_origin), "%s", event_origin(db, ev));
     rocksdb_writebatch_put_cf(b, db->cf[CF_STAGEIDX], skey,
                               stageidx_key(skey, to, repo, name, version), "", 0);
     json_object_set_new(st->details, "from", json_string(from));
     json_object_set_new(st->details, "to", json_string(to));
     json_object_set_new(st->details, "reason", json_string(reason ? reason : ""));
-    json_object_set_new(st->details, "gates", json_incref(checked));
-    res->detail = json_pack("{s:o}", "checked", checked);
     return 0;
 }
 
@@ -365,10 +389,15 @@ static int stage_revoke(repo_db *db, const struct event *ev, uint64_t seq, uint6
                         struct staged *st, struct version_state *vs)
 {
     const char *reason = json_string_value(json_object_get(ev->u.vop.args, "reason"));
-    if (vs->revoked_ms) {
+    const char *origin = event_origin(db, ev);
+    /* Revocation is final; of several, the earliest (HLC, origin) is the one shown everywhere. */
+    if (vs->revoked_ms &&
+        (!EV_REMOTE(ev) || hlc_origin_cmp(hlc, origin, vs->revoke_hlc, vs->revoke_origin) >= 0)) {
         st->noop = true;
         return 0;
     }
+    vs->revoke_hlc = hlc;
+    snprintf(vs->revoke_origin, sizeof(vs->revoke_origin), "%s", origin);
     vs->revoked_ms = HLC_MS(hlc);
     vs->revoke_seq = seq;
     clean_label(vs->revoked_by, sizeof(vs->revoked_by),
@@ -408,7 +437,27 @@ static int drop_files(repo_db *db, rocksdb_writebatch_t *b, const char *repo, co
     return rc;
 }
 
-/* Removes the property index entries of a version (its values stay for trace). */
+/* Removes every key under the version's prefix in cf. */
+static int drop_prefix(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf, const char *repo,
+                       const char *name, const char *version)
+{
+    char prefix[KEY_MAX];
+    size_t plen = key_make(prefix, true, repo, name, version, NULL);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[cf]);
+    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        rocksdb_writebatch_delete_cf(b, db->cf[cf], k, kl);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    return err ? db_error("iterate", err) : 0;
+}
+
+/* Removes a version's properties and their index entries (the events keep their history). */
 static int drop_propidx(repo_db *db, rocksdb_writebatch_t *b, const char *repo, const char *name,
                         const char *version)
 {
@@ -431,6 +480,7 @@ static int drop_propidx(repo_db *db, rocksdb_writebatch_t *b, const char *repo, 
         if (cur)
             rocksdb_writebatch_delete_cf(b, db->cf[CF_PROPIDX], ikey,
                                          propidx_key(ikey, pk, cur, repo, name, version));
+        rocksdb_writebatch_delete_cf(b, db->cf[CF_PROPS], k, kl);
         json_decref(o);
     }
     char *err = NULL;
@@ -448,18 +498,35 @@ static int stage_delete(repo_db *db, const struct event *ev, uint64_t seq, uint6
     char skey[KEY_MAX + STAGE_NAME_MAX];
     uint64_t files = 0, bytes = 0;
     int rc;
-    if (vs->revoked_ms)
+    /* Locally the rules hold; from another centre the tombstone wins (it was allowed there). */
+    if (!EV_REMOTE(ev) && vs->revoked_ms)
         return refuse(res, ARCA_E_CONFLICT, "version_revoked",
                       "the version was revoked; revoked versions are kept for the audit trail");
-    if (rank_of(db, vs) != 0)
+    if (!EV_REMOTE(ev) && rank_of(db, vs) != 0)
         return refuse(res, ARCA_E_CONFLICT, "version_promoted",
                       "the version reached stage '%s'; only versions still in '%s' can be "
                       "deleted", stage_of(db, vs), db->policy.stages[0].name);
     if ((rc = drop_files(db, b, repo, name, version, &files, &bytes)) != 0 ||
-        (rc = drop_propidx(db, b, repo, name, version)) != 0)
+        (rc = drop_propidx(db, b, repo, name, version)) != 0 ||
+        (rc = drop_prefix(db, b, CF_CONFLICTS, repo, name, version)) != 0)
         return rc;
     rocksdb_writebatch_delete_cf(b, db->cf[CF_STAGEIDX], skey,
                                  stageidx_key(skey, stage_of(db, vs), repo, name, version));
+    {
+        char bkey[KEY_MAX];
+        rocksdb_writebatch_delete_cf(b, db->cf[CF_BUILDS], bkey,
+                                     vkey(bkey, repo, name, version));
+    }
+    /*
+     * A tombstone keeps only what every arrival order agrees on: when it was
+     * created and who deleted it.  Stage, revocation, build, properties and
+     * counts go, because changes that reach a tombstone later are ignored.
+     */
+    uint64_t created = vs->created_ms;
+    memset(vs, 0, sizeof(*vs));
+    vs->created_ms = created;
+    vs->delete_hlc = hlc;
+    snprintf(vs->delete_origin, sizeof(vs->delete_origin), "%s", event_origin(db, ev));
     vs->deleted_ms = HLC_MS(hlc);
     vs->delete_seq = seq;
     clean_label(vs->deleted_by, sizeof(vs->deleted_by),
@@ -506,14 +573,15 @@ static int apply_props(repo_db *db, const char *repo, const char *name, const ch
         bool newer = !old || hlc > ohlc ||
                      (hlc == ohlc && strcmp(origin, oorigin ? oorigin : "") > 0);
         bool same = (!ov && !nv) || (ov && nv && strcmp(ov, nv) == 0);
-        if (!newer || same) {
+        /* Locally an unchanged value is no change; from elsewhere the newer stamp is kept. */
+        if (!newer || (same && strcmp(origin, db->centre) == 0)) {
             json_decref(old);
             continue;
         }
-        if (ov)
+        if (ov && !same)
             rocksdb_writebatch_delete_cf(b, db->cf[CF_PROPIDX], ikey,
                                          propidx_key(ikey, k, ov, repo, name, version));
-        if (nv)
+        if (nv && !same)
             rocksdb_writebatch_put_cf(b, db->cf[CF_PROPIDX], ikey,
                                       propidx_key(ikey, k, nv, repo, name, version), "", 0);
         json_t *rec = json_pack("{s:O,s:I,s:s,s:I}", "v", v, "hlc", (json_int_t)hlc, "origin",
@@ -528,10 +596,12 @@ static int apply_props(repo_db *db, const char *repo, const char *name, const ch
         }
         rocksdb_writebatch_put_cf(b, db->cf[CF_PROPS], key, klen, text, strlen(text));
         free(text);
-        json_object_set(done, k, v);
-        json_object_set_new(prev, k, ov ? json_string(ov) : json_null());
+        if (!same) {
+            json_object_set(done, k, v);
+            json_object_set_new(prev, k, ov ? json_string(ov) : json_null());
+            (*changed)++;
+        }
         json_decref(old);
-        (*changed)++;
     }
     json_object_set_new(details, "changes", done);
     json_object_set_new(details, "previous", prev);
@@ -551,16 +621,16 @@ int lifecycle_put_props(repo_db *db, const struct coord *c, const json_t *props,
     return rc;
 }
 
-int lifecycle_check_put(repo_db *db, const struct coord *c, struct version_state *vs,
-                        struct op_result *res)
+int lifecycle_check_put(repo_db *db, const struct event *ev, const struct coord *c,
+                        struct version_state *vs, struct op_result *res)
 {
     int rc = load_version(db, c->repo, c->name, c->version, vs);
     if (rc == ARCA_E_NOTFOUND) {
         memset(vs, 0, sizeof(*vs));
         return 0;
     }
-    if (rc != 0)
-        return rc;
+    if (rc != 0 || EV_REMOTE(ev))
+        return rc; /* a remote file lands unless the version is a tombstone (caller) */
     if (vs->deleted_ms)
         return refuse(res, ARCA_E_CONFLICT, "version_deleted",
                       "version %s was deleted; a deleted version's coordinates are not reused",
@@ -598,7 +668,7 @@ static bool version_has_content(repo_db *db, const char *repo, const char *name,
     return found;
 }
 
-static int stage_build(repo_db *db, const struct event *ev, uint64_t seq, rocksdb_writebatch_t *b,
+static int stage_build(repo_db *db, const struct event *ev, uint64_t hlc, rocksdb_writebatch_t *b,
                        struct staged *st, struct version_state *vs)
 {
     const char *repo = ev->u.vop.repo, *name = ev->u.vop.name, *version = ev->u.vop.version;
@@ -606,7 +676,16 @@ static int stage_build(repo_db *db, const struct event *ev, uint64_t seq, rocksd
     json_t *record = json_object_get(ev->u.vop.args, "record");
     char key[KEY_MAX], *old = NULL;
     size_t klen = vkey(key, repo, name, version), olen = 0;
-    (void)seq;
+    const char *origin = event_origin(db, ev);
+    if (EV_REMOTE(ev)) {
+        /* Checked where it was written; here the last writer by (HLC, origin) wins. */
+        if (vs->has_build &&
+            hlc_origin_cmp(hlc, origin, vs->build_hlc, vs->build_origin) <= 0) {
+            st->noop = true;
+            return 0;
+        }
+        goto store;
+    }
     /* Past the first stage a missing record may still be attached, never replaced. */
     if (rank_of(db, vs) != 0 && vs->has_build)
         return refuse(res, ARCA_E_CONFLICT, "version_frozen",
@@ -645,15 +724,18 @@ static int stage_build(repo_db *db, const struct event *ev, uint64_t seq, rocksd
                           sn ? sn : "", sh, version);
         }
     }
+store:;
     char *text = json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
         return -ENOMEM;
     if (db_get(db, CF_BUILDS, key, klen, &old, &olen) == 0 && olen == strlen(text) &&
-        memcmp(old, text, olen) == 0) {
+        memcmp(old, text, olen) == 0 && !EV_REMOTE(ev)) {
         st->noop = true;
     } else {
         rocksdb_writebatch_put_cf(b, db->cf[CF_BUILDS], key, klen, text, strlen(text));
         vs->has_build = true;
+        vs->build_hlc = hlc;
+        snprintf(vs->build_origin, sizeof(vs->build_origin), "%s", origin);
         json_object_set(st->details, "record", record);
         json_object_set_new(st->details, "replaced", json_boolean(old != NULL));
     }
@@ -706,9 +788,20 @@ int stage_version_op(repo_db *db, const struct event *ev, uint64_t seq, uint64_t
         return refuse(res, ARCA_E_CONFLICT, "version_deleted", "version %s was deleted",
                       version);
     if (vs.deleted_ms) {
+        /* Deleted twice (e.g. in two centres): the earliest deletion is the one kept. */
+        const char *origin = event_origin(db, ev);
+        if (EV_REMOTE(ev) && hlc_origin_cmp(hlc, origin, vs.delete_hlc, vs.delete_origin) < 0) {
+            vs.delete_hlc = hlc;
+            vs.deleted_ms = HLC_MS(hlc);
+            vs.delete_seq = seq;
+            snprintf(vs.delete_origin, sizeof(vs.delete_origin), "%s", origin);
+            clean_label(vs.deleted_by, sizeof(vs.deleted_by),
+                        ev->who && ev->who->actor ? ev->who->actor : "");
+            rc = put_version_state(db, b, repo, name, version, &vs);
+        }
         st->noop = true;
         res->state = vs;
-        return 0;
+        return rc;
     }
     snprintf(st->subject, sizeof(st->subject), "%s/%s/%s", repo, name, version);
     st->details = json_pack("{s:s,s:s,s:s}", "repo", repo, "name", name, "version", version);
@@ -733,7 +826,7 @@ int stage_version_op(repo_db *db, const struct event *ev, uint64_t seq, uint64_t
             st->noop = true;
         break;
     case EV_BUILD_PUT:
-        rc = stage_build(db, ev, seq, b, st, &vs);
+        rc = stage_build(db, ev, hlc, b, st, &vs);
         break;
     case EV_DEPLOYMENT_RECORD:
         rc = stage_deploy(db, ev, seq, hlc, b, st, &vs);

@@ -31,6 +31,8 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_BUILDS] = "builds",
     [CF_DEPLOYS] = "deploys",
     [CF_MERKLE] = "merkle",
+    [CF_ORIGINS] = "origins",
+    [CF_CONFLICTS] = "conflicts",
 };
 
 #define BLOCK_CACHE_BYTES (64u << 20)
@@ -168,6 +170,9 @@ static json_t *hexstr(const uint8_t *b, size_t len)
     return json_string(hex);
 }
 
+static uint64_t opt_u64(json_t *o, const char *key);
+static void str_field(char *dst, size_t cap, json_t *o, const char *key);
+
 char *rec_artifact_encode(const struct artifact *a, size_t *len)
 {
     json_t *o = json_object();
@@ -180,6 +185,8 @@ char *rec_artifact_encode(const struct artifact *a, size_t *len)
     json_object_set_new(o, "created_ms", json_integer((json_int_t)a->created_ms));
     json_object_set_new(o, "created_by", json_string(a->created_by));
     json_object_set_new(o, "event_seq", json_integer((json_int_t)a->event_seq));
+    json_object_set_new(o, "hlc", json_integer((json_int_t)a->hlc));
+    json_object_set_new(o, "origin", json_string(a->origin));
     return dump(o, len);
 }
 
@@ -196,6 +203,8 @@ int rec_artifact_decode(const char *v, size_t len, struct artifact *a)
         goto out;
     by = json_string_value(json_object_get(o, "created_by"));
     snprintf(a->created_by, sizeof(a->created_by), "%s", by ? by : "");
+    a->hlc = opt_u64(o, "hlc");
+    str_field(a->origin, sizeof(a->origin), o, "origin");
     rc = 0;
 out:
     if (rc != 0)
@@ -234,20 +243,29 @@ char *rec_vstate_encode(const struct version_state *st, size_t *len)
         json_object_set_new(o, "stage", json_string(st->stage));
         json_object_set_new(o, "stage_ms", json_integer((json_int_t)st->stage_ms));
         json_object_set_new(o, "stage_seq", json_integer((json_int_t)st->stage_seq));
+        json_object_set_new(o, "stage_hlc", json_integer((json_int_t)st->stage_hlc));
+        json_object_set_new(o, "stage_origin", json_string(st->stage_origin));
     }
     if (st->revoked_ms) {
         json_object_set_new(o, "revoked_ms", json_integer((json_int_t)st->revoked_ms));
         json_object_set_new(o, "revoked_by", json_string(st->revoked_by));
         json_object_set_new(o, "revoke_reason", json_string(st->revoke_reason));
         json_object_set_new(o, "revoke_seq", json_integer((json_int_t)st->revoke_seq));
+        json_object_set_new(o, "revoke_hlc", json_integer((json_int_t)st->revoke_hlc));
+        json_object_set_new(o, "revoke_origin", json_string(st->revoke_origin));
     }
     if (st->deleted_ms) {
         json_object_set_new(o, "deleted_ms", json_integer((json_int_t)st->deleted_ms));
         json_object_set_new(o, "deleted_by", json_string(st->deleted_by));
         json_object_set_new(o, "delete_seq", json_integer((json_int_t)st->delete_seq));
+        json_object_set_new(o, "delete_hlc", json_integer((json_int_t)st->delete_hlc));
+        json_object_set_new(o, "delete_origin", json_string(st->delete_origin));
     }
-    if (st->has_build)
+    if (st->has_build) {
         json_object_set_new(o, "has_build", json_true());
+        json_object_set_new(o, "build_hlc", json_integer((json_int_t)st->build_hlc));
+        json_object_set_new(o, "build_origin", json_string(st->build_origin));
+    }
     return dump(o, len);
 }
 
@@ -278,6 +296,14 @@ int rec_vstate_decode(const char *v, size_t len, struct version_state *st)
         str_field(st->deleted_by, sizeof(st->deleted_by), o, "deleted_by");
         st->delete_seq = opt_u64(o, "delete_seq");
         st->has_build = json_is_true(json_object_get(o, "has_build"));
+        st->stage_hlc = opt_u64(o, "stage_hlc");
+        str_field(st->stage_origin, sizeof(st->stage_origin), o, "stage_origin");
+        st->revoke_hlc = opt_u64(o, "revoke_hlc");
+        str_field(st->revoke_origin, sizeof(st->revoke_origin), o, "revoke_origin");
+        st->delete_hlc = opt_u64(o, "delete_hlc");
+        str_field(st->delete_origin, sizeof(st->delete_origin), o, "delete_origin");
+        st->build_hlc = opt_u64(o, "build_hlc");
+        str_field(st->build_origin, sizeof(st->build_origin), o, "build_origin");
         rc = 0;
     }
     if (rc != 0)
@@ -485,6 +511,23 @@ static int load_state(repo_db *db, const char *centre_id)
         rc = err ? db_error("put centre", err) : 0;
     } else if (rc == ARCA_E_NOTFOUND) {
         rc = 0;
+    }
+    /*
+     * An index from before per-origin numbering has only its own events, each
+     * with origin_seq = seq: its own counter continues from there.
+     */
+    if (rc == 0 && !db->readonly && db->centre[0] && db->ctr.next_seq > 1) {
+        rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[CF_ORIGINS]);
+        rocksdb_iter_seek_to_first(it);
+        bool empty = !rocksdb_iter_valid(it);
+        rocksdb_iter_destroy(it);
+        if (empty) {
+            uint8_t be[8];
+            put_be64(be, db->ctr.next_seq - 1);
+            rocksdb_put_cf(db->db, db->wopts, db->cf[CF_ORIGINS], db->centre, strlen(db->centre),
+                           (const char *)be, 8, &err);
+            rc = err ? db_error("put origin", err) : 0;
+        }
     }
 out:
     rocksdb_free(v);

@@ -42,6 +42,8 @@ struct artifact {
     uint64_t created_ms;      /* wall-clock ms of the upload */
     char created_by[128];
     uint64_t event_seq;       /* the local event that created it */
+    uint64_t hlc;             /* its event's hybrid-logical-clock time (0 in old records) */
+    char origin[65];          /* the centre that wrote it ("" in old records) */
 };
 
 struct repo_stats {
@@ -116,14 +118,22 @@ struct version_state {
     char stage[STAGE_NAME_MAX]; /* current stage; "" in records older than stages: the first */
     uint64_t stage_ms;        /* when it entered that stage (0: at creation) */
     uint64_t stage_seq;       /* the event that moved it there (0: none) */
+    uint64_t stage_hlc;       /* that event's HLC and origin: of several promotions to the */
+    char stage_origin[65];    /* same stage, the earliest is kept everywhere */
     uint64_t revoked_ms;      /* 0: not revoked */
     char revoked_by[128];
     char revoke_reason[1025];
     uint64_t revoke_seq;
+    uint64_t revoke_hlc;      /* the winning revocation (earliest by HLC, then origin) */
+    char revoke_origin[65];
     uint64_t deleted_ms;      /* 0: not deleted; otherwise a tombstone */
     char deleted_by[128];
     uint64_t delete_seq;
+    uint64_t delete_hlc;
+    char delete_origin[65];
     bool has_build;
+    uint64_t build_hlc;       /* the build record's writer (last writer wins) */
+    char build_origin[65];
 };
 
 struct version_entry {

@@ -69,6 +69,8 @@ enum repo_cf {
     CF_BUILDS,      /* version key → build record JSON */
     CF_DEPLOYS,     /* environment \0 BE64(~seq) → deployment JSON */
     CF_MERKLE,      /* the audit log's Merkle tree nodes (audit.c) */
+    CF_ORIGINS,     /* origin centre id → BE64 its last applied origin seq */
+    CF_CONFLICTS,   /* coordinate key \0 loser origin \0 BE64(loser hlc) → conflict JSON */
     CF_COUNT
 };
 
