@@ -509,6 +509,10 @@ static void problem(struct verifier *v, uint64_t seq, const char *kind, const ch
     va_start(ap, fmt);
     vsnprintf(p->message, sizeof(p->message), fmt, ap);
     va_end(ap);
+    /* A parser's message may quote the damaged bytes: keep the report valid UTF-8 JSON. */
+    for (char *c = p->message; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
 }
 
 /* The root of the recomputed tree so far: the right fold of its frontier. */

@@ -325,6 +325,8 @@ int audit_checkpoint_parse(const char *text, size_t len, struct audit_checkpoint
         rc = 0;
     }
 out:
+    if (rc != 0)
+        memset(cp, 0, sizeof(*cp)); /* nothing half-parsed is left for a careless caller */
     json_decref(o);
     return rc;
 }

@@ -506,6 +506,23 @@ static void test_verify_altered(void **state)
     run_verify(f->db, &rep);
     expect_first(&rep, 17, "altered", 1);
     assert_non_null(strstr(rep.problems[0].message, "17"));
+
+    /* Bytes that are not JSON (nor UTF-8): named, and the report stays valid JSON. */
+    raw_put_event(f->db, 25, "\xff\xfe{\"seq\":25,\x01");
+    run_verify(f->db, &rep);
+    expect_first(&rep, 17, "altered", 2);
+    assert_int_equal(rep.problems[1].seq, 25);
+    assert_string_equal(rep.problems[1].kind, "altered");
+    json_t *j = audit_report_json(&rep, NULL);
+    char *text = json_dumps(j, JSON_COMPACT);
+    assert_non_null(text);
+    json_t *back = json_loads(text, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(back, "problems")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(back, "first_problem"),
+                                                        "seq")), 17);
+    json_decref(back);
+    free(text);
+    json_decref(j);
 }
 
 /* An alteration whose author also recomputed the event's chain hash: the Merkle leaf tells. */
@@ -536,6 +553,20 @@ static void test_verify_altered_rehashed(void **state)
     run_verify(f->db, &rep);
     expect_first(&rep, 12, "altered", 1);
     assert_non_null(strstr(rep.problems[0].message, "Merkle leaf"));
+
+    /* The leaf rewritten too: the node above it and the next event's link still tell. */
+    uint8_t key[9] = {0}, leaf[32];
+    char *err = NULL;
+    put_be64(key + 1, 11);
+    leaf_of(forged, strlen(forged), leaf);
+    rocksdb_put_cf(f->db->db, f->db->wopts, f->db->cf[CF_MERKLE], (const char *)key, 9,
+                   (const char *)leaf, 32, &err);
+    assert_null(err);
+    run_verify(f->db, &rep);
+    expect_first(&rep, 12, "merkle", 2);
+    assert_non_null(strstr(rep.problems[0].message, "events 11..12"));
+    assert_int_equal(rep.problems[1].seq, 13);
+    assert_string_equal(rep.problems[1].kind, "chain");
     free(forged);
     free(canon);
     json_decref(ev);
