@@ -563,6 +563,47 @@ static int trace_event(void *arg, json_t *ev)
     return 0;
 }
 
+struct conflicts_ctx {
+    repo_db *db;
+    const char *repo, *name, *version;
+    json_t *items;
+};
+
+/* Conflict records under a version: suffix = path \0 origin \0 BE64(hlc). */
+static int add_conflict(void *vctx, const char *s, size_t sl, const char *v, size_t vl)
+{
+    struct conflicts_ctx *ctx = vctx;
+    const char *nul = memchr(s, '\0', sl);
+    if (!nul)
+        return 0;
+    char path[COORD_PATH_MAX + 1];
+    size_t pl = (size_t)(nul - s);
+    if (pl > COORD_PATH_MAX)
+        return 0;
+    memcpy(path, s, pl);
+    path[pl] = '\0';
+    json_t *o = json_loadb(v, vl, 0, NULL);
+    if (!o)
+        return 0;
+    json_object_set_new(o, "path", json_string(path));
+    json_t *h = json_object_get(o, "hlc");
+    json_object_set_new(o, "at", iso_json(json_is_integer(h)
+                                              ? HLC_MS((uint64_t)json_integer_value(h)) : 0));
+    struct coord c;
+    struct artifact a;
+    const char *why;
+    if (coord_set(&c, ctx->repo, ctx->name, ctx->version, path, &why) == 0 &&
+        repo_get_artifact(ctx->db, &c, &a) == 0) {
+        char hex[65];
+        hex_encode(a.dig.sha256, 32, hex);
+        json_object_set_new(o, "winner",
+                            json_pack("{s:s,s:s,s:I}", "sha256", hex, "origin", a.origin, "hlc",
+                                      (json_int_t)a.hlc));
+    }
+    json_array_append_new(ctx->items, o);
+    return 1;
+}
+
 static int version_trace(repo_db *db, const char *repo, const char *name, const char *version,
                          bool with_uploads, json_t **out)
 {
@@ -609,6 +650,15 @@ static int version_trace(repo_db *db, const char *repo, const char *name, const 
                                       : json_null());
     json_object_set_new(o, "build", build ? build : json_null());
     json_object_set_new(o, "properties", props);
+    {
+        /* Writes of this version's coordinates that lost to an earlier write elsewhere. */
+        char prefix[KEY_MAX];
+        size_t plen = key_make(prefix, true, repo, name, version, NULL);
+        struct conflicts_ctx cc = {db, repo, name, version, json_array()};
+        walk(db, CF_CONFLICTS, prefix, plen, 'x', NULL, 1000, SIZE_MAX, add_conflict, &cc, NULL,
+             NULL);
+        json_object_set_new(o, "conflicts", cc.items);
+    }
     if (with_uploads)
         json_object_set(o, "uploads", t.uploads);
     json_object_set_new(o, "promotions", t.promotions);

@@ -295,6 +295,25 @@ static void test_conflict_winner_and_idempotency(void **state)
     assert_int_equal(repo_get_artifact(a.db, &co, &art), 0);
     assert_memory_equal(art.dig.sha256, want.sha256, 32); /* the earlier write wins */
     assert_string_equal(art.origin, "dcB");
+    /* The loser stays visible, in both centres' trace, with both checksums. */
+    for (int i = 0; i < 2; i++) {
+        json_t *t = NULL;
+        char loser[65], winner[65];
+        struct blob_digests ld;
+        digests("alpha", &ld, &sum);
+        hex_encode(ld.sha256, 32, loser);
+        hex_encode(want.sha256, 32, winner);
+        assert_int_equal(repo_trace_version(i ? b.db : a.db, "r", "app", "1.0", &t), 0);
+        json_t *cf = json_object_get(t, "conflicts");
+        assert_int_equal(json_array_size(cf), 1);
+        json_t *c0 = json_array_get(cf, 0);
+        assert_string_equal(json_string_value(json_object_get(c0, "sha256")), loser);
+        assert_string_equal(json_string_value(json_object_get(c0, "origin")), "dcA");
+        assert_string_equal(json_string_value(json_object_get(c0, "path")), "x.bin");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(c0, "winner"), "sha256")), winner);
+        json_decref(t);
+    }
     /* Applying everything again changes nothing and writes no event. */
     struct repo_stats before, after;
     repo_get_stats(a.db, &before);
