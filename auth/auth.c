@@ -50,8 +50,25 @@ struct cache_slot {
     struct principal p;
 };
 
+/* One [tls.clients] entry, parsed. */
+struct certmap_entry {
+    bool by_fp;                      /* by fingerprint, else by CN */
+    uint8_t fp[32];
+    char cn[TOKEN_NAME_MAX + 1];
+    size_t nscopes;
+    struct scope scopes[TOKEN_SCOPES_MAX];
+};
+
+/* The mapping of client certificates: immutable once built, swapped whole on reload. */
+struct certmap {
+    size_t n;
+    struct certmap_entry e[];
+};
+
 struct auth {
     repo_db *db;
+    pthread_mutex_t certmap_mu; /* guards the certmap pointer (a reload swaps it) */
+    struct certmap *certmap;    /* NULL: no client is mapped */
     pthread_mutex_t cache_mu;
     struct cache_slot cache[CACHE_SLOTS];
     size_t nanon;
@@ -63,8 +80,8 @@ struct auth {
 
 /* ---- scopes ---- */
 
-static const char *const plain_actions[] = {"read",        "write", "delete", "revoke",
-                                            "deploy-record", "admin"};
+static const char *const plain_actions[] = {"read",          "write",     "delete", "revoke",
+                                            "deploy-record", "replicate", "admin"};
 
 static bool glob_ok(const char *g, size_t n)
 {
@@ -83,7 +100,7 @@ int scope_parse(const char *s, struct scope *out, const char **why)
     size_t alen = at ? (size_t)(at - s) : strlen(s);
     if (alen == 0 || alen > AUTH_ACTION_MAX) {
         *why = "a scope needs an action (read, write, delete, promote:STAGE, revoke, "
-               "deploy-record, admin)";
+               "deploy-record, replicate, admin)";
         return ARCA_E_INVALID;
     }
     bool known = false;
@@ -97,7 +114,7 @@ int scope_parse(const char *s, struct scope *out, const char **why)
     }
     if (!known) {
         *why = "unknown scope action (read, write, delete, promote:STAGE, revoke, deploy-record, "
-               "admin)";
+               "replicate, admin)";
         return ARCA_E_INVALID;
     }
     memcpy(out->action, s, alen);
@@ -244,6 +261,7 @@ int auth_open(const char *data_dir, repo_db *db, const char *anonymous_read, aut
     a->db = db;
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->cache_mu, NULL);
+    pthread_mutex_init(&a->certmap_mu, NULL);
     *created = 0;
     /* anonymous_read: "pub-*, docs" */
     const char *p = anonymous_read ? anonymous_read : "";
@@ -270,6 +288,7 @@ out:
     if (a) {
         pthread_mutex_destroy(&a->mu);
         pthread_mutex_destroy(&a->cache_mu);
+        pthread_mutex_destroy(&a->certmap_mu);
         free(a);
     }
     return rc;
@@ -279,6 +298,8 @@ void auth_free(auth *a)
 {
     if (!a)
         return;
+    free(a->certmap);
+    pthread_mutex_destroy(&a->certmap_mu);
     pthread_mutex_destroy(&a->cache_mu);
     pthread_mutex_destroy(&a->mu);
     free(a);
@@ -484,4 +505,129 @@ bool auth_allows(const auth *a, const struct principal *p, const char *action, c
         if (fnmatch(a->anon[i], repo, 0) == 0)
             return true;
     return false;
+}
+
+/* ---- client certificates ---- */
+
+/* Parses one entry's comma-separated scope list into e; 0 or ARCA_E_CONFIG with err set. */
+static int parse_scope_list(const char *key, const char *list, struct certmap_entry *e, char *err,
+                            size_t errlen)
+{
+    const char *p = list;
+    e->nscopes = 0;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n == 0)
+            break;
+        char item[TOKEN_SCOPE_MAX + 1];
+        const char *why = NULL;
+        if (n > TOKEN_SCOPE_MAX) {
+            snprintf(err, errlen, "tls.clients.%s: scope '%.40s...' is too long", key, p);
+            return ARCA_E_CONFIG;
+        }
+        if (e->nscopes == TOKEN_SCOPES_MAX) {
+            snprintf(err, errlen, "tls.clients.%s: at most %d scopes", key, TOKEN_SCOPES_MAX);
+            return ARCA_E_CONFIG;
+        }
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (scope_parse(item, &e->scopes[e->nscopes], &why) != 0) {
+            snprintf(err, errlen, "tls.clients.%s: scope '%s': %s", key, item, why);
+            return ARCA_E_CONFIG;
+        }
+        e->nscopes++;
+        p += strcspn(p, ",");
+    }
+    if (e->nscopes == 0) {
+        snprintf(err, errlen, "tls.clients.%s: give at least one scope (e.g. replicate)", key);
+        return ARCA_E_CONFIG;
+    }
+    return 0;
+}
+
+int auth_certmap_set(auth *a, size_t n, const char *const *keys, const char *const *scopes,
+                     char *err, size_t errlen)
+{
+    struct certmap *m = calloc(1, sizeof(*m) + n * sizeof(m->e[0]));
+    if (!m)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct certmap_entry *e = &m->e[i];
+        const char *k = keys[i];
+        if (strncmp(k, "sha256/", 7) == 0) {
+            e->by_fp = true;
+            if (strlen(k) != 7 + 64 || hex_decode(k + 7, 64, e->fp, 32) != 0) {
+                snprintf(err, errlen, "tls.clients.%.80s: a fingerprint is sha256/ and 64 hex "
+                                      "digits", k);
+                rc = ARCA_E_CONFIG;
+                goto out;
+            }
+        } else if (auth_name_ok(k)) {
+            snprintf(e->cn, sizeof(e->cn), "%s", k);
+        } else {
+            snprintf(err, errlen, "tls.clients.%.80s: not a subject CN (1-%d characters of "
+                                  "A-Z a-z 0-9 . _ @ + -) or sha256/ fingerprint", k,
+                     TOKEN_NAME_MAX);
+            rc = ARCA_E_CONFIG;
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const struct certmap_entry *o = &m->e[j];
+            if (o->by_fp == e->by_fp &&
+                (e->by_fp ? memcmp(o->fp, e->fp, 32) == 0 : strcasecmp(o->cn, e->cn) == 0)) {
+                snprintf(err, errlen, "tls.clients.%s: given twice", k);
+                rc = ARCA_E_CONFIG;
+                goto out;
+            }
+        }
+        if ((rc = parse_scope_list(k, scopes[i], e, err, errlen)) != 0)
+            goto out;
+    }
+    m->n = n;
+    if (a) {
+        pthread_mutex_lock(&a->certmap_mu);
+        struct certmap *old = a->certmap;
+        a->certmap = m;
+        pthread_mutex_unlock(&a->certmap_mu);
+        m = old; /* requests copy what they need under the lock: nothing points into it */
+    }
+out:
+    free(m);
+    return rc;
+}
+
+int auth_authenticate_cert(auth *a, const struct auth_cert *cert, struct principal *p)
+{
+    anonymous(p);
+    pthread_mutex_lock(&a->certmap_mu);
+    const struct certmap *m = a->certmap;
+    const struct certmap_entry *hit = NULL;
+    /* A fingerprint names one certificate: it wins over a CN, which any reissue shares. */
+    for (size_t i = 0; m && i < m->n && !hit; i++)
+        if (m->e[i].by_fp && CRYPTO_memcmp(m->e[i].fp, cert->sha256, 32) == 0)
+            hit = &m->e[i];
+    for (size_t i = 0; m && cert->cn && i < m->n && !hit; i++)
+        if (!m->e[i].by_fp && strcasecmp(m->e[i].cn, cert->cn) == 0)
+            hit = &m->e[i];
+    if (hit) {
+        p->authenticated = true;
+        if (!hit->by_fp) {
+            snprintf(p->actor, sizeof(p->actor), "cert:%s", hit->cn);
+        } else if (cert->cn && auth_name_ok(cert->cn)) {
+            snprintf(p->actor, sizeof(p->actor), "cert:%s", cert->cn);
+        } else {
+            char hex[17];
+            hex_encode(cert->sha256, 8, hex);
+            snprintf(p->actor, sizeof(p->actor), "cert:sha256/%s", hex);
+        }
+        p->nscopes = hit->nscopes;
+        memcpy(p->scopes, hit->scopes, hit->nscopes * sizeof(hit->scopes[0]));
+    }
+    pthread_mutex_unlock(&a->certmap_mu);
+    return hit ? 0 : 1;
 }

@@ -6,7 +6,14 @@
  *
  * Scopes are strings "ACTION" or "ACTION@REPO-GLOB" (fnmatch glob; no "@"
  * means every repository).  Actions: read, write, delete, promote:STAGE,
- * revoke, deploy-record, admin; admin implies every action.
+ * revoke, deploy-record, replicate, admin; admin implies every action.
+ * replicate is what a replication peer's credential holds: it grants the
+ * replication endpoints and nothing else.
+ *
+ * Credentials are API tokens (Authorization header) and, on the HTTPS
+ * listener, client certificates the TLS layer verified against
+ * tls.client_ca_file, mapped to an identity by [tls.clients]
+ * (auth_certmap_set).
  *
  * Thread safety: an auth may be used from every worker thread at once.
  */
@@ -24,6 +31,7 @@
 #define AUTH_SECRET_LEN 69  /* "arca_" + 64 hex digits */
 #define AUTH_FAILURES_MAX 10
 #define AUTH_FAILURE_WINDOW_MS 60000
+#define AUTH_ACTOR_MAX (5 + TOKEN_NAME_MAX) /* a token name, or "cert:" + a subject CN */
 
 struct scope {
     char action[AUTH_ACTION_MAX + 1];
@@ -32,9 +40,9 @@ struct scope {
 
 /* Who a request is.  A caller-owned value; no pointers inside. */
 struct principal {
-    bool authenticated;  /* a valid token; otherwise anonymous */
-    char actor[TOKEN_NAME_MAX + 1];
-    char token_id[TOKEN_ID_LEN + 1];
+    bool authenticated;  /* a valid token or a mapped client certificate; otherwise anonymous */
+    char actor[AUTH_ACTOR_MAX + 1]; /* a token's name, "cert:NAME", or "anonymous" */
+    char token_id[TOKEN_ID_LEN + 1]; /* "" unless a token */
     size_t nscopes;
     struct scope scopes[TOKEN_SCOPES_MAX];
 };
@@ -78,6 +86,37 @@ void auth_free(auth *a);
  */
 int auth_authenticate(auth *a, const char *authorization, const char *remote_ip,
                       struct principal *p, const char **why);
+
+/* A client certificate, as the TLS layer verified it. */
+struct auth_cert {
+    const char *cn;     /* the subject's one CN, printable ASCII; NULL when none (or several) */
+    uint8_t sha256[32]; /* of the DER certificate (what `openssl x509 -fingerprint -sha256` shows) */
+};
+
+/*
+ * Replaces the mapping from client certificates to identities (the
+ * [tls.clients] section), atomically: a request authenticated afterwards
+ * sees the new mapping.  keys[i] is a subject CN (as auth_name_ok) or
+ * "sha256/" + 64 lower-case hex digits; scopes[i] a comma-separated list of
+ * scopes (empty items are skipped; at least one, at most TOKEN_SCOPES_MAX).
+ * A fingerprint entry wins over a CN entry.  The identity's actor is
+ * "cert:" + the CN key, or for a fingerprint entry "cert:" + the
+ * certificate's CN when that is a plain name (else "cert:sha256/" + the first
+ * 16 hex digits).  a may be NULL: then the entries are only checked.
+ * 0, or ARCA_E_CONFIG with err naming the entry ("tls.clients.KEY: ..."),
+ * then nothing changed; -ENOMEM.
+ */
+int auth_certmap_set(auth *a, size_t n, const char *const *keys, const char *const *scopes,
+                     char *err, size_t errlen);
+
+/*
+ * Authenticates a request by its connection's verified client certificate.
+ *   0: the certificate is mapped; p is its identity, with its scopes.
+ *   1: it is not mapped; p is the anonymous principal (no rights beyond
+ *      anonymous reads).
+ * Never counts as a failure for the limiter: the certificate is valid.
+ */
+int auth_authenticate_cert(auth *a, const struct auth_cert *cert, struct principal *p);
 
 /* True when p may do action on repo (repo NULL: not tied to a repository). */
 bool auth_allows(const auth *a, const struct principal *p, const char *action, const char *repo);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# arca vs nginx on loopback: 1 GiB upload, 1 GiB download, 4 KiB GET, 4 KiB PUT,
-# and arcad's peak RSS. One script, one run; see bench/README.md.
+# arca vs nginx on loopback: 1 GiB upload, 1 GiB download (plain and over TLS with the same
+# certificate), 4 KiB GET, 4 KiB PUT, and arcad's peak RSS. One script, one run; see
+# bench/README.md.
 #
 # Env knobs:
 #   ARCAD              arcad binary (default: build/server/arcad beside this repo)
@@ -13,6 +14,8 @@
 #   BENCH_ACCESS_LOG   on|off: per-request access log in both servers (default on, as both
 #                      ship; off writes an arcad config with server.access_log = false)
 #   NGINX_EXTRA        extra directives for nginx's http{} block, e.g. "client_body_buffer_size 1m;"
+#   BENCH_TLS          1|0: also download the big file over HTTPS from both servers, with one
+#                      certificate and key (EC P-256, made here) for both (default 1)
 #   ARCAD_ARGS         extra arguments for arcad (word-split), e.g. "--log-level warn"
 #   BENCH_TMPDIR       where the temp dir goes (default $TMPDIR or /tmp); the big file,
 #                      nginx's root and body temp dir, and arca's data dir all live there
@@ -34,6 +37,8 @@ WRK_CONNS=${BENCH_WRK_CONNS:-32}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
 ACCESS_LOG=${BENCH_ACCESS_LOG:-on}
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "BENCH_ACCESS_LOG must be on or off"
+TLS=${BENCH_TLS:-1}
+[[ $TLS == 1 || $TLS == 0 ]] || die "BENCH_TLS must be 1 or 0"
 KEEP=${BENCH_KEEP:-0}
 CURL_MAX_TIME=${BENCH_CURL_MAX_TIME:-600}   # per curl transfer, seconds
 START_WAIT=${BENCH_START_WAIT:-30}          # server start-up limit, seconds
@@ -45,7 +50,7 @@ for v in SIZE_MB DUR RUNS WRK_THREADS WRK_CONNS; do
 done
 (( DUR <= 600 )) || die "BENCH_DURATION over 600 s"
 (( RUNS <= 15 )) || die "BENCH_RUNS over 15"
-for tool in nginx wrk curl python3 awk dd; do
+for tool in nginx wrk curl python3 awk dd openssl; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 
@@ -128,6 +133,7 @@ median() {  # median of the arguments (numbers); "FAIL" if any is FAIL or none g
 }
 
 declare -A R     # R[metric,server] = value
+declare -A TLS_SUITE  # TLS_SUITE[server] = negotiated protocol / cipher suite
 declare -A NOTE  # NOTE[metric,server] = extra detail
 NOTES=()         # free-form lines printed after the table
 
@@ -136,6 +142,7 @@ auth_args() {  # curl args carrying the server's credentials
 }
 
 base_url() { if [[ $1 == arca ]]; then echo "http://127.0.0.1:$ARCA_PORT"; else echo "http://127.0.0.1:$NGINX_PORT"; fi; }
+tls_url() { if [[ $1 == arca ]]; then echo "https://127.0.0.1:$ARCA_TLS_PORT"; else echo "https://127.0.0.1:$NGINX_TLS_PORT"; fi; }
 
 # ---------------------------------------------------------------- files
 BIG_BYTES=$((SIZE_MB * 1024 * 1024))
@@ -145,6 +152,15 @@ log "generating ${SIZE_MB} MiB from /dev/urandom"
 dd if=/dev/urandom of="$T/files/big.bin" bs=1M count="$SIZE_MB" iflag=fullblock status=none
 dd if=/dev/urandom of="$T/files/4k.bin" bs=4096 count=1 status=none
 [[ $(stat -c %s "$T/files/big.bin") == "$BIG_BYTES" ]] || die "big file has the wrong size"
+
+# One self-signed certificate and key for both servers' HTTPS listeners (the TLS download).
+if [[ $TLS == 1 ]]; then
+    mkdir -p "$T/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" -subj "/CN=localhost" \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1 \
+        || die "openssl could not make the TLS certificate"
+fi
 
 # ---------------------------------------------------------------- nginx
 start_nginx() {
@@ -160,6 +176,20 @@ start_nginx() {
     if (( EUID == 0 )); then user_line="user $(id -un) $(id -gn);"; fi
     local access="access_log $ng/logs/access.log;"
     [[ $ACCESS_LOG == off ]] && access="access_log off;"
+    # HTTPS: stock nginx TLS settings (no kTLS: nginx reads the file and encrypts in user space,
+    # as arcad does), TLS 1.2 and 1.3 as arcad allows.
+    local tls_server=""
+    if [[ $TLS == 1 ]]; then
+        NGINX_TLS_PORT=$(free_port)
+        tls_server="server {
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+        server_name localhost;
+        ssl_certificate $T/tls/cert.pem;
+        ssl_certificate_key $T/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root $ng/www;
+    }"
+    fi
     cat >"$ng/nginx.conf" <<EOF
 $user_line
 daemon off;
@@ -182,6 +212,7 @@ http {
     uwsgi_temp_path $ng/tmp/uwsgi;
     scgi_temp_path $ng/tmp/scgi;
     ${NGINX_EXTRA:-}
+    $tls_server
     server {
         listen 127.0.0.1:$NGINX_PORT;
         server_name localhost;
@@ -214,10 +245,15 @@ start_arca() {
     local ad=$T/arca-data i
     mkdir -p "$ad"
     local args=(--listen 127.0.0.1:0 --data "$ad")
+    : >"$T/arcad.conf"
     if [[ $ACCESS_LOG == off ]]; then
-        printf '[server]\naccess_log = false\n' >"$T/arcad.conf"
-        args+=(--config "$T/arcad.conf")
+        printf '[server]\naccess_log = false\n' >>"$T/arcad.conf"
     fi
+    if [[ $TLS == 1 ]]; then
+        printf '[tls]\nlisten = 127.0.0.1:0\ncert_file = %s\nkey_file = %s\n' \
+            "$T/tls/cert.pem" "$T/tls/key.pem" >>"$T/arcad.conf"
+    fi
+    [[ -s $T/arcad.conf ]] && args+=(--config "$T/arcad.conf")
     # shellcheck disable=SC2206
     args+=(${ARCAD_ARGS:-})
     "$ARCAD" "${args[@]}" >"$T/arcad.log" 2>&1 &
@@ -233,6 +269,10 @@ start_arca() {
     [[ -n ${ARCA_PORT:-} && $(http_code "http://127.0.0.1:$ARCA_PORT/healthz") == 200 ]] \
         || { tail -n 30 "$T/arcad.log" >&2; die "arcad did not come up within ${START_WAIT}s"; }
     ARCA_TOKEN=$(tr -d ' \r\n' <"$ad/admin.token")
+    if [[ $TLS == 1 ]]; then
+        [[ -s $ad/arcad.tls.port ]] || die "arcad wrote no arcad.tls.port"
+        ARCA_TLS_PORT=$(tr -dc 0-9 <"$ad/arcad.tls.port")
+    fi
     log "arcad $("$ARCAD" --version 2>&1 | head -n1) pid $ARCA_PID on 127.0.0.1:$ARCA_PORT"
     # The 4 KiB file for the GET test.
     local code
@@ -341,6 +381,55 @@ for s in "${SERVERS[@]}"; do
     NOTE[download,$s]="runs:${DOWN[$s]}"
 done
 
+# ---------------------------------------------------------------- 1 GiB download over TLS
+# The same file each server served above, over HTTPS with the same certificate and key; curl
+# trusts that certificate (--cacert) and negotiates with each server as a client would (TLS 1.3,
+# the suite both pick is printed). No sendfile on either side: both read, encrypt and write,
+# and curl decrypts on the same two cores.
+down_tls_once() {  # down_tls_once SERVER -> sets RES to GB/s or FAIL
+    local s=$1 url out code t n
+    if [[ $s == arca ]]; then
+        [[ -n $ARCA_DL ]] || { RES=FAIL; return; }
+        url="$(tls_url arca)$ARCA_DL"
+    else
+        url="$(tls_url nginx)/big/big.bin"
+    fi
+    mapfile -t A < <(auth_args "$s")
+    out=$(curl -sS --max-time "$CURL_MAX_TIME" --cacert "$T/tls/cert.pem" -o /dev/null \
+        -w '%{http_code} %{time_total} %{size_download}' "${A[@]}" "$url" \
+        2>"$T/down-tls-$s.err") || true
+    read -r code t n <<<"$out"
+    if [[ ${code:-000} != 200 || ${n:-0} != "$BIG_BYTES" ]]; then
+        NOTES+=("TLS download $s: HTTP ${code:-000}, ${n:-0} of $BIG_BYTES bytes: $(head -c 300 "$T/down-tls-$s.err" | tr '\n' ' ')")
+        RES=FAIL; return
+    fi
+    RES=$(awk -v b="$BIG_BYTES" -v t="$t" 'BEGIN{printf "%.4f\n", b/t/1e9}')
+}
+if [[ $TLS == 1 ]]; then
+    declare -A TDOWN
+    for s in "${SERVERS[@]}"; do
+        # What was negotiated (from a small request's handshake), for the notes.
+        sp=$(small_path "$s")
+        mapfile -t A < <(auth_args "$s")
+        suite=$(curl -sv --max-time 10 --cacert "$T/tls/cert.pem" -o /dev/null "${A[@]}" \
+            "$(tls_url "$s")$sp" 2>&1 | sed -n 's/.*SSL connection using \(.*\)$/\1/p' | head -n1)
+        TLS_SUITE[$s]=${suite:-unknown}
+        down_tls_once "$s"   # warm-up
+    done
+    for ((i = 1; i <= RUNS; i++)); do
+        for s in "${SERVERS[@]}"; do
+            down_tls_once "$s"; v=$RES
+            TDOWN[$s]="${TDOWN[$s]:-} $v"
+            log "TLS download $s run $i: $v GB/s"
+        done
+    done
+    for s in "${SERVERS[@]}"; do
+        # shellcheck disable=SC2086
+        R[tlsdown,$s]=$(median ${TDOWN[$s]})
+        NOTE[tlsdown,$s]="runs:${TDOWN[$s]}; ${TLS_SUITE[$s]}"
+    done
+fi
+
 # ---------------------------------------------------------------- wrk: 4 KiB GET and PUT
 # run_wrk METRIC SERVER SCRIPT URL [script args...] -> sets R[METRIC,SERVER] to 2xx responses/s
 run_wrk() {
@@ -424,6 +513,7 @@ if (( SIZE_MB == 1024 )); then SZ="1 GiB"; else SZ="$SIZE_MB MiB"; fi
 ROWS=(
     "upload|$SZ upload, GB/s (median of $RUNS)|>= 1.5x|1.5"
     "download|$SZ download, GB/s (median of $RUNS)|>= 0.9x|0.9"
+    "tlsdown|$SZ download over TLS, GB/s (median of $RUNS)|-|"
     "get4k|4 KiB GET, req/s (2xx only)|>= 0.8x|0.8"
     "put4k|4 KiB PUT, req/s (2xx only)|-|"
     "rss|peak RSS, MiB (VmHWM; nginx: largest worker)|-|"
@@ -431,7 +521,7 @@ ROWS=(
 echo
 echo "arca vs nginx, loopback, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), $(uname -sr)"
-echo "load average before the run: $LOAD_BEFORE (other work on the machine skews every figure)"
+echo "load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 echo "wrk -t$WRK_THREADS -c$WRK_CONNS -d${DUR}s; wrk and the servers share the same cores"
 echo "nginx workers: $NGINX_WORKERS; access logs: $ACCESS_LOG; GB = 1e9 bytes"
 (( HAVE_ARCA )) && echo "arcad: $ARCAD"
@@ -451,7 +541,7 @@ for row in "${ROWS[@]}"; do
     TSV+=$'\n'"$label	$a	$n	$r	$target	$m"
 done
 echo
-for key in upload download get4k put4k; do
+for key in upload download tlsdown get4k put4k; do
     for s in "${SERVERS[@]}"; do
         [[ -n ${NOTE[$key,$s]:-} ]] && echo "  $key $s: ${NOTE[$key,$s]}"
     done

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <ini.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -44,6 +45,8 @@ static const struct setting settings[] = {
     {"auth", "anonymous_read", T_STR, F(anonymous_read), "", 0, 0},
     {"log", "level", T_STR, F(log_level), "info", 0, 0},
     {"centre", "id", T_STR, F(centre_id), "dc1", 0, 0},
+    {"tls", "client_ca_file", T_STR, F(tls_client_ca_file), "", 0, 0},
+    {"tls", "client_auth", T_STR, F(tls_client_auth), "off", 0, 0},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -115,6 +118,8 @@ void config_init_defaults(struct arca_config *cfg)
 int config_set(struct arca_config *cfg, const char *section, const char *key, const char *value,
                char *err, size_t errlen)
 {
+    if (strcmp(section, "tls.clients") == 0)
+        return config_tls_client_set(cfg, key, value, err, errlen);
     bool known_section = false;
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (strcmp(settings[i].section, section) != 0)
@@ -194,12 +199,122 @@ int config_load_file(struct arca_config *cfg, const char *path, char *err, size_
         snprintf(err, errlen, "%s: %s", path, ctx->msg);
         goto out;
     }
+    snprintf(work->config_file, sizeof(work->config_file), "%s", path);
     *cfg = *work;
     rc = 0;
 out:
     free(work);
     free(ctx);
     return rc;
+}
+
+/* ---- client certificates: [tls] client_ca_file / client_auth, [tls.clients] ---- */
+
+/*
+ * A subject CN usable as a key: the characters auth_name_ok (auth/) allows in
+ * token names, since the CN becomes the actor "cert:CN" of audit events.
+ */
+static bool client_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 64 && isalnum((unsigned char)s[0]) &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@+-") == n;
+}
+
+int config_tls_client_set(struct arca_config *cfg, const char *key, const char *scopes, char *err,
+                          size_t errlen)
+{
+    char norm[CONFIG_TLS_CLIENT_KEY_MAX + 1];
+    size_t klen = strlen(key);
+    if (strncasecmp(key, "sha256/", 7) == 0) {
+        if (klen != 7 + 64 || strspn(key + 7, "0123456789abcdefABCDEF") != 64) {
+            snprintf(err, errlen,
+                     "tls.clients.%.80s: a fingerprint is sha256/ and 64 hex digits (no ':')",
+                     key);
+            return ARCA_E_CONFIG;
+        }
+        memcpy(norm, "sha256/", 7);
+        for (size_t i = 7; i <= klen; i++)
+            norm[i] = (char)tolower((unsigned char)key[i]);
+    } else if (strcasecmp(key, "sha256") == 0) {
+        /* "sha256:AB... = x" arrives as key "sha256": inih splits a line at ':' as at '='. */
+        snprintf(err, errlen, "tls.clients.%s: write a fingerprint as sha256/ and 64 hex digits, "
+                              "without ':'", key);
+        return ARCA_E_CONFIG;
+    } else if (client_name_ok(key)) {
+        memcpy(norm, key, klen + 1);
+    } else {
+        snprintf(err, errlen,
+                 "tls.clients.%.80s: a client is a certificate's subject CN (1-64 characters of "
+                 "A-Z a-z 0-9 . _ @ + -, starting with a letter or digit) or sha256/ and the "
+                 "64 hex digits of its fingerprint",
+                 key);
+        return ARCA_E_CONFIG;
+    }
+    size_t vlen = strlen(scopes);
+    if (vlen == 0) {
+        snprintf(err, errlen, "tls.clients.%s: give at least one scope (e.g. replicate)", norm);
+        return ARCA_E_CONFIG;
+    }
+    /* A key given again, or a continuation line (inih passes it as the same key), adds scopes. */
+    struct config_tls_client *e = NULL;
+    for (size_t i = 0; i < cfg->ntls_clients && !e; i++)
+        if (strcasecmp(cfg->tls_clients[i].key, norm) == 0)
+            e = &cfg->tls_clients[i];
+    if (!e) {
+        if (cfg->ntls_clients == CONFIG_TLS_CLIENTS_MAX) {
+            snprintf(err, errlen, "tls.clients.%s: at most %d clients", norm,
+                     CONFIG_TLS_CLIENTS_MAX);
+            return ARCA_E_CONFIG;
+        }
+        e = &cfg->tls_clients[cfg->ntls_clients];
+        memset(e, 0, sizeof(*e));
+        memcpy(e->key, norm, strlen(norm) + 1);
+    }
+    size_t have = strlen(e->scopes);
+    if (have + (have ? 2 : 0) + vlen > CONFIG_TLS_CLIENT_SCOPES_MAX) {
+        snprintf(err, errlen, "tls.clients.%s: the scope list is longer than %d characters", norm,
+                 CONFIG_TLS_CLIENT_SCOPES_MAX);
+        return ARCA_E_CONFIG;
+    }
+    snprintf(e->scopes + have, sizeof(e->scopes) - have, "%s%s", have ? ", " : "", scopes);
+    if (e == &cfg->tls_clients[cfg->ntls_clients])
+        cfg->ntls_clients++;
+    return 0;
+}
+
+/* The [tls] client-certificate settings, each other and tls.listen. */
+static int validate_client_auth(const struct arca_config *cfg, char *err, size_t errlen)
+{
+    const char *mode = cfg->tls_client_auth;
+    bool off = strcmp(mode, "off") == 0;
+    if (!off && strcmp(mode, "optional") != 0 && strcmp(mode, "required") != 0) {
+        snprintf(err, errlen, "tls.client_auth: expected off, optional or required, got '%s'",
+                 mode);
+        return ARCA_E_CONFIG;
+    }
+    if (!off && !cfg->tls_listen[0]) {
+        snprintf(err, errlen, "tls.client_auth = %s needs tls.listen (client certificates are "
+                              "asked for on the HTTPS listener)", mode);
+        return ARCA_E_CONFIG;
+    }
+    if (!off && !cfg->tls_client_ca_file[0]) {
+        snprintf(err, errlen, "tls.client_auth = %s needs tls.client_ca_file (the CA "
+                              "certificates that issue client certificates)", mode);
+        return ARCA_E_CONFIG;
+    }
+    /* Settings that would silently do nothing are refused: "I thought mTLS was on". */
+    if (off && cfg->tls_client_ca_file[0]) {
+        snprintf(err, errlen, "tls.client_ca_file is set but tls.client_auth is off: set "
+                              "client_auth = optional or required, or remove client_ca_file");
+        return ARCA_E_CONFIG;
+    }
+    if (off && cfg->ntls_clients > 0) {
+        snprintf(err, errlen, "[tls.clients] maps client certificates (%s, ...) but "
+                              "tls.client_auth is off", cfg->tls_clients[0].key);
+        return ARCA_E_CONFIG;
+    }
+    return 0;
 }
 
 int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
@@ -237,6 +352,8 @@ int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
                  cfg->centre_id);
         return ARCA_E_CONFIG;
     }
+    if (validate_client_auth(cfg, err, errlen) != 0)
+        return ARCA_E_CONFIG;
     return 0;
 }
 
@@ -273,4 +390,6 @@ void config_dump(const struct arca_config *cfg, FILE *out)
             }
         }
     }
+    for (size_t i = 0; i < cfg->ntls_clients; i++)
+        fprintf(out, "tls.clients.%s = %s\n", cfg->tls_clients[i].key, cfg->tls_clients[i].scopes);
 }

@@ -14,6 +14,19 @@
 #include <stdio.h>
 
 #include "stages.h"
+#define CONFIG_TLS_CLIENTS_MAX 64
+#define CONFIG_TLS_CLIENT_KEY_MAX 71      /* "sha256/" + 64 hex digits */
+#define CONFIG_TLS_CLIENT_SCOPES_MAX 1023
+
+/*
+ * One [tls.clients] entry: a verified client certificate, by subject CN or by
+ * SHA-256 fingerprint ("sha256/" + 64 lower-case hex digits), and the scopes
+ * it gets (comma-separated; auth/ checks them).
+ */
+struct config_tls_client {
+    char key[CONFIG_TLS_CLIENT_KEY_MAX + 1];
+    char scopes[CONFIG_TLS_CLIENT_SCOPES_MAX + 1];
+};
 
 struct arca_config {
     /* [server] */
@@ -43,6 +56,14 @@ struct arca_config {
     char centre_id[64];
     /* [stages], [gate.STAGE]: see stages.h */
     struct stage_policy stages;
+    /* [tls] client certificates (mTLS) */
+    char tls_client_ca_file[1024]; /* PEM CAs that issue client certificates; "" = none */
+    char tls_client_auth[16];      /* off, optional or required */
+    /* [tls.clients]: not in the settings table (the keys are the operator's) */
+    size_t ntls_clients;
+    struct config_tls_client tls_clients[CONFIG_TLS_CLIENTS_MAX];
+    /* The file this was loaded from ("" for none): SIGHUP reads [tls.clients] from it again. */
+    char config_file[1024];
 };
 
 /* Fills cfg with the embedded defaults. */
@@ -57,6 +78,17 @@ int config_load_file(struct arca_config *cfg, const char *path, char *err, size_
 /* Sets one key ("section", "key") from text; 0 or ARCA_E_CONFIG with err set. */
 int config_set(struct arca_config *cfg, const char *section, const char *key, const char *value,
                char *err, size_t errlen);
+
+/*
+ * Sets one [tls.clients] entry: key is a subject CN (1-64 characters of
+ * A-Z a-z 0-9 . _ @ + -, starting with a letter or digit) or "sha256/" + 64
+ * hex digits (any case; stored lower-case).  A key given again (or an INI
+ * continuation line) adds its scopes to the entry.  0 or ARCA_E_CONFIG with
+ * err naming the entry.  The scopes themselves are checked by auth/
+ * (auth_certmap_set).
+ */
+int config_tls_client_set(struct arca_config *cfg, const char *key, const char *scopes, char *err,
+                          size_t errlen);
 
 /* Cross-field checks after loading; 0 or ARCA_E_CONFIG with err set. */
 int config_validate(const struct arca_config *cfg, char *err, size_t errlen);

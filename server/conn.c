@@ -1,8 +1,9 @@
 /*
- * One client connection: http-parser over a libevent bufferevent.
+ * One client connection: the request parser (reqparse.c) over a libevent
+ * bufferevent.
  *
  * Bytes are fed to the parser straight from the bufferevent's input buffer in
- * slices of at most FEED_MAX bytes.  The parser is paused at three points so
+ * slices of at most FEED_MAX bytes.  The parser stops at three points so
  * that control returns here: when the headers are complete (dispatch to a
  * handler), when a handler's body buffer is full (backpressure: we stop
  * reading until it drains), and when the message is complete (the next
@@ -19,7 +20,9 @@
 #include "httputil.h"
 #include "auth.h"
 #include "log.h"
+#include "reqparse.h"
 #include "server_int.h"
+#include "tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -28,7 +31,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <http_parser.h>
+#include <http_parser.h> /* http_status_str */
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,49 +43,24 @@
 
 #define FEED_MAX (256u * 1024)
 #define READ_HIGH_WATERMARK (512u * 1024)
-#define MAX_HEADERS 128
 #define STREAM_QUEUE (8u * BLOB_BLOCK_SIZE) /* file bytes kept queued while streaming */
-
-enum pause_reason { PAUSE_NONE, PAUSE_HEADERS, PAUSE_BODY, PAUSE_COMPLETE, PAUSE_ERROR };
-
-struct hdr {
-    uint32_t name_off, name_len, val_off, val_len;
-};
 
 struct conn {
     struct worker *w;
     struct conn *prev, *next;
     struct bufferevent *bev;
-    http_parser parser;
     char peer[64];
     char peer_ip[48];
     bool tls;               /* HTTPS: no sendfile; bodies stream from bounded buffers */
     struct event *header_timer;
+    /* HTTPS: the client certificate, read once at the first request after the handshake. */
+    bool handshake_done, cert_read, has_cert, cert_unmapped_logged;
+    char cert_cn[TLS_PEER_CN_MAX + 1];   /* "" when the certificate has no plain CN */
+    uint8_t cert_sha256[32];
 
-    /* The request being read.  The arena holds the URL and header text. */
-    char *arena;
-    size_t arena_len, arena_cap;
-    uint32_t url_off, url_len;
-    uint32_t path_len;      /* the path part of the URL */
-    uint32_t query_off;     /* into the arena; "" when none */
-    struct hdr hdrs[MAX_HEADERS];
-    int nhdrs;
-    int last_cb;            /* 0 none, 1 field, 2 value */
-    size_t header_bytes;
-    int parse_status;       /* 414/431/413 decided inside a parser callback */
-    enum pause_reason pause;
-    bool in_request;        /* the first byte of a request has arrived */
-    bool headers_done, msg_complete;
-    bool body_accepted, body_paused, keep_alive;
-    uint64_t body_bytes;
-    struct chunk_check chunks; /* strict framing check of a chunked body */
-    char line_tail[12];        /* the last bytes of the request line, to check the version */
-    uint8_t line_tail_len;
-    bool line_started, line_done, line_bad;
-    bool head_prev_cr, head_bad; /* the raw header block: every CR before LF, no CTL */
-    char head_prev;
-    bool chunked;              /* framing as the headers declared it (trailers cannot change it) */
-    int64_t declared_length;   /* Content-Length as the headers declared it, -1 if none */
+    /* The request being read: parsed and checked in reqparse.c. */
+    struct reqparse *rp;
+    bool keep_alive;
     uint64_t start_ns;
     char request_id[72];
     struct principal principal;
@@ -107,8 +85,6 @@ struct conn {
     char file_label[72];    /* names the file in log lines (the blob's SHA-256) */
 };
 
-static http_parser_settings parser_settings;
-
 static void conn_process(struct conn *c);
 static void conn_release(struct conn *c);
 static void request_done(struct conn *c);
@@ -117,7 +93,7 @@ static void request_done(struct conn *c);
 
 const char *conn_method(const struct conn *c)
 {
-    return http_method_str((enum http_method)c->parser.method);
+    return reqparse_method(c->rp);
 }
 
 bool conn_responded(const struct conn *c)
@@ -127,65 +103,61 @@ bool conn_responded(const struct conn *c)
 
 bool conn_is_head(const struct conn *c)
 {
-    return c->parser.method == HTTP_HEAD;
+    return reqparse_is_head(c->rp);
 }
 
 const char *conn_path(const struct conn *c)
 {
-    return c->arena + c->url_off;
+    return reqparse_path(c->rp);
 }
 
 size_t conn_path_len(const struct conn *c)
 {
-    return c->path_len;
+    return reqparse_path_len(c->rp);
 }
 
 const char *conn_query(const struct conn *c)
 {
-    return c->arena + c->query_off;
+    return reqparse_query(c->rp);
 }
 
 const char *conn_header(const struct conn *c, const char *name)
 {
-    for (int i = 0; i < c->nhdrs; i++)
-        if (strcasecmp(c->arena + c->hdrs[i].name_off, name) == 0)
-            return c->arena + c->hdrs[i].val_off;
-    return NULL;
+    return reqparse_header(c->rp, name);
 }
 
 const char *conn_header_nth(const struct conn *c, const char *name, int nth)
 {
-    for (int i = 0; i < c->nhdrs; i++)
-        if (strcasecmp(c->arena + c->hdrs[i].name_off, name) == 0 && nth-- == 0)
-            return c->arena + c->hdrs[i].val_off;
+    int n = reqparse_nheaders(c->rp);
+    size_t want = strlen(name);
+    for (int i = 0; i < n; i++) {
+        const char *hn, *hv;
+        size_t hnl, hvl;
+        reqparse_header_at(c->rp, i, &hn, &hnl, &hv, &hvl);
+        if (hnl == want && strncasecmp(hn, name, want) == 0 && nth-- == 0)
+            return hv; /* NUL-terminated in the parser's arena */
+    }
     return NULL;
 }
 
 int conn_header_count(const struct conn *c, const char *name)
 {
-    int n = 0;
-    for (int i = 0; i < c->nhdrs; i++)
-        if (strcasecmp(c->arena + c->hdrs[i].name_off, name) == 0)
-            n++;
-    return n;
+    return reqparse_header_count(c->rp, name);
 }
 
 int64_t conn_content_length(const struct conn *c)
 {
-    return c->declared_length;
+    return reqparse_content_length(c->rp);
 }
 
 bool conn_is_chunked(const struct conn *c)
 {
-    return c->chunked;
+    return reqparse_chunked(c->rp);
 }
 
 bool conn_has_body(const struct conn *c)
 {
-    if (conn_is_chunked(c))
-        return true;
-    int64_t cl = conn_content_length(c);
-    return cl > 0;
+    return reqparse_has_body(c->rp);
 }
 
 const char *conn_request_id(const struct conn *c)
@@ -214,12 +186,19 @@ bool conn_authorize(struct conn *c, const char *action, const char *repo)
         return true;
     char scope[AUTH_ACTION_MAX + AUTH_GLOB_MAX + 2];
     snprintf(scope, sizeof(scope), "%s@%s", action, repo ? repo : "*");
-    if (!c->principal.authenticated)
+    if (!c->principal.authenticated && c->has_cert && !conn_header(c, "Authorization"))
+        resp_error(c, 401, "unauthorized", NULL,
+                   "the client certificate (%s%s) is not mapped to an identity in [tls.clients]; "
+                   "this request needs a credential (scope %s)",
+                   c->cert_cn[0] ? "CN " : "no plain CN", c->cert_cn, scope);
+    else if (!c->principal.authenticated)
         resp_error(c, 401, "unauthorized", NULL, "this request needs a credential (scope %s)",
                    scope);
     else
         resp_error(c, 403, "forbidden", json_pack("{s:s}", "scope", scope),
-                   "token '%s' lacks scope %s", c->principal.actor, scope);
+                   "%s '%s' lacks scope %s",
+                   c->principal.token_id[0] ? "token" : "client certificate", c->principal.actor,
+                   scope);
     return false;
 }
 
@@ -243,182 +222,6 @@ void *conn_ctx(const struct conn *c)
     return c->ctx;
 }
 
-/* ---- the arena ---- */
-
-static int arena_append(struct conn *c, const char *data, size_t len)
-{
-    if (c->arena_len + len + 1 > c->arena_cap) {
-        size_t cap = c->arena_cap ? c->arena_cap : 1024;
-        while (cap < c->arena_len + len + 1)
-            cap *= 2;
-        char *p = realloc(c->arena, cap);
-        if (!p)
-            return -1;
-        c->arena = p;
-        c->arena_cap = cap;
-    }
-    memcpy(c->arena + c->arena_len, data, len);
-    c->arena_len += len;
-    c->arena[c->arena_len] = '\0';
-    return 0;
-}
-
-/* Ends the current string in the arena: a NUL that the next append will not overwrite. */
-static int arena_terminate(struct conn *c)
-{
-    if (arena_append(c, "", 0) != 0)
-        return -1;
-    c->arena_len++;
-    return 0;
-}
-
-/* ---- parser callbacks ---- */
-
-static int on_message_begin(http_parser *p)
-{
-    struct conn *c = p->data;
-    if (!c->in_request) {
-        c->in_request = true;
-        c->start_ns = time_mono_ns();
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    c->url_len += (uint32_t)len;
-    c->header_bytes += len;
-    if (c->url_len > c->w->srv->cfg.max_url_bytes) {
-        c->parse_status = 414;
-        return -1;
-    }
-    return arena_append(c, at, len);
-}
-
-static void finish_header_value(struct conn *c)
-{
-    if (c->last_cb == 2) {
-        struct hdr *h = &c->hdrs[c->nhdrs - 1];
-        /* Trim trailing whitespace (RFC 9110 field values exclude it). */
-        while (h->val_len > 0 &&
-               (c->arena[h->val_off + h->val_len - 1] == ' ' ||
-                c->arena[h->val_off + h->val_len - 1] == '\t'))
-            h->val_len--;
-        c->arena[h->val_off + h->val_len] = '\0';
-    }
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    c->header_bytes += len;
-    if (c->header_bytes > c->w->srv->cfg.max_header_bytes) {
-        c->parse_status = 431;
-        return -1;
-    }
-    if (c->headers_done)
-        return 0; /* a trailer field: counted, never stored or acted on */
-    if (c->last_cb != 1) {
-        if (c->last_cb == 0 && arena_terminate(c) != 0) /* ends the URL */
-            return -1;
-        if (c->last_cb == 2) {
-            finish_header_value(c);
-            if (arena_terminate(c) != 0)
-                return -1;
-        }
-        if (c->nhdrs == MAX_HEADERS) {
-            c->parse_status = 431;
-            return -1;
-        }
-        c->hdrs[c->nhdrs].name_off = (uint32_t)c->arena_len;
-        c->hdrs[c->nhdrs].name_len = 0;
-        c->nhdrs++;
-        c->last_cb = 1;
-    }
-    c->hdrs[c->nhdrs - 1].name_len += (uint32_t)len;
-    return arena_append(c, at, len);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    c->header_bytes += len;
-    if (c->header_bytes > c->w->srv->cfg.max_header_bytes) {
-        c->parse_status = 431;
-        return -1;
-    }
-    if (c->headers_done)
-        return 0;
-    if (c->last_cb != 2) {
-        if (arena_terminate(c) != 0) /* ends the name */
-            return -1;
-        c->hdrs[c->nhdrs - 1].val_off = (uint32_t)c->arena_len;
-        c->hdrs[c->nhdrs - 1].val_len = 0;
-        c->last_cb = 2;
-    }
-    c->hdrs[c->nhdrs - 1].val_len += (uint32_t)len;
-    return arena_append(c, at, len);
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    if (c->last_cb == 0 && arena_terminate(c) != 0)
-        return -1;
-    finish_header_value(c);
-    if (arena_terminate(c) != 0)
-        return -1;
-    c->headers_done = true;
-    /* Captured now: http-parser clears F_CHUNKED on a Transfer-Encoding trailer. */
-    c->chunked = (p->flags & F_CHUNKED) != 0;
-    c->declared_length = !c->chunked && p->content_length != ULLONG_MAX &&
-                                 conn_header(c, "Content-Length")
-                             ? (int64_t)p->content_length
-                             : -1;
-    c->pause = PAUSE_HEADERS;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    c->body_bytes += len;
-    atomic_fetch_add_explicit(&c->w->srv->metrics.bytes_in, len, memory_order_relaxed);
-    if (c->body_bytes > c->w->srv->cfg.max_upload_bytes) {
-        c->parse_status = 413;
-        return -1;
-    }
-    if (c->body_accepted && c->h->on_body && c->h->on_body(c, at, len) != 0) {
-        c->body_paused = true;
-        c->pause = PAUSE_BODY;
-        http_parser_pause(p, 1);
-    }
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    c->msg_complete = true;
-    c->pause = PAUSE_COMPLETE;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static void parser_settings_init(void)
-{
-    http_parser_settings_init(&parser_settings);
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_body = on_body;
-    parser_settings.on_message_complete = on_message_complete;
-}
-
 /* ---- responses ---- */
 
 static void refresh_date(struct worker *w)
@@ -437,7 +240,8 @@ void resp_start(struct conn *c, int status)
     c->status = status;
     c->responded = true;
     /* An answer sent before the body was read leaves unread bytes: close after it. */
-    if (c->headers_done && conn_has_body(c) && !c->msg_complete && !c->body_accepted)
+    if (reqparse_headers_done(c->rp) && conn_has_body(c) && !reqparse_msg_complete(c->rp) &&
+        !reqparse_body_accepted(c->rp))
         c->close_after = true;
     refresh_date(c->w);
     evbuffer_add_printf(out,
@@ -602,7 +406,7 @@ static int verify_block(struct conn *c)
         if (rc == ARCA_E_CORRUPT)
             atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);
         LOG_E("req %s: block %llu of blob %s (%s) failed verification: %s", c->request_id,
-              (unsigned long long)block, c->file_label, c->arena + c->url_off, arca_strerror(rc));
+              (unsigned long long)block, c->file_label, conn_path(c), arca_strerror(rc));
         return rc;
     }
     c->verified_pos = block_end;
@@ -701,10 +505,10 @@ void resp_file_send(struct conn *c)
 
 void conn_accept_body(struct conn *c)
 {
-    c->body_accepted = true;
+    reqparse_accept_body(c->rp);
     const char *expect = conn_header(c, "Expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && c->parser.http_minor >= 1 &&
-        !c->msg_complete) {
+    if (expect && strcasecmp(expect, "100-continue") == 0 && reqparse_http_minor(c->rp) >= 1 &&
+        !reqparse_msg_complete(c->rp)) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         bufferevent_write(c->bev, cont, sizeof(cont) - 1);
     }
@@ -712,9 +516,9 @@ void conn_accept_body(struct conn *c)
 
 void conn_resume_body(struct conn *c)
 {
-    if (!c->body_paused)
+    if (!reqparse_body_paused(c->rp))
         return;
-    c->body_paused = false;
+    reqparse_resume_body(c->rp);
     conn_process(c);
 }
 
@@ -741,23 +545,7 @@ static void reset_request(struct conn *c)
         c->h->on_free(c);
     c->ctx = NULL;
     c->h = NULL;
-    c->arena_len = 0;
-    c->url_off = c->url_len = c->path_len = c->query_off = 0;
-    c->nhdrs = 0;
-    c->last_cb = 0;
-    c->header_bytes = 0;
-    c->parse_status = 0;
-    c->pause = PAUSE_NONE;
-    c->in_request = c->headers_done = c->msg_complete = false;
-    c->body_accepted = c->body_paused = false;
-    c->body_bytes = 0;
-    memset(&c->chunks, 0, sizeof(c->chunks));
-    c->line_tail_len = 0;
-    c->line_started = c->line_done = c->line_bad = false;
-    c->head_prev_cr = c->head_bad = false;
-    c->head_prev = 0;
-    c->chunked = false;
-    c->declared_length = -1;
+    reqparse_reset(c->rp);
     c->status = 0;
     c->responded = c->streaming = c->resp_done = false;
     c->bytes_out = 0;
@@ -804,7 +592,7 @@ static void conn_release(struct conn *c)
     struct worker *w = c->w;
     reset_request(c);
     conn_unlink(c);
-    free(c->arena);
+    reqparse_free(c->rp);
     free(c);
     maybe_finish_drain(w);
 }
@@ -817,9 +605,9 @@ static void access_log(struct conn *c)
     atomic_fetch_add_explicit(&srv->metrics.bytes_out, c->bytes_out, memory_order_relaxed);
     if (srv->cfg.access_log && log_current_level >= LOG_INFO)
         log_write(LOG_INFO, "access %s %s %s %d in=%llu out=%llu %.3fms rid=%s actor=%s",
-                  c->peer, c->headers_done ? conn_method(c) : "-",
-                  c->url_len ? c->arena + c->url_off : "-", c->status,
-                  (unsigned long long)c->body_bytes, (unsigned long long)c->bytes_out,
+                  c->peer, reqparse_headers_done(c->rp) ? conn_method(c) : "-",
+                  reqparse_target_len(c->rp) ? conn_path(c) : "-", c->status,
+                  (unsigned long long)reqparse_body_bytes(c->rp), (unsigned long long)c->bytes_out,
                   (double)dur / 1e6, c->request_id,
                   c->principal.actor[0] ? c->principal.actor : "-");
 }
@@ -849,11 +637,9 @@ static void fail_request(struct conn *c, int status, const char *code, const cha
     if (c->request_id[0] == '\0')
         snprintf(c->request_id, sizeof(c->request_id), "%s-%llx", c->w->srv->rid_prefix,
                  (unsigned long long)++c->w->next_req);
-    if (c->url_len == 0)
-        c->url_off = 0;
     c->close_after = true;
     c->keep_alive = false;
-    c->msg_complete = true;
+    reqparse_stop(c->rp);
     bufferevent_disable(c->bev, EV_READ);
     resp_error(c, status, code, NULL, "%s", msg);
 }
@@ -869,33 +655,6 @@ static void set_request_id(struct conn *c)
         snprintf(c->request_id, sizeof(c->request_id), "%s-%d-%llx", c->w->srv->rid_prefix,
                  c->w->id, (unsigned long long)++c->w->next_req);
     }
-}
-
-/* Splits the URL into path and query; handles absolute-form targets. */
-static int split_url(struct conn *c)
-{
-    char *url = c->arena + c->url_off;
-    if (url[0] != '/') {
-        /* absolute-form (RFC 9112 3.2.2): skip scheme and authority. */
-        char *p = strstr(url, "://");
-        if (!p)
-            return -1;
-        p = strchr(p + 3, '/');
-        if (!p)
-            return -1;
-        c->url_off = (uint32_t)(p - c->arena);
-        url = p;
-    }
-    char *q = strchr(url, '?');
-    if (q) {
-        *q = '\0';
-        c->path_len = (uint32_t)(q - url);
-        c->query_off = (uint32_t)(q + 1 - c->arena);
-    } else {
-        c->path_len = (uint32_t)strlen(url);
-        c->query_off = (uint32_t)(url + c->path_len - c->arena); /* the NUL: "" */
-    }
-    return 0;
 }
 
 /* An auth.failure event is a synced write: it goes to the pool, not the event loop. */
@@ -933,67 +692,65 @@ static void record_auth_failure(struct conn *c, const char *why)
     iopool_submit(c->w->srv->pool, &f->job);
 }
 
+/* Reads the verified client certificate of an HTTPS connection, once. */
+static void read_peer_cert(struct conn *c)
+{
+    c->cert_read = true;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    c->has_cert = ssl && tls_peer_cert(ssl, c->cert_cn, sizeof(c->cert_cn), c->cert_sha256) == 0;
+}
+
+/*
+ * Authenticates the request: by its Authorization header when it has one
+ * (a token wins over the connection's certificate), else by the connection's
+ * verified client certificate when there is one.  As auth_authenticate.
+ */
+static int authenticate(struct conn *c, const char **why)
+{
+    auth *a = c->w->srv->auth;
+    const char *authz = conn_header(c, "Authorization");
+    if (c->tls && !c->cert_read)
+        read_peer_cert(c);
+    *why = NULL;
+    if (authz || !c->has_cert)
+        return auth_authenticate(a, authz, c->peer_ip, &c->principal, why);
+    struct auth_cert cert = {c->cert_cn[0] ? c->cert_cn : NULL, {0}};
+    memcpy(cert.sha256, c->cert_sha256, sizeof(cert.sha256));
+    if (auth_authenticate_cert(a, &cert, &c->principal) != 0 && !c->cert_unmapped_logged) {
+        char hex[65];
+        hex_encode(c->cert_sha256, sizeof(c->cert_sha256), hex);
+        LOG_I("req %s: %s: client certificate CN '%s' sha256 %s is not mapped in [tls.clients]; "
+              "its requests are anonymous", c->request_id, c->peer, c->cert_cn, hex);
+        c->cert_unmapped_logged = true;
+    }
+    return 0;
+}
+
 static void dispatch(struct conn *c)
 {
-    struct server *srv = c->w->srv;
     if (c->header_timer)
         evtimer_del(c->header_timer);
-    c->keep_alive = http_should_keep_alive(&c->parser) != 0;
+    c->keep_alive = reqparse_keep_alive(c->rp);
     set_request_id(c);
-    if (split_url(c) != 0) {
-        fail_request(c, 400, "bad_request", "the request target is not a path");
+    struct reqparse_verdict v;
+    switch (reqparse_check(c->rp, &v)) {
+    case REQPARSE_OK:
+        break;
+    case REQPARSE_FAIL:
+        fail_request(c, v.status, v.code, v.message);
         return;
-    }
-    if (conn_header_count(c, "Host") > 1) {
-        fail_request(c, 400, "bad_request", "more than one Host header");
-        return;
-    }
-    if (c->line_bad || !c->line_done) {
-        fail_request(c, 400, "bad_request", "malformed request line (expected METHOD TARGET HTTP/1.x)");
-        return;
-    }
-    if (c->head_bad) {
-        fail_request(c, 400, "bad_request",
-                     "malformed header block (a CR without LF, or a control character)");
-        return;
-    }
-    for (int i = 0; i < c->nhdrs; i++) {
-        if (!http_is_token(c->arena + c->hdrs[i].name_off, c->hdrs[i].name_len)) {
-            fail_request(c, 400, "bad_request", "malformed header name");
-            return;
-        }
-    }
-    const char *te = conn_header(c, "Transfer-Encoding");
-    if (te && (conn_header_count(c, "Transfer-Encoding") > 1 || strcasecmp(te, "chunked") != 0)) {
-        fail_request(c, 501, "not_implemented", "only 'Transfer-Encoding: chunked' is supported");
-        return;
-    }
-    const char *expect = conn_header(c, "Expect");
-    if (expect && strcasecmp(expect, "100-continue") != 0) {
+    case REQPARSE_REFUSE:
         c->h = &notfound_handler;
-        resp_error(c, 417, "expectation_failed", NULL, "only 'Expect: 100-continue' is supported");
+        resp_error(c, v.status, v.code, NULL, "%s", v.message);
         return;
-    }
-    if (conn_is_chunked(c) && conn_header_count(c, "Content-Length") > 0) {
-        fail_request(c, 400, "bad_request", "both Transfer-Encoding and Content-Length");
-        return;
-    }
-    int64_t cl = conn_content_length(c);
-    if (cl > 0 && (uint64_t)cl > srv->cfg.max_upload_bytes) {
+    case REQPARSE_REFUSE_CLOSE:
         c->route = ROUTE_OTHER;
-        resp_error(c, 413, "payload_too_large", NULL,
-                   "the body (%lld bytes) is over the limit of %llu bytes", (long long)cl,
-                   (unsigned long long)srv->cfg.max_upload_bytes);
+        resp_error(c, v.status, v.code, NULL, "%s", v.message);
         c->close_after = true;
         return;
     }
-    if (conn_header_count(c, "Authorization") > 1) {
-        fail_request(c, 400, "bad_request", "more than one Authorization header");
-        return;
-    }
     const char *why = NULL;
-    int arc = auth_authenticate(srv->auth, conn_header(c, "Authorization"), c->peer_ip,
-                                &c->principal, &why);
+    int arc = authenticate(c, &why);
     if (arc == ARCA_E_LIMITED) {
         c->route = ROUTE_OTHER;
         resp_start(c, 429);
@@ -1017,103 +774,21 @@ static void dispatch(struct conn *c)
 }
 
 /*
- * Whether the parser should be fed now.  After the headers, a request's body
- * is read only once a handler accepted it; a request without a body is fed on
- * to its end (http-parser keeps the header block's final LF for that).  The
- * next pipelined request waits until this one's answer is out.
+ * Whether the parser should be fed now (reqparse_wants_input): the next
+ * pipelined request waits until this one's answer is out.
  */
 static bool wants_input(const struct conn *c)
 {
     if (!c->bev || c->dead)
         return false;
-    if (!c->headers_done)
-        return !c->responded;
-    if (c->msg_complete || c->body_paused)
-        return false;
-    if (!conn_has_body(c))
-        return true;
-    return c->body_accepted && !(c->responded && c->close_after);
+    return reqparse_wants_input(c->rp, c->responded, c->close_after);
 }
 
-static void parse_failed(struct conn *c, enum http_errno e)
+/* The body sink reqparse feeds an accepted body to: the handler's on_body. */
+static int body_to_handler(void *arg, const char *data, size_t len)
 {
-    switch (c->parse_status) {
-    case 414:
-        fail_request(c, 414, "uri_too_long", "the request target is too long");
-        return;
-    case 431:
-        fail_request(c, 431, "header_too_large", "the request headers are too large");
-        return;
-    case 413:
-        fail_request(c, 413, "payload_too_large", "the body is over the upload limit");
-        return;
-    }
-    if (e == HPE_HEADER_OVERFLOW) {
-        fail_request(c, 431, "header_too_large", "the request headers are too large");
-    } else if (e == HPE_INVALID_TRANSFER_ENCODING) {
-        fail_request(c, 501, "not_implemented", "only chunked Transfer-Encoding is supported");
-    } else if (e == HPE_UNEXPECTED_CONTENT_LENGTH) {
-        fail_request(c, 400, "bad_request",
-                     "conflicting Content-Length headers, or Content-Length with Transfer-Encoding");
-    } else {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "malformed HTTP request: %s", http_errno_description(e));
-        fail_request(c, 400, "bad_request", msg);
-    }
-}
-
-/*
- * Keeps the tail of the request line as the parser consumes it, so that
- * dispatch can insist on "HTTP/1.0" or "HTTP/1.1": the non-strict http-parser
- * Debian ships accepts any letters there.  Leading CR/LF (allowed before a
- * request) are skipped.
- */
-static void scan_request_line(struct conn *c, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n && !c->line_done; i++) {
-        char ch = p[i];
-        if (ch == ' ' && c->line_tail_len > 0 && c->line_tail[c->line_tail_len - 1] == ' ')
-            c->line_bad = true; /* one SP between the parts (RFC 9112 3) */
-        if (!c->line_started) {
-            if (ch == '\r' || ch == '\n')
-                continue;
-            c->line_started = true;
-        }
-        if (ch == '\n') {
-            c->line_done = true;
-            if (c->line_tail_len > 0 && c->line_tail[c->line_tail_len - 1] == '\r')
-                c->line_tail_len--;
-            /* The tail must be " HTTP/1.x"; http-parser has checked the method and target. */
-            c->line_bad |= !(c->line_tail_len >= 9 &&
-                            memcmp(c->line_tail + c->line_tail_len - 9, " HTTP/1.", 8) == 0 &&
-                            (c->line_tail[c->line_tail_len - 1] == '0' ||
-                             c->line_tail[c->line_tail_len - 1] == '1'));
-            break;
-        }
-        if (c->line_tail_len == sizeof(c->line_tail)) {
-            memmove(c->line_tail, c->line_tail + 1, sizeof(c->line_tail) - 1);
-            c->line_tail_len--;
-        }
-        c->line_tail[c->line_tail_len++] = ch;
-    }
-}
-
-/*
- * Checks the raw bytes of the head (request line and header block) as the
- * parser consumes them, where the non-strict http-parser does not: every CR
- * must be followed by LF, and no control character but HTAB may appear (a
- * header value's first byte is not checked by the parser at all).
- */
-static void scan_head(struct conn *c, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (c->head_prev_cr && ch != '\n')
-            c->head_bad = true;
-        if ((ch < 0x20 && ch != '\t' && ch != '\r' && ch != '\n') || ch == 0x7f)
-            c->head_bad = true;
-        c->head_prev_cr = ch == '\r';
-    }
+    struct conn *c = arg;
+    return c->h && c->h->on_body ? c->h->on_body(c, data, len) : 0;
 }
 
 /* Feeds buffered input to the parser for as long as the request state allows. */
@@ -1125,47 +800,30 @@ static void conn_process(struct conn *c)
         if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t feed = v.iov_len < FEED_MAX ? v.iov_len : FEED_MAX;
-        if (!c->in_request && c->header_timer) {
+        bool was_in_request = reqparse_in_request(c->rp);
+        if (!was_in_request && c->header_timer) {
             /* The header clock starts with the first byte of a request. */
             struct timeval tv = {(time_t)c->w->srv->cfg.header_timeout, 0};
             evtimer_add(c->header_timer, &tv);
         }
-        c->pause = PAUSE_NONE;
-        bool in_body = c->headers_done;
-        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, feed);
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        bool framing_ok = true;
-        if (!c->line_done)
-            scan_request_line(c, v.iov_base, n);
-        if (!in_body)
-            scan_head(c, v.iov_base, n);
-        else if (conn_is_chunked(c))
-            framing_ok = chunk_check_feed(&c->chunks, v.iov_base, n) != CHUNK_CHECK_BAD;
+        uint64_t body_before = reqparse_body_bytes(c->rp);
+        size_t n;
+        enum reqparse_event ev = reqparse_feed(c->rp, v.iov_base, feed, &n);
         evbuffer_drain(in, n);
-        if (!framing_ok) {
-            fail_request(c, 400, "bad_request", "malformed chunked encoding");
+        if (!was_in_request && reqparse_in_request(c->rp))
+            c->start_ns = time_mono_ns();
+        atomic_fetch_add_explicit(&c->w->srv->metrics.bytes_in,
+                                  reqparse_body_bytes(c->rp) - body_before, memory_order_relaxed);
+        if (ev == REQPARSE_ERROR) {
+            struct reqparse_verdict verdict;
+            reqparse_error(c->rp, &verdict);
+            fail_request(c, verdict.status, verdict.code, verdict.message);
             break;
         }
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            parse_failed(c, e);
-            break;
-        }
-        if (e != HPE_PAUSED)
-            continue;
-        http_parser_pause(&c->parser, 0);
-        enum pause_reason why = c->pause;
-        c->pause = PAUSE_NONE;
-        if (why == PAUSE_HEADERS) {
-            /*
-             * The parser hands back the byte after the header block's last CR: it must
-             * be LF, or the parser and a strict peer disagree on where the body starts.
-             */
-            unsigned char next = 0;
-            if (evbuffer_copyout(in, &next, 1) != 1 || (c->head_prev_cr && next != '\n'))
-                c->head_bad = true;
+        if (ev == REQPARSE_HEADERS)
             dispatch(c);
-        }
-        else if (why == PAUSE_COMPLETE && c->body_accepted && c->h && c->h->on_complete)
+        else if (ev == REQPARSE_COMPLETE && reqparse_body_accepted(c->rp) && c->h &&
+                 c->h->on_complete)
             c->h->on_complete(c);
     }
     if (!c->bev)
@@ -1203,7 +861,7 @@ static void writecb(struct bufferevent *bev, void *arg)
     }
     if (!c->resp_done || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
         return;
-    if (c->msg_complete) {
+    if (reqparse_msg_complete(c->rp)) {
         request_done(c);
     } else if (c->close_after) {
         access_log(c);
@@ -1215,10 +873,21 @@ static void writecb(struct bufferevent *bev, void *arg)
 static void eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    if (what & BEV_EVENT_CONNECTED)
-        return; /* a TLS handshake finished */
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshake_done = true; /* a TLS handshake finished */
+        return;
+    }
+    if (c->tls && !c->handshake_done && (what & BEV_EVENT_ERROR)) {
+        /* Refused client certificates show up here: say why, for the operator. */
+        char why[256];
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        LOG_I("%s: TLS handshake failed: %s", c->peer,
+              tls_handshake_failure(bufferevent_openssl_get_ssl(bev), e, why, sizeof(why)));
+        while (bufferevent_get_openssl_error(bev))
+            ;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
-        if ((what & BEV_EVENT_READING) && c->in_request && !c->responded) {
+        if ((what & BEV_EVENT_READING) && reqparse_in_request(c->rp) && !c->responded) {
             LOG_I("%s: request timed out waiting for the client", c->peer);
             fail_request(c, 408, "timeout", "the request did not arrive in time");
             bufferevent_set_timeouts(c->bev, NULL, NULL);
@@ -1227,12 +896,12 @@ static void eventcb(struct bufferevent *bev, short what, void *arg)
         conn_release(c);
         return;
     }
-    if ((what & BEV_EVENT_EOF) && c->msg_complete && c->responded) {
+    if ((what & BEV_EVENT_EOF) && reqparse_msg_complete(c->rp) && c->responded) {
         /* The client half-closed after its request: finish the answer, then close. */
         c->close_after = true;
         return;
     }
-    if (c->in_request && !c->resp_done)
+    if (reqparse_in_request(c->rp) && !c->resp_done)
         LOG_I("%s: connection closed mid-request (%s)", c->peer,
               (what & BEV_EVENT_EOF) ? "eof" : "error");
     if (c->responded && c->resp_done && c->status)
@@ -1243,9 +912,9 @@ static void eventcb(struct bufferevent *bev, short what, void *arg)
 static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    if (c->headers_done || c->responded)
+    if (reqparse_headers_done(c->rp) || c->responded)
         return;
-    if (!c->in_request) {
+    if (!reqparse_in_request(c->rp)) {
         /* Nothing of a request arrived (a TLS client stuck before or in its handshake): no
          * answer can even be delivered, so just close. */
         LOG_I("%s: no request within %llus; closing", c->peer,
@@ -1260,10 +929,11 @@ static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip, SSL *ssl)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, parser_settings_init);
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c) {
+    struct reqparse_limits lim = {w->srv->cfg.max_url_bytes, w->srv->cfg.max_header_bytes,
+                                  w->srv->cfg.max_upload_bytes};
+    if (!c || reqparse_new(&lim, body_to_handler, c, &c->rp) != 0) {
+        free(c);
         if (ssl)
             SSL_free(ssl);
         close(fd);
@@ -1288,12 +958,11 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
         }
         if (c->header_timer)
             event_free(c->header_timer);
+        reqparse_free(c->rp);
         free(c);
         return;
     }
     atomic_fetch_add(&w->srv->metrics.connections, 1);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -1327,7 +996,7 @@ void conn_drain_all(struct worker *w)
     struct conn *c = w->conns;
     while (c) {
         struct conn *next = c->next;
-        if (!c->in_request && !c->responded && c->async == 0)
+        if (!reqparse_in_request(c->rp) && !c->responded && c->async == 0)
             conn_release(c);
         else
             c->close_after = true;

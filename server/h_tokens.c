@@ -116,6 +116,9 @@ static bool parse_create(struct conn *c, struct tok_req *r)
     snprintf(r->t.name, sizeof(r->t.name), "%s", name);
     v = json_object_get(o, "owner");
     const char *owner = v ? json_string_value(v) : conn_actor(c);
+    /* A client certificate's actor is "cert:NAME"; as an owner it is NAME (no ':' in names). */
+    if (!v && owner && strncmp(owner, "cert:", 5) == 0 && auth_name_ok(owner + 5))
+        owner += 5;
     if (!owner || !auth_name_ok(owner)) {
         resp_error(c, 400, "bad_request", NULL,
                    "owner must be 1-%d characters of A-Z a-z 0-9 . _ @ + -, starting with a "

@@ -263,7 +263,48 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(main_base, NULL);
 }
 
-/* SIGHUP: reload the TLS certificate; open connections keep the one they started with. */
+/*
+ * Installs cfg's [tls.clients] mapping in a (a NULL: only checks it).  0, or
+ * ARCA_E_CONFIG with err naming the entry.
+ */
+static int certmap_from_config(auth *a, const struct arca_config *cfg, char *err, size_t errlen)
+{
+    const char *keys[CONFIG_TLS_CLIENTS_MAX], *scopes[CONFIG_TLS_CLIENTS_MAX];
+    for (size_t i = 0; i < cfg->ntls_clients; i++) {
+        keys[i] = cfg->tls_clients[i].key;
+        scopes[i] = cfg->tls_clients[i].scopes;
+    }
+    int rc = auth_certmap_set(a, cfg->ntls_clients, keys, scopes, err, errlen);
+    return rc == 0 || rc == ARCA_E_CONFIG ? rc : ARCA_E_CONFIG;
+}
+
+/*
+ * SIGHUP, [tls.clients]: read the mapping again from the config file, so that
+ * an operator can grant or withdraw a certificate's rights without a restart.
+ * Only that section is taken; a file that no longer loads keeps the mapping.
+ */
+static void reload_certmap(struct server *srv)
+{
+    char err[512];
+    if (!srv->cfg.config_file[0] || strcmp(srv->cfg.tls_client_auth, "off") == 0)
+        return;
+    struct arca_config *fresh = malloc(sizeof(*fresh));
+    if (!fresh)
+        return;
+    config_init_defaults(fresh);
+    if (config_load_file(fresh, srv->cfg.config_file, err, sizeof(err)) != 0 ||
+        certmap_from_config(srv->auth, fresh, err, sizeof(err)) != 0)
+        LOG_E("SIGHUP: [tls.clients] not reloaded, keeping the current mapping: %s", err);
+    else
+        LOG_I("SIGHUP: reloaded [tls.clients] from %s (%zu clients)", srv->cfg.config_file,
+              fresh->ntls_clients);
+    free(fresh);
+}
+
+/*
+ * SIGHUP: reload the TLS certificate, key and client CAs (open connections
+ * keep the context they started with) and the client certificate mapping.
+ */
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     struct server *srv = arg;
@@ -273,9 +314,12 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (tls_ctx_reload(srv->tls, err, sizeof(err)) == 0)
-        LOG_I("SIGHUP: reloaded the TLS certificate from %s", srv->cfg.tls_cert_file);
+        LOG_I("SIGHUP: reloaded the TLS certificate from %s%s%s", srv->cfg.tls_cert_file,
+              srv->cfg.tls_client_ca_file[0] ? " and the client CAs from " : "",
+              srv->cfg.tls_client_ca_file);
     else
         LOG_E("SIGHUP: TLS reload failed, keeping the current certificate: %s", err);
+    reload_certmap(srv);
 }
 
 static size_t cpu_count(void)
@@ -296,6 +340,13 @@ int server_run(const struct arca_config *cfg)
     srv->cfg = *cfg;
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
+    {
+        char err[512];
+        if ((rc = certmap_from_config(NULL, cfg, err, sizeof(err))) != 0) {
+            LOG_E("%s", err); /* checked before anything is opened or created */
+            goto out;
+        }
+    }
 
     if ((rc = fs_mkdirs(cfg->data_dir, 0750)) != 0) {
         LOG_E("cannot create data directory %s: %s", cfg->data_dir, arca_strerror(rc));
@@ -329,6 +380,13 @@ int server_run(const struct arca_config *cfg)
     }
     if (created)
         LOG_I("created the audit signing key %s/%s (mode 0600)", cfg->data_dir, AUDIT_KEY_FILE);
+    {
+        char err[512];
+        if ((rc = certmap_from_config(srv->auth, cfg, err, sizeof(err))) != 0) {
+            LOG_E("%s", err);
+            goto out;
+        }
+    }
 
     uint8_t r[4];
     rand_bytes(r, sizeof(r));
@@ -340,11 +398,17 @@ int server_run(const struct arca_config *cfg)
 
     if (cfg->tls_listen[0]) {
         char err[512];
-        if ((rc = tls_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, &srv->tls, err,
-                              sizeof(err))) != 0) {
+        int mode = tls_client_auth_parse(cfg->tls_client_auth); /* config_validate checked it */
+        if ((rc = tls_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_client_ca_file,
+                              mode < 0 ? TLS_CLIENT_AUTH_OFF : (enum tls_client_auth)mode,
+                              &srv->tls, err, sizeof(err))) != 0) {
             LOG_E("%s", err);
             goto out;
         }
+        if (mode > TLS_CLIENT_AUTH_OFF)
+            LOG_I("client certificates %s on the HTTPS listener (CAs from %s, %zu mapped in "
+                  "[tls.clients])", cfg->tls_client_auth, cfg->tls_client_ca_file,
+                  cfg->ntls_clients);
     }
     srv->nworkers = cfg->workers ? cfg->workers : cpu_count();
     srv->workers = calloc(srv->nworkers, sizeof(struct worker));

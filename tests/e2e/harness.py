@@ -24,7 +24,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import ssl
 import tempfile
+import threading
 import time
 import unittest
 
@@ -268,6 +270,135 @@ class RawConn:
         self.close()
 
 
+def send_request(conn, method, path, body, headers):
+    """Sends one request on an http.client connection (plain or TLS) and reads
+    the answer.  body: None, bytes, or an iterable of bytes (sent chunked
+    unless headers carry Content-Length).  Returns a Response."""
+    if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+        conn.request(method, path, body=body, headers=headers)
+    else:
+        has_len = any(k.lower() == "content-length" for k in headers)
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        if not has_len:
+            conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        for chunk in body:
+            if not chunk:
+                continue
+            if has_len:
+                conn.send(chunk)
+            else:
+                conn.send(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
+        if not has_len:
+            conn.send(b"0\r\n\r\n")
+    resp = conn.getresponse()
+    data = resp.read()
+    return Response(resp.status, _headers_from_list(resp.getheaders()), data, resp.reason)
+
+
+# --------------------------------------------------------------------------
+# Streaming big bodies without holding them (memory tests)
+
+MiB = 1 << 20
+
+
+def pattern_chunks(size, seed_blocks):
+    """size bytes, 1 MiB at a time: seed block i % len(seed_blocks) with its
+    first 8 bytes replaced by i, so no two MiB are alike."""
+    i = 0
+    sent = 0
+    while sent < size:
+        n = min(MiB, size - sent)
+        blk = seed_blocks[i % len(seed_blocks)]
+        yield (i.to_bytes(8, "little") + blk[8:])[:n]
+        sent += n
+        i += 1
+
+
+def stream_upload(conn, path, size, seed_blocks, headers=None, chunked=False):
+    """PUTs pattern_chunks(size, seed_blocks) on conn (http.client, plain or
+    TLS) with Content-Length, or chunked.  Returns (status, body bytes,
+    sha256 hex of what was sent, seconds)."""
+    h = hashlib.sha256()
+    t0 = time.monotonic()
+    conn.putrequest("PUT", path)
+    if chunked:
+        conn.putheader("Transfer-Encoding", "chunked")
+    else:
+        conn.putheader("Content-Length", str(size))
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    for c in pattern_chunks(size, seed_blocks):
+        h.update(c)
+        if chunked:
+            conn.send(b"%x\r\n" % len(c))
+            conn.send(c)
+            conn.send(b"\r\n")
+        else:
+            conn.send(c)
+    if chunked:
+        conn.send(b"0\r\n\r\n")
+    resp = conn.getresponse()
+    body = resp.read()
+    return resp.status, body, h.hexdigest(), time.monotonic() - t0
+
+
+def stream_download(conn, path, headers=None, stall=0.0):
+    """GETs path on conn, sleeps stall seconds after the headers (a slow
+    reader), then reads and hashes the body 1 MiB at a time.  Returns
+    (response, bytes read, sha256 hex, seconds); the response's headers are
+    valid, its body consumed."""
+    t0 = time.monotonic()
+    conn.request("GET", path, headers=headers or {})
+    resp = conn.getresponse()
+    if stall:
+        time.sleep(stall)
+    d = hashlib.sha256()
+    n = 0
+    while True:
+        c = resp.read(MiB)
+        if not c:
+            break
+        d.update(c)
+        n += len(c)
+    return resp, n, d.hexdigest(), time.monotonic() - t0
+
+
+class RssSampler:
+    """Samples the server's VmRSS every 0.1 s in a thread while in use:
+    `with RssSampler(srv) as s: ...`, then s.max (bytes)."""
+
+    def __init__(self, srv, every=0.1):
+        self.srv = srv
+        self.every = every
+        self.samples = []
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self.srv.rss_now())
+            except Exception:
+                pass
+            time.sleep(self.every)
+
+    def __enter__(self):
+        self._th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._th.join(5)
+
+    @property
+    def max(self):
+        return max(self.samples or [0])
+
+
 # --------------------------------------------------------------------------
 # The server
 
@@ -302,14 +433,30 @@ class ArcaServer:
             cmd += ["--config", self.config_path]
         return cmd + self.extra_args
 
+    def port_files(self):
+        """{attribute: file in DATA} of the port files start() waits for; each
+        file's port is set as that attribute."""
+        return {"port": "arcad.port"}
+
+    @staticmethod
+    def _read_port(path):
+        try:
+            with open(path) as f:
+                p = int(f.read().strip())
+            return p if 0 < p < 65536 else None
+        except (FileNotFoundError, ValueError):
+            return None
+
     def start(self):
         if not os.path.exists(ARCAD):
             raise AssertionError("arcad binary not found at %s (set ARCAD)" % ARCAD)
-        port_file = os.path.join(self.data, "arcad.port")
-        try:
-            os.unlink(port_file)
-        except FileNotFoundError:
-            pass
+        files = {attr: os.path.join(self.data, name) for attr, name in self.port_files().items()}
+        for attr, path in files.items():
+            setattr(self, attr, None)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         self._log = open(self.log_path, "ab")
         self._log.write(b"\n==== harness: start %s ====\n" % " ".join(self.command()).encode())
         self._log.flush()
@@ -322,19 +469,16 @@ class ArcaServer:
                 self.proc = None
                 raise AssertionError("arcad exited with %s during startup; log:\n%s"
                                      % (rc, self.log_tail()))
-            try:
-                with open(port_file) as f:
-                    txt = f.read().strip()
-                if txt:
-                    self.port = int(txt)
-                    if 0 < self.port < 65536:
-                        break
-            except (FileNotFoundError, ValueError):
-                pass
+            ports = {attr: self._read_port(path) for attr, path in files.items()}
+            if all(ports.values()):
+                for attr, port in ports.items():
+                    setattr(self, attr, port)
+                break
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError("arcad did not write %s within %.0f s; log:\n%s"
-                                     % (port_file, self.start_timeout, self.log_tail()))
+                                     % (" and ".join(files.values()), self.start_timeout,
+                                        self.log_tail()))
             time.sleep(0.02)
         return self
 
@@ -515,29 +659,7 @@ class ArcaServer:
         conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout,
                                           source_address=(source, 0) if source else None)
         try:
-            if body is None or isinstance(body, (bytes, bytearray, memoryview)):
-                conn.request(method, path, body=body, headers=hdrs)
-            else:
-                has_len = any(k.lower() == "content-length" for k in hdrs)
-                conn.putrequest(method, path, skip_accept_encoding=True)
-                for k, v in hdrs.items():
-                    conn.putheader(k, v)
-                if not has_len:
-                    conn.putheader("Transfer-Encoding", "chunked")
-                conn.endheaders()
-                for chunk in body:
-                    if not chunk:
-                        continue
-                    if has_len:
-                        conn.send(chunk)
-                    else:
-                        conn.send(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
-                if not has_len:
-                    conn.send(b"0\r\n\r\n")
-            resp = conn.getresponse()
-            data = resp.read()
-            return Response(resp.status, _headers_from_list(resp.getheaders()), data,
-                            resp.reason)
+            return send_request(conn, method, path, body, hdrs)
         finally:
             conn.close()
 
@@ -607,6 +729,295 @@ def run_arcad(args, timeout=30.0):
 
 
 # --------------------------------------------------------------------------
+# TLS: a test PKI (openssl CLI) and arcad with an HTTPS listener
+
+OPENSSL = os.environ.get("OPENSSL", "openssl")
+
+
+def uniq():
+    return os.urandom(5).hex()
+
+
+def openssl(*args, cwd=None):
+    """Runs the openssl CLI; raises with its output when it fails."""
+    p = subprocess.run([OPENSSL] + list(args), cwd=cwd, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError("openssl %s failed (%d):\n%s%s" % (" ".join(args), p.returncode,
+                                                                 p.stdout, p.stderr))
+    return p
+
+
+SERVER_EXT = ("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+              "basicConstraints=critical,CA:FALSE\n"
+              "keyUsage=critical,digitalSignature,keyEncipherment\n"
+              "extendedKeyUsage=serverAuth\n"
+              "subjectKeyIdentifier=hash\n"
+              "authorityKeyIdentifier=keyid,issuer\n")
+
+# `openssl x509 -req` cannot backdate a certificate; `openssl ca` can, with a throwaway database.
+CA_CNF = ("[ca]\ndefault_ca = d\n[d]\ndatabase = %(dir)s/index.txt\nnew_certs_dir = %(dir)s\n"
+          "serial = %(dir)s/serial\ndefault_md = sha256\npolicy = p\nunique_subject = no\n"
+          "[p]\ncommonName = supplied\norganizationName = optional\n")
+
+
+class Pki:
+    """A temp dir with ca.crt/ca.key, a.crt/a.key (RSA 2048, serial 0xA001),
+    b.crt/b.key (EC P-256, serial 0xB002), c.crt/c.key (EC P-256, serial 0xC003,
+    issued by the intermediate int.crt; c.crt = leaf + intermediate,
+    c-leaf-only.crt = the leaf alone), other-ca.crt/.key, garbage.key.
+    client() issues client certificates on demand."""
+
+    def __init__(self):
+        if shutil.which(OPENSSL) is None:
+            raise AssertionError("the openssl CLI is needed (apt-get install openssl)")
+        self.dir = tempfile.mkdtemp(prefix="arca-e2e-pki-")
+        self._serial = 0x5000
+        d = self.dir
+        for ca in ("ca", "other-ca"):
+            openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "30",
+                    "-subj", "/CN=arca e2e %s" % ca,
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+        with open(os.path.join(d, "server.ext"), "w") as f:
+            f.write(SERVER_EXT)
+        self._server("a", ["-newkey", "rsa:2048"], "0xA001")
+        self._server("b", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xB002")
+        # c: a leaf signed by an intermediate CA; c.crt holds leaf + intermediate
+        with open(os.path.join(d, "int.ext"), "w") as f:
+            f.write("basicConstraints=critical,CA:TRUE,pathlen:0\n"
+                    "keyUsage=critical,keyCertSign,cRLSign\n"
+                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=arca e2e intermediate",
+                cwd=d)
+        openssl("x509", "-req", "-in", "int.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-set_serial", "0x1111", "-days", "30", "-out", "int.crt",
+                "-extfile", "int.ext", cwd=d)
+        self._server("c", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xC003",
+                     ca="int")
+        with open(os.path.join(d, "c-leaf.crt"), "rb") as f:
+            leaf = f.read()
+        with open(os.path.join(d, "c.crt"), "wb") as f:
+            f.write(leaf + self.read("int.crt"))
+        os.rename(os.path.join(d, "c-leaf.crt"), os.path.join(d, "c-leaf-only.crt"))
+        with open(os.path.join(d, "garbage.key"), "wb") as f:
+            f.write(b"-----BEGIN PRIVATE KEY-----\nthis is not a key\n"
+                    b"-----END PRIVATE KEY-----\n")
+        self.ca = self.path("ca.crt")
+        self.other_ca = self.path("other-ca.crt")
+        self.der = {n: ssl.PEM_cert_to_DER_cert(self.read(n + ".crt").decode()) for n in "ab"}
+        self.der["c"] = ssl.PEM_cert_to_DER_cert(self.read("c-leaf-only.crt").decode())
+
+    def _server(self, name, keyargs, serial, ca="ca"):
+        openssl("req", *keyargs, "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                "-subj", "/CN=localhost/O=arca e2e cert %s" % name.upper(), cwd=self.dir)
+        out = name + ".crt" if ca == "ca" else name + "-leaf.crt"
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+                "-set_serial", serial, "-days", "30", "-out", out,
+                "-extfile", "server.ext", cwd=self.dir)
+
+    def client(self, name, cn, ca="ca", expired=False, eku="clientAuth", key=None):
+        """Issues a client certificate name.crt with key name.key (or reuses
+        key.key) for subject CN cn, signed by ca (a name in this dir);
+        expired=True: valid only in January 2020.  eku: the extendedKeyUsage.
+        Returns the certificate's path."""
+        d = self.dir
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=%s\nsubjectKeyIdentifier=hash\n"
+                    "authorityKeyIdentifier=keyid,issuer\n" % eku)
+        if key:
+            openssl("req", "-new", "-key", key + ".key", "-out", name + ".csr",
+                    "-subj", "/CN=%s/O=arca e2e client" % cn, cwd=d)
+        else:
+            openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", name + ".key", "-out", name + ".csr",
+                    "-subj", "/CN=%s/O=arca e2e client" % cn, cwd=d)
+        self._serial += 1
+        if not expired:
+            openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey",
+                    ca + ".key", "-set_serial", hex(self._serial), "-days", "30",
+                    "-out", name + ".crt", "-extfile", name + ".ext", cwd=d)
+        else:
+            cadir = os.path.join(d, "ca-db-" + name)
+            os.mkdir(cadir)
+            open(os.path.join(cadir, "index.txt"), "w").close()
+            with open(os.path.join(cadir, "serial"), "w") as f:
+                f.write("%X\n" % self._serial)
+            with open(os.path.join(cadir, "ca.cnf"), "w") as f:
+                f.write(CA_CNF % {"dir": cadir})
+            openssl("ca", "-batch", "-config", os.path.join(cadir, "ca.cnf"), "-cert", ca + ".crt",
+                    "-keyfile", ca + ".key", "-in", name + ".csr", "-out", name + ".crt",
+                    "-startdate", "20200101000000Z", "-enddate", "20200201000000Z",
+                    "-extfile", name + ".ext", "-notext", cwd=d)
+        if key:
+            shutil.copyfile(os.path.join(d, key + ".key"), os.path.join(d, name + ".key"))
+        return self.path(name + ".crt")
+
+    def fingerprint(self, name):
+        """'sha256/' + the SHA-256 of name.crt's DER (a [tls.clients] key)."""
+        der = ssl.PEM_cert_to_DER_cert(self.read(name + ".crt").decode())
+        return "sha256/" + hashlib.sha256(der).hexdigest()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def read(self, name):
+        with open(self.path(name), "rb") as f:
+            return f.read()
+
+    def which(self, der):
+        """'a', 'b' or a description of an unknown certificate."""
+        for n, d in self.der.items():
+            if d == der:
+                return n
+        return "unknown certificate (sha256 %s)" % hashlib.sha256(der or b"").hexdigest()
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def install(src, dst):
+    """Atomically replaces dst with a copy of src (or with bytes src)."""
+    tmp = dst + ".new"
+    if isinstance(src, (bytes, bytearray)):
+        with open(tmp, "wb") as f:
+            f.write(src)
+    else:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+class TlsRawConn(RawConn):
+    """RawConn over TLS (a clean or unclean TLS close counts as EOF)."""
+
+    def __init__(self, port, context, timeout=10.0):
+        raw = socket.create_connection((HOST, port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = context.wrap_socket(raw, server_hostname=HOST)
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self):
+        try:
+            return RawConn._fill(self)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self.eof = True
+            raise EOFError("TLS connection closed by server")
+
+
+class TlsServer(ArcaServer):
+    """arcad with `[tls] listen = 127.0.0.1:0`, the certificate and key copied
+    to DATA/tls/server.crt and DATA/tls/server.key (so tests can replace them).
+    plain=False writes `[server] listen = off`.  server_extra goes into
+    [server].  Client certificates: client_auth ("optional"/"required"), the
+    CA file client_ca (a Pki name, copied to DATA/tls/client-ca.crt, so tests
+    can replace it) and clients, a list of ([tls.clients] key, scopes)."""
+
+    def __init__(self, pki, plain=True, cert="a", server_extra="", start_timeout=10.0,
+                 key=None, client_auth=None, client_ca="ca", clients=()):
+        self.pki = pki
+        self.plain = plain
+        data = tempfile.mkdtemp(prefix="arca-e2e-tls-")
+        tdir = os.path.join(data, "tls")
+        os.mkdir(tdir)
+        self.cert_file = os.path.join(tdir, "server.crt")
+        self.key_file = os.path.join(tdir, "server.key")
+        shutil.copyfile(pki.path(cert + ".crt"), self.cert_file)
+        shutil.copyfile(pki.path((key or cert) + ".key"), self.key_file)
+        os.chmod(self.key_file, 0o600)
+        conf = ("[server]\nlisten = %s\n%s\n[tls]\nlisten = %s:0\ncert_file = %s\n"
+                "key_file = %s\n" % ("%s:0" % HOST if plain else "off", server_extra, HOST,
+                                     self.cert_file, self.key_file))
+        self.client_ca_file = None
+        if client_auth:
+            self.client_ca_file = os.path.join(tdir, "client-ca.crt")
+            shutil.copyfile(pki.path(client_ca + ".crt"), self.client_ca_file)
+            conf += "client_ca_file = %s\nclient_auth = %s\n" % (self.client_ca_file, client_auth)
+        if clients:
+            conf += "[tls.clients]\n" + "".join("%s = %s\n" % kv for kv in clients)
+        super().__init__(config=conf, data=data, start_timeout=start_timeout)
+        self._own_data = True
+        self.tls_port = None
+        self.ctx = ssl.create_default_context(cafile=pki.ca)
+
+    def command(self):
+        # no --listen: the config's [server] listen (maybe "off") must hold
+        return [ARCAD, "--data", self.data, "--config", self.config_path] + self.extra_args
+
+    def port_files(self):
+        files = {"tls_port": "arcad.tls.port"}
+        if self.plain:
+            files["port"] = "arcad.port"
+        return files
+
+    @property
+    def port_file(self):
+        return os.path.join(self.data, "arcad.port")
+
+    @property
+    def tls_port_file(self):
+        return os.path.join(self.data, "arcad.tls.port")
+
+    # -- TLS clients ---------------------------------------------------------
+
+    def context(self, min_version=None, max_version=None, ciphers=None, cafile=None,
+                client=None):
+        """A client context trusting cafile (default: the test CA); client: a
+        Pki name whose certificate and key the client presents."""
+        ctx = ssl.create_default_context(cafile=cafile or self.pki.ca)
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        if min_version is not None:
+            ctx.minimum_version = min_version
+        if max_version is not None:
+            ctx.maximum_version = max_version
+        if client:
+            ctx.load_cert_chain(self.pki.path(client + ".crt"), self.pki.path(client + ".key"))
+        return ctx
+
+    def https(self, timeout=60.0, ctx=None):
+        return http.client.HTTPSConnection(HOST, self.tls_port, timeout=timeout,
+                                           context=ctx or self.ctx)
+
+    def handshake(self, ctx=None, timeout=10.0):
+        """A TLS socket to the TLS port after a complete handshake."""
+        raw = socket.create_connection((HOST, self.tls_port), timeout=timeout)
+        try:
+            return (ctx or self.ctx).wrap_socket(raw, server_hostname=HOST)
+        except BaseException:
+            raw.close()
+            raise
+
+    def peer_cert(self, ctx=None):
+        with self.handshake(ctx) as s:
+            return s.getpeercert(binary_form=True)
+
+    def tls_conn(self, ctx=None, timeout=10.0):
+        return TlsRawConn(self.tls_port, ctx or self.ctx, timeout=timeout)
+
+    def treq(self, method, path, body=None, headers=None, auth=True, conn=None, ctx=None,
+             timeout=60.0):
+        """One request over TLS (on conn if given, kept open; else a fresh
+        HTTPSConnection, closed).  body: bytes or an iterable of bytes (sent
+        chunked unless headers carry Content-Length).  auth: send the admin
+        token unless headers hold an Authorization.  Returns a Response."""
+        hdrs = dict(headers or {})
+        if auth and not any(k.lower() == "authorization" for k in hdrs):
+            hdrs.update(self.auth_headers())
+        own = conn is None
+        if own:
+            conn = self.https(timeout=timeout, ctx=ctx)
+        try:
+            return send_request(conn, method, path, body, hdrs)
+        finally:
+            if own:
+                conn.close()
+
+
+# --------------------------------------------------------------------------
 # Assertions shared by the test files
 
 
@@ -663,6 +1074,37 @@ class ArcaTestMixin:
         for k in ("blob_count", "stored_bytes", "artifact_count", "logical_bytes"):
             self.assertEqual(after.get(k), before.get(k),
                              "storage %s changed: %r -> %r %s" % (k, before, after, msg))
+
+
+class TlsMixin(ArcaTestMixin):
+    """TLS assertions (expects self.srv, a TlsServer)."""
+
+    def tput(self, path, data, headers=None, **kw):
+        h = {"X-Checksum-Sha256": sha256_hex(bytes(data))} if isinstance(
+            data, (bytes, bytearray)) else {}
+        h.update(headers or {})
+        return self.srv.treq("PUT", path, body=data, headers=h, **kw)
+
+    def assertTlsStored(self, path, data, srv=None, **kw):
+        srv = srv or self.srv
+        r = srv.treq("GET", path, **kw)
+        self.assertEqual(r.status, 200, "GET %s over TLS: %r" % (path, r))
+        self.assertEqual(len(r.body), len(data), "GET %s over TLS: length" % path)
+        self.assertTrue(r.body == data, "GET %s over TLS: body differs from upload" % path)
+        sha = sha256_hex(data)
+        self.assertEqual(r.header("x-checksum-sha256"), sha, "X-Checksum-Sha256 over TLS")
+        self.assertEqual(r.header("etag"), '"%s"' % sha)
+        self.assertEqual(r.header("content-length"), str(len(data)))
+        return r
+
+    def assertTlsServing(self, srv=None):
+        srv = srv or self.srv
+        srv.assert_alive()
+        data = os.urandom(333)
+        p = "/repos/tls/sanity/%s/ok.bin" % uniq()
+        r = srv.treq("PUT", p, body=data)
+        self.assertEqual(r.status, 201, "server no longer stores over TLS: %r" % r)
+        self.assertTlsStored(p, data, srv)
 
 
 class ServerTestCase(ArcaTestMixin, unittest.TestCase):

@@ -3,14 +3,14 @@ listener, TLS 1.2 minimum with ECDHE + AES-GCM / ChaCha20-Poly1305 suites for
 1.2, certificate reload on SIGHUP, startup errors naming the file, streaming
 bound over TLS, garbage and silent clients on the TLS port.
 
-Certificates are made per test class with the `openssl` CLI: a test CA
-(EC P-256), server certificate A (RSA 2048) and B (EC P-256), both for
+Certificates are made per test class with the `openssl` CLI (harness.Pki): a
+test CA (EC P-256), server certificate A (RSA 2048) and B (EC P-256), both for
 IP:127.0.0.1 and DNS:localhost, plus a second, unrelated CA.
 
-TlsServer (a harness.ArcaServer subclass) writes the [server]/[tls] config
+TlsServer (harness.py, an ArcaServer) writes the [server]/[tls] config
 itself, passes no --listen (so `[server] listen = off` is not overridden) and
 waits for DATA/arcad.tls.port (and DATA/arcad.port when the plain listener is
-on).
+on).  Client certificates (mTLS) are tested in test_mtls.py.
 
 What the version tests assert about TLS 1.1 (test_tls11_*): the local OpenSSL 3
 refuses to offer TLS 1.1 at its default security level, so the ssl-module
@@ -30,7 +30,6 @@ Environment: ARCA_TLS_MEMORY_BYTES (default 256 MiB), ARCA_MEMORY_LIMIT_MIB
 (default 64), OPENSSL (the openssl CLI, default `openssl`)."""
 
 import hashlib
-import http.client
 import json
 import os
 import shutil
@@ -45,126 +44,11 @@ import unittest
 import warnings
 
 import harness
-from harness import (HOST, ArcaServer, ArcaTestMixin, RawConn, Response, _headers_from_list,
-                     bearer, sha256_hex)
+from harness import (HOST, MiB, Pki, RawConn, RssSampler, TlsMixin, TlsServer, bearer, install,
+                     sha256_hex, stream_download, stream_upload, uniq)
 
-MiB = 1 << 20
-OPENSSL = os.environ.get("OPENSSL", "openssl")
 MEM_BYTES = int(os.environ.get("ARCA_TLS_MEMORY_BYTES", str(256 * MiB)))
 MEM_LIMIT = int(os.environ.get("ARCA_MEMORY_LIMIT_MIB", "64")) * MiB
-
-
-def uniq():
-    return os.urandom(5).hex()
-
-
-# --------------------------------------------------------------------------
-# Certificates (openssl CLI)
-
-
-def _openssl(*args, cwd=None):
-    p = subprocess.run([OPENSSL] + list(args), cwd=cwd, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        raise AssertionError("openssl %s failed (%d):\n%s%s" % (" ".join(args), p.returncode,
-                                                                 p.stdout, p.stderr))
-    return p
-
-
-SERVER_EXT = ("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-              "basicConstraints=critical,CA:FALSE\n"
-              "keyUsage=critical,digitalSignature,keyEncipherment\n"
-              "extendedKeyUsage=serverAuth\n"
-              "subjectKeyIdentifier=hash\n"
-              "authorityKeyIdentifier=keyid,issuer\n")
-
-
-class Pki:
-    """A temp dir with ca.crt/ca.key, a.crt/a.key (RSA 2048, serial 0xA001),
-    b.crt/b.key (EC P-256, serial 0xB002), c.crt/c.key (EC P-256, serial 0xC003,
-    issued by the intermediate int.crt; c.crt = leaf + intermediate,
-    c-leaf-only.crt = the leaf alone), other-ca.crt, garbage.key."""
-
-    def __init__(self):
-        if shutil.which(OPENSSL) is None:
-            raise AssertionError("the openssl CLI is needed (apt-get install openssl)")
-        self.dir = tempfile.mkdtemp(prefix="arca-e2e-pki-")
-        d = self.dir
-        for ca in ("ca", "other-ca"):
-            _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                     "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "30",
-                     "-subj", "/CN=arca e2e %s" % ca,
-                     "-addext", "basicConstraints=critical,CA:TRUE",
-                     "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-        with open(os.path.join(d, "server.ext"), "w") as f:
-            f.write(SERVER_EXT)
-        self._server("a", ["-newkey", "rsa:2048"], "0xA001")
-        self._server("b", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xB002")
-        # c: a leaf signed by an intermediate CA; c.crt holds leaf + intermediate
-        with open(os.path.join(d, "int.ext"), "w") as f:
-            f.write("basicConstraints=critical,CA:TRUE,pathlen:0\n"
-                    "keyUsage=critical,keyCertSign,cRLSign\n"
-                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=arca e2e intermediate",
-                 cwd=d)
-        _openssl("x509", "-req", "-in", "int.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-set_serial", "0x1111", "-days", "30", "-out", "int.crt",
-                 "-extfile", "int.ext", cwd=d)
-        self._server("c", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "0xC003",
-                     ca="int")
-        with open(os.path.join(d, "c-leaf.crt"), "rb") as f:
-            leaf = f.read()
-        with open(os.path.join(d, "c.crt"), "wb") as f:
-            f.write(leaf + self.read("int.crt"))
-        os.rename(os.path.join(d, "c-leaf.crt"), os.path.join(d, "c-leaf-only.crt"))
-        with open(os.path.join(d, "garbage.key"), "wb") as f:
-            f.write(b"-----BEGIN PRIVATE KEY-----\nthis is not a key\n"
-                    b"-----END PRIVATE KEY-----\n")
-        self.ca = self.path("ca.crt")
-        self.other_ca = self.path("other-ca.crt")
-        self.der = {n: ssl.PEM_cert_to_DER_cert(self.read(n + ".crt").decode()) for n in "ab"}
-        self.der["c"] = ssl.PEM_cert_to_DER_cert(self.read("c-leaf-only.crt").decode())
-
-    def _server(self, name, keyargs, serial, ca="ca"):
-        _openssl("req", *keyargs, "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
-                 "-subj", "/CN=localhost/O=arca e2e cert %s" % name.upper(), cwd=self.dir)
-        out = name + ".crt" if ca == "ca" else name + "-leaf.crt"
-        _openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
-                 "-set_serial", serial, "-days", "30", "-out", out,
-                 "-extfile", "server.ext", cwd=self.dir)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def read(self, name):
-        with open(self.path(name), "rb") as f:
-            return f.read()
-
-    def which(self, der):
-        """'a', 'b' or a description of an unknown certificate."""
-        for n, d in self.der.items():
-            if d == der:
-                return n
-        return "unknown certificate (sha256 %s)" % hashlib.sha256(der or b"").hexdigest()
-
-    def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def install(src, dst):
-    """Atomically replaces dst with a copy of src (or with bytes src)."""
-    tmp = dst + ".new"
-    if isinstance(src, (bytes, bytearray)):
-        with open(tmp, "wb") as f:
-            f.write(src)
-    else:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-# --------------------------------------------------------------------------
-# The server with a TLS listener
 
 
 def listening_tcp_ports(pid):
@@ -190,207 +74,6 @@ def listening_tcp_ports(pid):
             if len(p) > 9 and p[3] == "0A" and p[9] in inodes:
                 ports.add(int(p[1].rsplit(":", 1)[1], 16))
     return sorted(ports)
-
-
-class TlsRawConn(RawConn):
-    """RawConn over TLS (a clean or unclean TLS close counts as EOF)."""
-
-    def __init__(self, port, context, timeout=10.0):
-        raw = socket.create_connection((HOST, port), timeout=timeout)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = context.wrap_socket(raw, server_hostname=HOST)
-        self.buf = bytearray()
-        self.eof = False
-
-    def _fill(self):
-        try:
-            return RawConn._fill(self)
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-            self.eof = True
-            raise EOFError("TLS connection closed by server")
-
-
-class TlsServer(ArcaServer):
-    """arcad with `[tls] listen = 127.0.0.1:0`, the certificate and key copied
-    to DATA/tls/server.crt and DATA/tls/server.key (so tests can replace them).
-    plain=False writes `[server] listen = off`."""
-
-    def __init__(self, pki, plain=True, cert="a", server_extra="", start_timeout=10.0,
-                 key=None):
-        self.pki = pki
-        self.plain = plain
-        data = tempfile.mkdtemp(prefix="arca-e2e-tls-")
-        tdir = os.path.join(data, "tls")
-        os.mkdir(tdir)
-        self.cert_file = os.path.join(tdir, "server.crt")
-        self.key_file = os.path.join(tdir, "server.key")
-        shutil.copyfile(pki.path(cert + ".crt"), self.cert_file)
-        shutil.copyfile(pki.path((key or cert) + ".key"), self.key_file)
-        os.chmod(self.key_file, 0o600)
-        conf = ("[server]\nlisten = %s\n%s\n[tls]\nlisten = %s:0\ncert_file = %s\n"
-                "key_file = %s\n" % ("%s:0" % HOST if plain else "off", server_extra, HOST,
-                                     self.cert_file, self.key_file))
-        super().__init__(config=conf, data=data, start_timeout=start_timeout)
-        self._own_data = True
-        self.tls_port = None
-        self.ctx = ssl.create_default_context(cafile=pki.ca)
-
-    def command(self):
-        # no --listen: the config's [server] listen (maybe "off") must hold
-        return [harness.ARCAD, "--data", self.data, "--config", self.config_path] + self.extra_args
-
-    @property
-    def port_file(self):
-        return os.path.join(self.data, "arcad.port")
-
-    @property
-    def tls_port_file(self):
-        return os.path.join(self.data, "arcad.tls.port")
-
-    @staticmethod
-    def _read_port(path):
-        try:
-            with open(path) as f:
-                txt = f.read().strip()
-            p = int(txt)
-            return p if 0 < p < 65536 else None
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def start(self):
-        if not os.path.exists(harness.ARCAD):
-            raise AssertionError("arcad binary not found at %s (set ARCAD)" % harness.ARCAD)
-        for p in (self.port_file, self.tls_port_file):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-        self.port = self.tls_port = None
-        self._log = open(self.log_path, "ab")
-        self._log.write(b"\n==== harness: start %s ====\n" % " ".join(self.command()).encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=self._log)
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise AssertionError("arcad exited with %s during startup; log:\n%s"
-                                     % (rc, self.log_tail()))
-            self.tls_port = self._read_port(self.tls_port_file)
-            if self.plain:
-                self.port = self._read_port(self.port_file)
-            if self.tls_port and (self.port or not self.plain):
-                break
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("arcad did not write %s%s within %.0f s; log:\n%s"
-                                     % (self.tls_port_file,
-                                        " and " + self.port_file if self.plain else "",
-                                        self.start_timeout, self.log_tail()))
-            time.sleep(0.02)
-        return self
-
-    # -- TLS clients ---------------------------------------------------------
-
-    def context(self, min_version=None, max_version=None, ciphers=None, cafile=None):
-        ctx = ssl.create_default_context(cafile=cafile or self.pki.ca)
-        if ciphers:
-            ctx.set_ciphers(ciphers)
-        if min_version is not None:
-            ctx.minimum_version = min_version
-        if max_version is not None:
-            ctx.maximum_version = max_version
-        return ctx
-
-    def https(self, timeout=60.0, ctx=None):
-        return http.client.HTTPSConnection(HOST, self.tls_port, timeout=timeout,
-                                           context=ctx or self.ctx)
-
-    def handshake(self, ctx=None, timeout=10.0):
-        """A TLS socket to the TLS port after a complete handshake."""
-        raw = socket.create_connection((HOST, self.tls_port), timeout=timeout)
-        try:
-            return (ctx or self.ctx).wrap_socket(raw, server_hostname=HOST)
-        except BaseException:
-            raw.close()
-            raise
-
-    def peer_cert(self, ctx=None):
-        with self.handshake(ctx) as s:
-            return s.getpeercert(binary_form=True)
-
-    def tls_conn(self, ctx=None, timeout=10.0):
-        return TlsRawConn(self.tls_port, ctx or self.ctx, timeout=timeout)
-
-    def treq(self, method, path, body=None, headers=None, auth=True, conn=None, ctx=None,
-             timeout=60.0):
-        """One request over TLS (on conn if given, kept open; else a fresh
-        HTTPSConnection, closed).  body: bytes or an iterable of bytes (sent
-        chunked unless headers carry Content-Length).  Returns a Response."""
-        hdrs = dict(headers or {})
-        if auth and not any(k.lower() == "authorization" for k in hdrs):
-            hdrs.update(self.auth_headers())
-        own = conn is None
-        if own:
-            conn = self.https(timeout=timeout, ctx=ctx)
-        try:
-            if body is None or isinstance(body, (bytes, bytearray, memoryview)):
-                conn.request(method, path, body=body, headers=hdrs)
-            else:
-                has_len = any(k.lower() == "content-length" for k in hdrs)
-                conn.putrequest(method, path, skip_accept_encoding=True)
-                for k, v in hdrs.items():
-                    conn.putheader(k, v)
-                if not has_len:
-                    conn.putheader("Transfer-Encoding", "chunked")
-                conn.endheaders()
-                for chunk in body:
-                    if not chunk:
-                        continue
-                    if has_len:
-                        conn.send(chunk)
-                    else:
-                        conn.send(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
-                if not has_len:
-                    conn.send(b"0\r\n\r\n")
-            resp = conn.getresponse()
-            data = resp.read()
-            return Response(resp.status, _headers_from_list(resp.getheaders()), data,
-                            resp.reason)
-        finally:
-            if own:
-                conn.close()
-
-
-class TlsMixin(ArcaTestMixin):
-    def tput(self, path, data, headers=None, **kw):
-        h = {"X-Checksum-Sha256": sha256_hex(bytes(data))} if isinstance(
-            data, (bytes, bytearray)) else {}
-        h.update(headers or {})
-        return self.srv.treq("PUT", path, body=data, headers=h, **kw)
-
-    def assertTlsStored(self, path, data, srv=None, **kw):
-        srv = srv or self.srv
-        r = srv.treq("GET", path, **kw)
-        self.assertEqual(r.status, 200, "GET %s over TLS: %r" % (path, r))
-        self.assertEqual(len(r.body), len(data), "GET %s over TLS: length" % path)
-        self.assertTrue(r.body == data, "GET %s over TLS: body differs from upload" % path)
-        sha = sha256_hex(data)
-        self.assertEqual(r.header("x-checksum-sha256"), sha, "X-Checksum-Sha256 over TLS")
-        self.assertEqual(r.header("etag"), '"%s"' % sha)
-        self.assertEqual(r.header("content-length"), str(len(data)))
-        return r
-
-    def assertTlsServing(self, srv=None):
-        srv = srv or self.srv
-        srv.assert_alive()
-        data = os.urandom(333)
-        p = "/repos/tls/sanity/%s/ok.bin" % uniq()
-        r = srv.treq("PUT", p, body=data)
-        self.assertEqual(r.status, 201, "server no longer stores over TLS: %r" % r)
-        self.assertTlsStored(p, data, srv)
 
 
 # --------------------------------------------------------------------------
@@ -1265,85 +948,35 @@ class TlsMemoryTest(TlsMixin, unittest.TestCase):
 
     def _run(self, srv):
         seed = [os.urandom(MiB) for _ in range(4)]
-
-        def gen():
-            i = sent = 0
-            while sent < MEM_BYTES:
-                n = min(MiB, MEM_BYTES - sent)
-                yield (i.to_bytes(8, "little") + seed[i % 4][8:])[:n]
-                sent += n
-                i += 1
-
-        samples = []
-        stop = threading.Event()
-
-        def sampler():
-            while not stop.is_set():
-                try:
-                    samples.append(srv.rss_now())
-                except Exception:
-                    pass
-                time.sleep(0.1)
-
-        th = threading.Thread(target=sampler, daemon=True)
-        th.start()
         p = "/repos/tls/mem/%s/big.bin" % uniq()
-        try:
-            h = hashlib.sha256()
+        with RssSampler(srv) as rss:
             conn = srv.https(timeout=300)
-            t0 = time.monotonic()
-            conn.putrequest("PUT", p)
-            conn.putheader("Content-Length", str(MEM_BYTES))
-            for k, v in srv.auth_headers().items():
-                conn.putheader(k, v)
-            conn.endheaders()
-            for c in gen():
-                h.update(c)
-                conn.send(c)
-            resp = conn.getresponse()
-            body = resp.read()
+            status, body, sha, up_s = stream_upload(conn, p, MEM_BYTES, seed,
+                                                    headers=srv.auth_headers())
             conn.close()
-            up_s = time.monotonic() - t0
-            sha = h.hexdigest()
-            self.assertEqual(resp.status, 201, body[:500])
+            self.assertEqual(status, 201, body[:500])
             j = json.loads(body)
             self.assertEqual(j["size"], MEM_BYTES)
             self.assertEqual(j["checksums"]["sha256"], sha)
             peak_up = srv.rss_peak()
 
             conn = srv.https(timeout=300)
-            t0 = time.monotonic()
-            conn.request("GET", p, headers=srv.auth_headers())
-            resp = conn.getresponse()
+            # a stalled reader first: back-pressure, not buffering
+            resp, n, got, down_s = stream_download(conn, p, headers=srv.auth_headers(), stall=1.0)
+            conn.close()
             self.assertEqual(resp.status, 200)
             self.assertEqual(resp.getheader("Content-Length"), str(MEM_BYTES))
             self.assertEqual(resp.getheader("X-Checksum-Sha256"), sha)
-            time.sleep(1.0)  # a stalled reader: back-pressure, not buffering
-            d = hashlib.sha256()
-            n = 0
-            while True:
-                c = resp.read(MiB)
-                if not c:
-                    break
-                d.update(c)
-                n += len(c)
-            conn.close()
-            down_s = time.monotonic() - t0
             self.assertEqual(n, MEM_BYTES, "short download over TLS")
-            self.assertEqual(d.hexdigest(), sha, "downloaded bytes differ")
+            self.assertEqual(got, sha, "downloaded bytes differ")
             peak = srv.rss_peak()
-        finally:
-            stop.set()
-            th.join(5)
         print("\n%d MiB over TLS: upload %.1f s (%.0f MB/s), download %.1f s (%.0f MB/s); "
               "VmHWM after upload %.1f MiB, after download %.1f MiB, max sampled %.1f MiB"
               % (MEM_BYTES // MiB, up_s, MEM_BYTES / up_s / 1e6, down_s,
-                 MEM_BYTES / down_s / 1e6, peak_up / MiB, peak / MiB,
-                 max(samples or [0]) / MiB))
+                 MEM_BYTES / down_s / 1e6, peak_up / MiB, peak / MiB, rss.max / MiB))
         self.assertLess(peak_up, MEM_LIMIT, "VmHWM after TLS upload: %.1f MiB" % (peak_up / MiB))
         self.assertLess(peak, MEM_LIMIT, "VmHWM after TLS download: %.1f MiB" % (peak / MiB))
         srv.assert_alive()
-
 
 if __name__ == "__main__":
     unittest.main()

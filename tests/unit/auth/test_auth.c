@@ -220,6 +220,154 @@ static void test_reregister_after_index_loss(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
 }
 
+static void test_replicate_scope(void **state)
+{
+    struct fx *f = *state;
+    struct scope s;
+    const char *why;
+    assert_int_equal(scope_parse("replicate", &s, &why), 0);
+    assert_string_equal(s.action, "replicate");
+    assert_string_equal(s.repo_glob, "*");
+    assert_int_equal(scope_parse("replicate@libs-*", &s, &why), 0);
+    assert_int_equal(scope_parse("replicat", &s, &why), ARCA_E_INVALID);
+    assert_non_null(strstr(why, "replicate"));
+    /* A peer credential can do nothing but replicate. */
+    struct principal p = {.authenticated = true, .nscopes = 1};
+    assert_int_equal(scope_parse("replicate", &p.scopes[0], &why), 0);
+    assert_true(auth_allows(f->a, &p, "replicate", NULL));
+    assert_true(auth_allows(f->a, &p, "replicate", "libs"));
+    const char *others[] = {"read", "write", "delete", "revoke", "deploy-record", "admin",
+                            "promote:prod"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        if (auth_allows(f->a, &p, others[i], "libs") || auth_allows(f->a, &p, others[i], NULL))
+            fail_msg("replicate grants %s", others[i]);
+    }
+    /* ...except what anyone may read (anonymous_read is "pub-*, docs" here). */
+    assert_true(auth_allows(f->a, &p, "read", "docs"));
+    /* admin implies replicate. */
+    assert_int_equal(scope_parse("admin", &p.scopes[0], &why), 0);
+    assert_true(auth_allows(f->a, &p, "replicate", NULL));
+}
+
+static const char fp_a[] = "sha256/"
+                           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+static void cert_of(struct auth_cert *c, const char *cn, uint8_t first_byte)
+{
+    memset(c, 0, sizeof(*c));
+    c->cn = cn;
+    c->sha256[0] = first_byte;
+}
+
+static void test_certmap(void **state)
+{
+    struct fx *f = *state;
+    struct principal p;
+    struct auth_cert cert;
+    char err[256];
+    /* Nothing mapped yet: every certificate is anonymous. */
+    cert_of(&cert, "ci-runner", 1);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 1);
+    assert_false(p.authenticated);
+    assert_string_equal(p.actor, "anonymous");
+
+    const char *keys[] = {"ci-runner", "replica.dc2", fp_a};
+    const char *scopes[] = {"read@libs-*, write@libs-*", " replicate ,, ", "admin"};
+    assert_int_equal(auth_certmap_set(f->a, 3, keys, scopes, err, sizeof(err)), 0);
+
+    cert_of(&cert, "CI-Runner", 1); /* CN compares without case (X.520 caseIgnoreMatch) */
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 0);
+    assert_true(p.authenticated);
+    assert_string_equal(p.actor, "cert:ci-runner");
+    assert_string_equal(p.token_id, "");
+    assert_int_equal(p.nscopes, 2);
+    assert_true(auth_allows(f->a, &p, "write", "libs-core"));
+    assert_false(auth_allows(f->a, &p, "write", "apps"));
+    assert_false(auth_allows(f->a, &p, "delete", "libs-core"));
+
+    cert_of(&cert, "replica.dc2", 2);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 0);
+    assert_string_equal(p.actor, "cert:replica.dc2");
+    assert_int_equal(p.nscopes, 1);
+    assert_true(auth_allows(f->a, &p, "replicate", NULL));
+    assert_false(auth_allows(f->a, &p, "read", "libs"));
+
+    /* The fingerprint entry wins over the CN entry; the actor is the certificate's CN... */
+    cert_of(&cert, "ci-runner", 0);
+    assert_int_equal(hex_decode(fp_a + 7, 64, cert.sha256, 32), 0);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 0);
+    assert_string_equal(p.actor, "cert:ci-runner");
+    assert_true(auth_allows(f->a, &p, "admin", NULL));
+    /* ...or, without a plain CN, the fingerprint's first 16 hex digits. */
+    cert.cn = NULL;
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 0);
+    assert_string_equal(p.actor, "cert:sha256/0011223344556677");
+    cert.cn = "a b";
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 0);
+    assert_string_equal(p.actor, "cert:sha256/0011223344556677");
+
+    /* Unmapped: a CA-valid certificate gets no rights. */
+    cert_of(&cert, "stranger", 3);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 1);
+    assert_false(p.authenticated);
+    assert_false(auth_allows(f->a, &p, "read", "libs"));
+    cert.cn = NULL;
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 1);
+
+    /* A reload replaces the mapping whole: ci-runner loses its rights on the next request. */
+    const char *keys2[] = {"replica.dc2"};
+    const char *scopes2[] = {"replicate"};
+    assert_int_equal(auth_certmap_set(f->a, 1, keys2, scopes2, err, sizeof(err)), 0);
+    cert_of(&cert, "ci-runner", 1);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 1);
+    /* Checking only (no auth) installs nothing; an empty mapping is allowed. */
+    assert_int_equal(auth_certmap_set(NULL, 3, keys, scopes, err, sizeof(err)), 0);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 1);
+    assert_int_equal(auth_certmap_set(f->a, 0, NULL, NULL, err, sizeof(err)), 0);
+    cert_of(&cert, "replica.dc2", 2);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 1);
+}
+
+static void test_certmap_errors(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        const char *key, *scopes, *needle;
+    } cases[] = {
+        {"ci", "read@libs, fly", "tls.clients.ci: scope 'fly': unknown scope action"},
+        {"ci", "write@../x", "tls.clients.ci: scope 'write@../x'"},
+        {"ci", " , ", "tls.clients.ci: give at least one scope"},
+        {"a b", "read", "tls.clients.a b: not a subject CN"},
+        {"cert:x", "read", "not a subject CN"},
+        {"sha256/00", "read", "a fingerprint is sha256/ and 64 hex"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[256] = "";
+        const char *k = cases[i].key, *sc = cases[i].scopes;
+        assert_int_equal(auth_certmap_set(f->a, 1, &k, &sc, err, sizeof(err)), ARCA_E_CONFIG);
+        if (!strstr(err, cases[i].needle))
+            fail_msg("case %zu: error '%s' does not say '%s'", i, err, cases[i].needle);
+    }
+    /* Too many scopes, a key given twice; a failed set keeps the mapping it had. */
+    char many[40 * 8] = "";
+    for (int i = 0; i < TOKEN_SCOPES_MAX + 1; i++)
+        strcat(many, "read,");
+    char err[256];
+    const char *k = "ci", *sc = many;
+    assert_int_equal(auth_certmap_set(f->a, 1, &k, &sc, err, sizeof(err)), ARCA_E_CONFIG);
+    assert_non_null(strstr(err, "at most"));
+    const char *good_k[] = {"ci"}, *good_s[] = {"read"};
+    assert_int_equal(auth_certmap_set(f->a, 1, good_k, good_s, err, sizeof(err)), 0);
+    const char *dup_k[] = {"ci", "CI"}, *dup_s[] = {"read", "write"};
+    assert_int_equal(auth_certmap_set(f->a, 2, dup_k, dup_s, err, sizeof(err)), ARCA_E_CONFIG);
+    assert_non_null(strstr(err, "given twice"));
+    struct auth_cert cert;
+    struct principal p;
+    cert_of(&cert, "ci", 9);
+    assert_int_equal(auth_authenticate_cert(f->a, &cert, &p), 0);
+    assert_false(auth_allows(f->a, &p, "write", "libs"));
+}
+
 static void test_bad_anonymous_glob(void **state)
 {
     struct fx *f = *state;
@@ -241,6 +389,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_anonymous_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reregister_after_index_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_anonymous_glob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_scope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certmap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certmap_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

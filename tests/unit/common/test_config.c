@@ -140,6 +140,78 @@ static void test_stage_errors_name_the_line(void **state)
                  "first stage");
 }
 
+static const char tls_base[] = "[tls]\nlisten = 127.0.0.1:0\ncert_file = c.pem\nkey_file = k.pem\n";
+
+static void test_tls_clients(void **state)
+{
+    struct arca_config c;
+    char err[256], text[2048];
+    config_init_defaults(&c);
+    assert_string_equal(c.tls_client_auth, "off");
+    assert_string_equal(c.tls_client_ca_file, "");
+    assert_int_equal(c.ntls_clients, 0);
+    snprintf(text, sizeof(text),
+             "%sclient_ca_file = ca.pem\nclient_auth = required\n"
+             "[tls.clients]\n"
+             "replica.dc2 = replicate\n"
+             "ci-runner = read@libs-*, write@libs-*\n"
+             "    read@docs\n"                       /* a continuation line adds scopes */
+             "CI-RUNNER = delete@libs-tmp\n"          /* so does the key again, any case */
+             "sha256/00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff = admin\n",
+             tls_base);
+    char *p = write_conf(text);
+    assert_int_equal(config_load_file(&c, p, err, sizeof(err)), 0);
+    assert_string_equal(c.tls_client_auth, "required");
+    assert_string_equal(c.tls_client_ca_file, "ca.pem");
+    assert_string_equal(c.config_file, p);
+    assert_int_equal(c.ntls_clients, 3);
+    assert_string_equal(c.tls_clients[0].key, "replica.dc2");
+    assert_string_equal(c.tls_clients[0].scopes, "replicate");
+    assert_string_equal(c.tls_clients[1].key, "ci-runner");
+    assert_string_equal(c.tls_clients[1].scopes,
+                        "read@libs-*, write@libs-*, read@docs, delete@libs-tmp");
+    /* Fingerprints are kept lower-case. */
+    assert_string_equal(c.tls_clients[2].key, "sha256/00112233445566778899aabbccddeeff"
+                                              "00112233445566778899aabbccddeeff");
+    unlink(p);
+
+    /* `arcad config` shows the entries. */
+    char *dump = NULL;
+    size_t dlen = 0;
+    FILE *out = open_memstream(&dump, &dlen);
+    config_dump(&c, out);
+    fclose(out);
+    assert_non_null(strstr(dump, "tls.client_auth = required\n"));
+    assert_non_null(strstr(dump, "tls.clients.replica.dc2 = replicate\n"));
+    free(dump);
+}
+
+static void test_tls_client_errors(void **state)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), "%sclient_auth = sometimes\nclient_ca_file = ca.pem\n", tls_base);
+    expect_error(text, "tls.client_auth: expected off, optional or required, got 'sometimes'");
+    snprintf(text, sizeof(text), "%sclient_auth = optional\n", tls_base);
+    expect_error(text, "tls.client_auth = optional needs tls.client_ca_file");
+    expect_error("[tls]\nclient_auth = required\nclient_ca_file = ca.pem\n",
+                 "tls.client_auth = required needs tls.listen");
+    snprintf(text, sizeof(text), "%sclient_ca_file = ca.pem\n", tls_base);
+    expect_error(text, "tls.client_ca_file is set but tls.client_auth is off");
+    snprintf(text, sizeof(text), "%s[tls.clients]\nci = read\n", tls_base);
+    expect_error(text, "[tls.clients] maps client certificates (ci, ...) but tls.client_auth is off");
+    /* Entry syntax errors name the line and the entry. */
+    expect_error("[tls.clients]\nci runner = read\n", ":2: tls.clients.ci runner: a client is");
+    expect_error("[tls.clients]\nsha256:00 = read\n", ":2: tls.clients.sha256: write a fingerprint");
+    expect_error("[tls.clients]\nsha256/0011 = read\n", ":2: tls.clients.sha256/0011: a fingerprint");
+    expect_error("[tls.clients]\nci =\n", ":2: tls.clients.ci: give at least one scope");
+    /* At most CONFIG_TLS_CLIENTS_MAX clients. */
+    char many[8192];
+    size_t n = (size_t)snprintf(many, sizeof(many), "[tls.clients]\n");
+    for (int i = 0; i <= CONFIG_TLS_CLIENTS_MAX; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "c%d = read\n", i);
+    expect_error(many, "at most 64 clients");
+}
+
 static void test_missing_file(void **state)
 {
     struct arca_config c;
@@ -159,6 +231,8 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_stages_default_and_gates),
         cmocka_unit_test(test_stage_errors_name_the_line),
+        cmocka_unit_test(test_tls_clients),
+        cmocka_unit_test(test_tls_client_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
