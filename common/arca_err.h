@@ -21,6 +21,7 @@ enum {
     ARCA_E_EXISTS = -1009,   /* exists (precondition failed) */
     ARCA_E_CONFIG = -1010,   /* configuration error */
     ARCA_E_LIMITED = -1011,  /* refused by a rate limit */
+    ARCA_E_PRECONDITION = -1012, /* a rule's precondition is unmet (quality gates) */
 };
 
 /* A static, human-readable description of code (never NULL). */

@@ -112,6 +112,7 @@ void config_init_defaults(struct arca_config *cfg)
     for (size_t i = 0; i < NSETTINGS; i++)
         if (apply(cfg, &settings[i], settings[i].def, err, sizeof(err)) != 0)
             abort(); /* a bad embedded default is a programming error */
+    stages_init_defaults(&cfg->stages);
 }
 
 int config_set(struct arca_config *cfg, const char *section, const char *key, const char *value,
@@ -136,15 +137,35 @@ int config_set(struct arca_config *cfg, const char *section, const char *key, co
 
 struct load_ctx {
     struct arca_config *cfg;
+    FILE *f;
+    int line;      /* lines read so far: the current line while a handler runs */
     char msg[256];
     int failed;
 };
+
+/* inih's reader, counting lines so that gate rules can remember where they came from. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load_ctx *ctx = stream;
+    char *r = fgets(str, num, ctx->f);
+    if (r)
+        ctx->line++;
+    return r;
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *ctx = user;
     if (ctx->failed)
         return 0;
+    if (stages_section(section)) {
+        if (stages_set(&ctx->cfg->stages, section, name, value, ctx->line, ctx->msg,
+                       sizeof(ctx->msg)) != 0) {
+            ctx->failed = 1;
+            return 0;
+        }
+        return 1;
+    }
     if (config_set(ctx->cfg, section, name, value, ctx->msg, sizeof(ctx->msg)) != 0) {
         ctx->failed = 1;
         return 0; /* ini_parse then returns this line's number */
@@ -154,25 +175,37 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 int config_load_file(struct arca_config *cfg, const char *path, char *err, size_t errlen)
 {
-    struct load_ctx ctx = {.cfg = cfg};
-    struct arca_config work = *cfg; /* parse and validate all before applying */
-    ctx.cfg = &work;
-    int line = ini_parse(path, on_ini, &ctx);
-    if (line == -1) {
+    int rc = ARCA_E_CONFIG;
+    struct load_ctx *ctx = calloc(1, sizeof(*ctx));
+    struct arca_config *work = malloc(sizeof(*work)); /* parse and validate all before applying */
+    if (!ctx || !work) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    *work = *cfg;
+    ctx->cfg = work;
+    if (!(ctx->f = fopen(path, "r"))) {
         snprintf(err, errlen, "%s: cannot open", path);
-        return ARCA_E_CONFIG;
+        goto out;
     }
+    int line = ini_parse_stream(read_line, ctx, on_ini, ctx);
+    fclose(ctx->f);
     if (line != 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, line, ctx.failed ? ctx.msg : "syntax error");
-        return ARCA_E_CONFIG;
+        snprintf(err, errlen, "%s:%d: %s", path, line, ctx->failed ? ctx->msg : "syntax error");
+        goto out;
     }
-    if (config_validate(&work, ctx.msg, sizeof(ctx.msg)) != 0) {
-        snprintf(err, errlen, "%s: %s", path, ctx.msg);
-        return ARCA_E_CONFIG;
+    if (stages_finish(&work->stages, ctx->msg, sizeof(ctx->msg)) != 0 ||
+        config_validate(work, ctx->msg, sizeof(ctx->msg)) != 0) {
+        snprintf(err, errlen, "%s: %s", path, ctx->msg);
+        goto out;
     }
-    snprintf(work.config_file, sizeof(work.config_file), "%s", path);
-    *cfg = work;
-    return 0;
+    snprintf(work->config_file, sizeof(work->config_file), "%s", path);
+    *cfg = *work;
+    rc = 0;
+out:
+    free(work);
+    free(ctx);
+    return rc;
 }
 
 /* ---- client certificates: [tls] client_ca_file / client_auth, [tls.clients] ---- */
@@ -324,8 +357,13 @@ int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static const char *const gate_ops[] = {
+    [GATE_PROPERTY_EQ] = "require_property", [GATE_PROPERTY_MATCH] = "require_property",
+    [GATE_FILE] = "require_file", [GATE_BUILD] = "require_build"};
+
 void config_dump(const struct arca_config *cfg, FILE *out)
 {
+    const struct stage_policy *p = &cfg->stages;
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
         const char *field = (const char *)cfg + s->offset;
@@ -334,6 +372,22 @@ void config_dump(const struct arca_config *cfg, FILE *out)
         case T_STR: fprintf(out, "%s\n", field); break;
         case T_BOOL: fprintf(out, "%s\n", *(const bool *)field ? "true" : "false"); break;
         default: fprintf(out, "%llu\n", (unsigned long long)*(const uint64_t *)field); break;
+        }
+    }
+    fprintf(out, "stages.order = ");
+    for (size_t i = 0; i < p->n; i++)
+        fprintf(out, "%s%s", i ? ", " : "", p->stages[i].name);
+    fprintf(out, "\nstages.allow_skip = %s\n", p->allow_skip ? "true" : "false");
+    for (size_t i = 0; i < p->n; i++) {
+        for (size_t j = 0; j < p->stages[i].nrules; j++) {
+            const struct gate_rule *r = &p->stages[i].rules[j];
+            fprintf(out, "gate.%s.%s = ", p->stages[i].name, gate_ops[r->kind]);
+            switch (r->kind) {
+            case GATE_PROPERTY_EQ: fprintf(out, "%s == %s\n", r->key, r->value); break;
+            case GATE_PROPERTY_MATCH: fprintf(out, "%s ~ %s\n", r->key, r->value); break;
+            case GATE_FILE: fprintf(out, "%s\n", r->key); break;
+            case GATE_BUILD: fprintf(out, "true\n"); break;
+            }
         }
     }
     for (size_t i = 0; i < cfg->ntls_clients; i++)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "stages.h"
 #define CONFIG_TLS_CLIENTS_MAX 64
 #define CONFIG_TLS_CLIENT_KEY_MAX 71      /* "sha256/" + 64 hex digits */
 #define CONFIG_TLS_CLIENT_SCOPES_MAX 1023
@@ -53,6 +54,8 @@ struct arca_config {
     char log_level[16];
     /* [centre] */
     char centre_id[64];
+    /* [stages], [gate.STAGE]: see stages.h */
+    struct stage_policy stages;
     /* [tls] client certificates (mTLS) */
     char tls_client_ca_file[1024]; /* PEM CAs that issue client certificates; "" = none */
     char tls_client_auth[16];      /* off, optional or required */

@@ -17,6 +17,7 @@ const char *arca_strerror(int code)
     case ARCA_E_EXISTS: return "already exists";
     case ARCA_E_CONFIG: return "configuration error";
     case ARCA_E_LIMITED: return "rate limited";
+    case ARCA_E_PRECONDITION: return "precondition unmet";
     default:
         if (code < 0 && code > -4096)
             return strerror(-code);

@@ -89,6 +89,27 @@ int time_parse_http(const char *s, int64_t *secs)
     return 0;
 }
 
+int time_parse_iso(const char *s, int64_t *secs)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end) {
+        if (*end == '.') /* fractional seconds: accepted, ignored */
+            for (end++; *end >= '0' && *end <= '9'; end++)
+                ;
+        if (strcmp(end, "Z") != 0)
+            return ARCA_E_INVALID;
+    } else {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+        if (!end || *end != '\0')
+            return ARCA_E_INVALID;
+    }
+    *secs = (int64_t)timegm(&tm);
+    return 0;
+}
+
 int fs_mkdirs(const char *path, unsigned mode)
 {
     char buf[PATH_MAX];

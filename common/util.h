@@ -20,6 +20,8 @@ void time_format_iso(uint64_t ms, char out[32]);
 void time_format_http(int64_t secs, char out[40]);
 /* Parses an IMF-fixdate; returns 0 and *secs, or ARCA_E_INVALID. */
 int time_parse_http(const char *s, int64_t *secs);
+/* Parses "2026-01-31T12:00:00Z" (fractional seconds allowed) or "2026-01-31" (UTC). */
+int time_parse_iso(const char *s, int64_t *secs);
 
 /* mkdir -p with mode; 0 or -errno. */
 int fs_mkdirs(const char *path, unsigned mode);

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
-read -r -a targets <<<"${FUZZ_TARGETS:-fuzz_httputil fuzz_coord fuzz_http_request}"
+read -r -a targets <<<"${FUZZ_TARGETS:-fuzz_httputil fuzz_coord fuzz_http_request fuzz_audit_checkpoint}"
 build=build-fuzz
 jobs=$(nproc)
 

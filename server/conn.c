@@ -126,6 +126,20 @@ const char *conn_header(const struct conn *c, const char *name)
     return reqparse_header(c->rp, name);
 }
 
+const char *conn_header_nth(const struct conn *c, const char *name, int nth)
+{
+    int n = reqparse_nheaders(c->rp);
+    size_t want = strlen(name);
+    for (int i = 0; i < n; i++) {
+        const char *hn, *hv;
+        size_t hnl, hvl;
+        reqparse_header_at(c->rp, i, &hn, &hnl, &hv, &hvl);
+        if (hnl == want && strncasecmp(hn, name, want) == 0 && nth-- == 0)
+            return hv; /* NUL-terminated in the parser's arena */
+    }
+    return NULL;
+}
+
 int conn_header_count(const struct conn *c, const char *name)
 {
     return reqparse_header_count(c->rp, name);

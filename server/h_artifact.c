@@ -17,6 +17,7 @@
 #include "blob.h"
 #include "httputil.h"
 #include "log.h"
+#include "lifecycle.h"
 #include "repo.h"
 #include "server_int.h"
 #include "util.h"
@@ -118,6 +119,7 @@ enum put_outcome {
     PUT_MISMATCH,     /* 400: a client checksum differs */
     PUT_NOT_FOUND,    /* 404: checksum deploy of unknown content */
     PUT_ERROR,        /* 500/507 */
+    PUT_REFUSED,      /* 409: the version takes no new files (frozen, revoked, deleted) */
 };
 
 struct put {
@@ -146,6 +148,8 @@ struct put {
     struct blob_digests dig;
     struct blob_blocks blocks;
     struct artifact art;
+    json_t *props;              /* X-Arca-Property headers, or NULL */
+    struct op_result res;       /* why a PUT_REFUSED */
 };
 
 static void put_free(struct conn *c)
@@ -157,6 +161,8 @@ static void put_free(struct conn *c)
     blob_blocks_cleanup(&p->blocks);
     for (int i = 0; i < NCHUNKS; i++)
         free(p->buf[i]);
+    json_decref(p->props);
+    op_result_clear(&p->res);
     free(p);
 }
 
@@ -347,9 +353,12 @@ static void record(struct put *p, const struct blob_blocks *blocks)
     struct server *srv = conn_server(p->c);
     struct actor_ctx who = {conn_actor(p->c), conn_peer(p->c), conn_request_id(p->c)};
     int created = 0;
-    int rc = repo_put_artifact(srv->db, &p->coord, &p->dig, blocks, &who, &p->art, &created);
+    int rc = repo_put_artifact_ex(srv->db, &p->coord, &p->dig, blocks, p->props, &who, &p->art,
+                                  &created, &p->res);
     if (rc == 0)
         p->outcome = created ? PUT_STORED : PUT_SAME;
+    else if (rc == ARCA_E_CONFLICT && p->res.code[0])
+        p->outcome = PUT_REFUSED;
     else if (rc == ARCA_E_CONFLICT)
         p->outcome = PUT_CONFLICT;
     else {
@@ -462,6 +471,9 @@ static void job_final_done(struct iojob *job)
                    "immutable",
                    p->coord.repo, p->coord.name, p->coord.version, p->coord.path, stored);
         break;
+    case PUT_REFUSED:
+        resp_error(c, 409, p->res.code, NULL, "%s", p->res.message);
+        break;
     case PUT_MISMATCH:
         resp_error(c, 400, "checksum_mismatch",
                    json_pack("{s:s,s:s,s:s}", "algorithm", p->mismatch_alg, "expected",
@@ -543,6 +555,89 @@ static bool read_content_digest(struct conn *c, struct put *p)
     return true;
 }
 
+/*
+ * Properties set with an upload: "X-Arca-Property: key=value", repeatable.
+ * The value is everything after the first '=', taken as is (trimmed).
+ */
+static bool read_properties(struct conn *c, struct put *p)
+{
+    int n = conn_header_count(c, "X-Arca-Property");
+    const char *why;
+    if (n == 0)
+        return true;
+    if (n > PROPS_PER_REQUEST) {
+        resp_error(c, 400, "bad_property", NULL, "at most %d X-Arca-Property headers",
+                   PROPS_PER_REQUEST);
+        return false;
+    }
+    p->props = json_object();
+    for (int i = 0; i < n; i++) {
+        const char *h = conn_header_nth(c, "X-Arca-Property", i);
+        const char *eq = strchr(h, '=');
+        char key[PROP_KEY_MAX + 2];
+        size_t kl = eq ? (size_t)(eq - h) : 0;
+        while (kl > 0 && (h[kl - 1] == ' ' || h[kl - 1] == '\t'))
+            kl--;
+        if (!eq || kl == 0 || kl > PROP_KEY_MAX) {
+            resp_error(c, 400, "bad_property", NULL,
+                       "X-Arca-Property must be KEY=VALUE with a key of 1-%d characters",
+                       PROP_KEY_MAX);
+            return false;
+        }
+        memcpy(key, h, kl);
+        key[kl] = '\0';
+        const char *v = eq + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (prop_key_check(key, &why) != 0 || prop_value_check(v, strlen(v), &why) != 0) {
+            resp_error(c, 400, "bad_property", NULL, "X-Arca-Property '%.64s': %s", key, why);
+            return false;
+        }
+        if (json_object_get(p->props, key)) {
+            resp_error(c, 400, "bad_property", NULL, "X-Arca-Property '%s' is given twice", key);
+            return false;
+        }
+        json_object_set_new(p->props, key, json_string(v));
+    }
+    return true;
+}
+
+/*
+ * Refuses, before any body byte is read, a new file for a version that takes
+ * none (frozen past the first stage, revoked, deleted).  A retry of a file
+ * the version already holds goes on: it is answered 200 as before.  apply
+ * checks again under its lock, so this only saves the client the upload.
+ */
+static bool version_takes_files(struct conn *c, struct put *p)
+{
+    repo_db *db = conn_server(c)->db;
+    struct version_state vs;
+    struct artifact a;
+    if (repo_get_version(db, p->coord.repo, p->coord.name, p->coord.version, &vs) != 0)
+        return true;
+    const char *first = repo_policy(db)->stages[0].name;
+    bool frozen = vs.stage[0] && strcmp(vs.stage, first) != 0;
+    if (!vs.deleted_ms && !vs.revoked_ms && !frozen)
+        return true;
+    if (repo_get_artifact(db, &p->coord, &a) == 0)
+        return true;
+    if (conn_has_body(c))
+        resp_close_after(c); /* the body is not read */
+    if (vs.deleted_ms)
+        resp_error(c, 409, "version_deleted", NULL,
+                   "version %s was deleted; a deleted version's coordinates are not reused",
+                   p->coord.version);
+    else if (vs.revoked_ms)
+        resp_error(c, 409, "version_revoked", NULL,
+                   "version %s was revoked (%s); it takes no new files", p->coord.version,
+                   vs.revoke_reason);
+    else
+        resp_error(c, 409, "version_frozen", NULL,
+                   "version %s is in stage '%s': its files are frozen once it leaves '%s'",
+                   p->coord.version, vs.stage, first);
+    return false;
+}
+
 static void put_headers(struct conn *c)
 {
     struct server *srv = conn_server(c);
@@ -560,6 +655,8 @@ static void put_headers(struct conn *c)
         !read_checksum(c, "X-Checksum-Sha1", &p->want_sha1, p->exp_sha1, 20) ||
         !read_checksum(c, "X-Checksum-Md5", &p->want_md5, p->exp_md5, 16) ||
         !read_content_digest(c, p))
+        return;
+    if (!read_properties(c, p) || !version_takes_files(c, p))
         return;
     const char *inm = conn_header(c, "If-None-Match");
     if (inm && strcmp(inm, "*") == 0) {
@@ -610,13 +707,103 @@ static void put_headers(struct conn *c)
 
 /* ---- download ---- */
 
+/* 410 for a revoked or deleted version; true when it may be served. */
+static bool version_servable(struct conn *c, const struct coord *coord,
+                             struct version_state *vs)
+{
+    int rc = repo_get_version(conn_server(c)->db, coord->repo, coord->name, coord->version, vs);
+    if (rc == ARCA_E_NOTFOUND) {
+        memset(vs, 0, sizeof(*vs));
+        return true; /* the artifact lookup answers 404 */
+    }
+    if (rc != 0) {
+        resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
+        return false;
+    }
+    if (vs->revoked_ms) {
+        char at[32];
+        time_format_iso(vs->revoked_ms, at);
+        resp_error(c, 410, "version_revoked",
+                   json_pack("{s:s,s:s,s:s}", "reason", vs->revoke_reason, "revoked_by",
+                             vs->revoked_by, "revoked_at", at),
+                   "version %s was revoked: %s", coord->version, vs->revoke_reason);
+        return false;
+    }
+    return true;
+}
+
+static void serve(struct conn *c, const struct coord *coord, const char *resolved);
+
 static void get_headers(struct conn *c)
 {
-    struct server *srv = conn_server(c);
     struct coord coord;
-    struct artifact a;
-    if (parse_coord(c, strlen("/repos/"), &coord) != 0 || !conn_authorize(c, "read", coord.repo))
+    struct version_state vs;
+    if (parse_coord(c, strlen("/repos/"), &coord) != 0 || !conn_authorize(c, "read", coord.repo) ||
+        !version_servable(c, &coord, &vs))
         return;
+    serve(c, &coord, NULL);
+}
+
+/*
+ * /stages/{stage}/{repo}/{name}/{version|latest}/{path}: the file only when
+ * its version has reached at least that stage and is not revoked (404 never
+ * reached, 410 revoked).  "latest" resolves to the newest such version, named
+ * in X-Arca-Resolved-Version.
+ */
+static void stage_headers(struct conn *c)
+{
+    repo_db *db = conn_server(c)->db;
+    const char *path = conn_path(c) + strlen("/stages/");
+    const char *slash = memchr(path, '/', conn_path_len(c) - strlen("/stages/"));
+    char stage[STAGE_NAME_MAX];
+    size_t sl = slash ? (size_t)(slash - path) : 0;
+    struct coord coord;
+    struct version_state vs;
+    if (sl == 0 || sl >= sizeof(stage)) {
+        resp_error(c, 400, "invalid_path", NULL,
+                   "expected /stages/{stage}/{repo}/{name}/{version|latest}/{path}");
+        return;
+    }
+    memcpy(stage, path, sl);
+    stage[sl] = '\0';
+    int want = stages_rank(repo_policy(db), stage);
+    if (parse_coord(c, strlen("/stages/") + sl + 1, &coord) != 0 ||
+        !conn_authorize(c, "read", coord.repo))
+        return;
+    if (want < 0) {
+        resp_error(c, 404, "not_found", NULL, "no stage '%s'", stage);
+        return;
+    }
+    bool latest = strcmp(coord.version, "latest") == 0;
+    if (latest) {
+        int rc = repo_latest_in_stage(db, coord.repo, coord.name, stage, coord.version);
+        if (rc == ARCA_E_NOTFOUND) {
+            resp_error(c, 404, "not_found", NULL, "no version of %s/%s has reached '%s'",
+                       coord.repo, coord.name, stage);
+            return;
+        }
+        if (rc != 0) {
+            resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
+            return;
+        }
+    }
+    if (!version_servable(c, &coord, &vs))
+        return;
+    int have = vs.stage[0] ? stages_rank(repo_policy(db), vs.stage) : 0;
+    if (vs.created_ms == 0 || vs.deleted_ms || have < want) {
+        resp_error(c, 404, "not_found", NULL, "version %s of %s/%s has not reached '%s'%s%s",
+                   coord.version, coord.repo, coord.name, stage, vs.created_ms ? "; it is in " : "",
+                   vs.created_ms ? (vs.stage[0] ? vs.stage : repo_policy(db)->stages[0].name) : "");
+        return;
+    }
+    serve(c, &coord, latest ? coord.version : NULL);
+}
+
+static void serve(struct conn *c, const struct coord *cp, const char *resolved)
+{
+    struct server *srv = conn_server(c);
+    struct coord coord = *cp;
+    struct artifact a;
     int rc = repo_get_artifact(srv->db, &coord, &a);
     if (rc == ARCA_E_NOTFOUND) {
         resp_error(c, 404, "not_found", NULL, "no artifact at %s/%s/%s/%s", coord.repo,
@@ -718,6 +905,8 @@ static void get_headers(struct conn *c)
     resp_header(c, "X-Checksum-Sha256", "%s", sha256);
     resp_header(c, "X-Checksum-Sha1", "%s", sha1);
     resp_header(c, "X-Checksum-Md5", "%s", md5);
+    if (resolved)
+        resp_header(c, "X-Arca-Resolved-Version", "%s", resolved);
     if (status == 304) {
         resp_finish_mem(c, NULL, NULL, 0);
         return;
@@ -728,6 +917,21 @@ static void get_headers(struct conn *c)
                     (unsigned long long)(start + len - 1), (unsigned long long)size);
     resp_file_send(c);
 }
+
+static void stages_headers(struct conn *c)
+{
+    const char *m = conn_method(c);
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+        stage_headers(c);
+        return;
+    }
+    resp_start(c, 405);
+    resp_header(c, "Allow", "GET, HEAD");
+    resp_finish_json(c, error_json("method_not_allowed", NULL,
+                                   "%s is not allowed on stage views; use GET or HEAD", m));
+}
+
+const struct handler stage_handler = {.route = "stage", .on_headers = stages_headers};
 
 static void artifact_headers(struct conn *c)
 {

@@ -6,6 +6,7 @@
 #include "auth.h"
 #include "coord.h"
 #include "httputil.h"
+#include "lifecycle.h"
 #include "repo.h"
 #include "server_int.h"
 #include "util.h"
@@ -91,11 +92,15 @@ static int add_version(void *arg, const struct version_entry *e)
 {
     struct page *pg = arg;
     char created[32];
-    time_format_iso(e->created_ms, created);
+    const struct version_state *st = e->st;
+    time_format_iso(st->created_ms, created);
+    const struct stage_policy *p = repo_policy(conn_server(pg->c)->db);
     json_array_append_new(pg->items,
-                          json_pack("{s:s,s:s,s:I,s:I}", "version", e->version, "created", created,
-                                    "files", (json_int_t)e->file_count, "bytes",
-                                    (json_int_t)e->total_bytes));
+                          json_pack("{s:s,s:s,s:I,s:I,s:s,s:b}", "version", e->version, "created",
+                                    created, "files", (json_int_t)st->file_count, "bytes",
+                                    (json_int_t)st->total_bytes, "stage",
+                                    st->stage[0] ? st->stage : p->stages[0].name, "revoked",
+                                    st->revoked_ms != 0));
     return 0;
 }
 
@@ -179,9 +184,18 @@ static void meta_headers(struct conn *c)
         if (rc == 0)
             rc = repo_list_files(db, segs[0], segs[1], segs[2], pg.cursor, pg.limit, add_file, &pg,
                                  next);
-        if (rc == 0)
-            body = json_pack("{s:s,s:s,s:s,s:O}", "repo", segs[0], "name", segs[1], "version",
-                             segs[2], "items", pg.items);
+        if (rc == 0) {
+            struct version_state vs;
+            json_t *props = NULL;
+            rc = repo_get_version(db, segs[0], segs[1], segs[2], &vs);
+            if (rc == 0)
+                rc = repo_get_properties(db, segs[0], segs[1], segs[2], &props);
+            if (rc == 0) {
+                body = version_state_json(db, segs[0], segs[1], segs[2], &vs);
+                json_object_set_new(body, "properties", props);
+                json_object_set(body, "items", pg.items);
+            }
+        }
         break;
     }
     if (rc == ARCA_E_NOTFOUND) {

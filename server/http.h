@@ -50,6 +50,8 @@ size_t conn_path_len(const struct conn *c);
 const char *conn_query(const struct conn *c);           /* raw query without '?', or "" */
 /* The first value of a header (case-insensitive name), or NULL. */
 const char *conn_header(const struct conn *c, const char *name);
+/* The nth (0-based) value of a repeated header, or NULL. */
+const char *conn_header_nth(const struct conn *c, const char *name, int nth);
 /* How many times a header appears. */
 int conn_header_count(const struct conn *c, const char *name);
 /* The declared Content-Length, or -1 when none. */

@@ -3,6 +3,7 @@
  *
  *   arcad [serve] [--listen HOST:PORT] [--data DIR] [--config FILE] [--log-level L]
  *   arcad verify  [--data DIR] [--config FILE]
+ *   arcad audit verify [--checkpoint FILE] [--data DIR] [--config FILE]
  *   arcad config  [--config FILE] [...]
  *
  * Settings come from the embedded defaults, then the config file, then flags.
@@ -30,6 +31,10 @@ static void usage(FILE *out)
             "usage: arcad [serve] [options]      run the server\n"
             "       arcad verify [options]       re-check every stored blob against its checksums\n"
             "       arcad config [options]       print the effective settings\n"
+            "       arcad audit verify [--checkpoint FILE] [options]\n"
+            "                                    re-derive the audit log from the stored events;\n"
+            "                                    exit 1 naming the first altered, removed or\n"
+            "                                    reordered event (works beside a running server)\n"
             "       arcad token create --name NAME [--owner OWNER] [--scope SCOPE]...\n"
             "                          [--expires-in SECONDS] [options]\n"
             "       arcad token list [options]\n"
@@ -228,6 +233,7 @@ int main(int argc, char **argv)
     char err[512];
     const char *cmd = "serve";
     const char *config_file = NULL, *listen = NULL, *data = NULL, *level = NULL;
+    const char *audit_sub = NULL, *checkpoint = NULL;
     int i = 1;
     config_init_defaults(&cfg);
     if (i < argc && argv[i][0] != '-')
@@ -240,6 +246,13 @@ int main(int argc, char **argv)
         ta.sub = argv[i++];
         if (!strcmp(ta.sub, "revoke") && i < argc && argv[i][0] != '-')
             ta.id = argv[i++];
+    }
+    if (!strcmp(cmd, "audit")) {
+        if (i >= argc || argv[i][0] == '-') {
+            fprintf(stderr, "arcad audit: give a subcommand: verify\n");
+            return 2;
+        }
+        audit_sub = argv[i++];
     }
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -263,6 +276,10 @@ int main(int argc, char **argv)
                 *target = argv[++i];
                 continue;
             }
+        }
+        if (!strcmp(cmd, "audit") && !strcmp(a, "--checkpoint") && i + 1 < argc) {
+            checkpoint = argv[++i];
+            continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -308,6 +325,8 @@ int main(int argc, char **argv)
         return cmd_verify(&cfg);
     if (!strcmp(cmd, "token"))
         return cmd_token(&cfg, &ta);
+    if (!strcmp(cmd, "audit"))
+        return cli_audit(&cfg, audit_sub, checkpoint);
     if (strcmp(cmd, "serve") != 0) {
         fprintf(stderr, "arcad: unknown command '%s'\n", cmd);
         usage(stderr);

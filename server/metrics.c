@@ -3,8 +3,15 @@
 
 const double metrics_bucket_bounds[METRICS_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                        0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
-const char *const route_names[ROUTE_COUNT] = {"artifact_put", "artifact_get", "metadata", "storage",
-                                              "tokens",       "health",       "metrics", "other"};
+/* In enum route order (server_int.h). */
+const char *const route_names[ROUTE_COUNT] = {
+    [ROUTE_ARTIFACT_PUT] = "artifact_put", [ROUTE_ARTIFACT_GET] = "artifact_get",
+    [ROUTE_META] = "metadata",             [ROUTE_STORAGE] = "storage",
+    [ROUTE_TOKENS] = "tokens",             [ROUTE_AUDIT] = "audit",
+    [ROUTE_HEALTH] = "health",             [ROUTE_METRICS] = "metrics",
+    [ROUTE_VERSION] = "version",           [ROUTE_STAGE] = "stage",
+    [ROUTE_DEPLOY] = "deployments",        [ROUTE_SEARCH] = "search",
+    [ROUTE_TRACE] = "trace",               [ROUTE_OTHER] = "other"};
 
 void metrics_observe(struct metrics *m, int route, int status, uint64_t dur_ns)
 {

@@ -5,9 +5,11 @@
  * only waits for SIGTERM/SIGINT and then drains the workers.
  */
 #include "arca_err.h"
+#include "audit.h"
 #include "auth.h"
 #include "blob.h"
 #include "log.h"
+#include "lifecycle.h"
 #include "repo.h"
 #include "server_int.h"
 #include "tls.h"
@@ -360,6 +362,10 @@ int server_run(const struct arca_config *cfg)
         LOG_E("cannot open index %s: %s", path, arca_strerror(rc));
         goto out;
     }
+    if ((rc = repo_set_policy(srv->db, &cfg->stages)) != 0) {
+        LOG_E("the stage and gate configuration is invalid");
+        goto out;
+    }
     int created = 0;
     if ((rc = auth_open(cfg->data_dir, srv->db, cfg->anonymous_read, &srv->auth, &created)) != 0) {
         LOG_E("cannot set up the admin token in %s: %s", cfg->data_dir, arca_strerror(rc));
@@ -367,6 +373,13 @@ int server_run(const struct arca_config *cfg)
     }
     if (created)
         LOG_I("created an admin token in %s/admin.token (mode 0600)", cfg->data_dir);
+    if ((rc = audit_signer_open(cfg->data_dir, true, &srv->signer, &created)) != 0) {
+        LOG_E("cannot load the audit signing key %s/%s: %s", cfg->data_dir, AUDIT_KEY_FILE,
+              arca_strerror(rc));
+        goto out;
+    }
+    if (created)
+        LOG_I("created the audit signing key %s/%s (mode 0600)", cfg->data_dir, AUDIT_KEY_FILE);
     {
         char err[512];
         if ((rc = certmap_from_config(srv->auth, cfg, err, sizeof(err))) != 0) {
@@ -458,6 +471,7 @@ out:
     repo_db_free(srv->db);
     blob_store_free(srv->blobs);
     auth_free(srv->auth);
+    audit_signer_free(srv->signer);
     tls_ctx_free(srv->tls);
     free(srv);
     libevent_global_shutdown();

@@ -19,6 +19,7 @@ struct ssl_st;
 typedef struct repo_db repo_db;
 typedef struct blob_store blob_store;
 typedef struct auth auth;
+typedef struct audit_signer audit_signer;
 
 /* Metrics: a fixed set of routes, counted with relaxed atomics. */
 enum route_id {
@@ -27,8 +28,14 @@ enum route_id {
     ROUTE_META,
     ROUTE_STORAGE,
     ROUTE_TOKENS,
+    ROUTE_AUDIT,
     ROUTE_HEALTH,
     ROUTE_METRICS,
+    ROUTE_VERSION,
+    ROUTE_STAGE,
+    ROUTE_DEPLOY,
+    ROUTE_SEARCH,
+    ROUTE_TRACE,
     ROUTE_OTHER,
     ROUTE_COUNT
 };
@@ -71,6 +78,7 @@ struct server {
     repo_db *db;
     blob_store *blobs;
     auth *auth;
+    audit_signer *signer;       /* DATA/audit.key: signs audit checkpoints */
     struct tls_ctx *tls;        /* NULL without tls.listen */
     iopool *pool;
     struct metrics metrics;
@@ -87,11 +95,21 @@ const struct handler *router_match(struct conn *c, int *route_id);
 /* Handlers, by area. */
 extern const struct handler artifact_handler;
 extern const struct handler meta_handler;
+extern const struct handler version_handler;
+extern const struct handler stage_handler;
+extern const struct handler deploy_handler;
+extern const struct handler search_handler;
+extern const struct handler trace_handler;
+/* A version's state as the API shows it (h_version.c). */
+struct version_state;
+json_t *version_state_json(repo_db *db, const char *repo, const char *name, const char *version,
+                           const struct version_state *vs);
 extern const struct handler storage_handler;
 extern const struct handler health_handler;
 extern const struct handler ready_handler;
 extern const struct handler metrics_handler;
 extern const struct handler tokens_handler;
+extern const struct handler audit_handler;
 extern const struct handler notfound_handler;
 
 /*
@@ -113,5 +131,11 @@ void conn_free_all(struct worker *w);
 
 /* server.c */
 int server_run(const struct arca_config *cfg);
+
+/*
+ * cli_audit.c: `arcad audit SUB` (verify, with an optional saved checkpoint
+ * file); returns the process exit status (0 OK, 1 problems found, 2 error).
+ */
+int cli_audit(const struct arca_config *cfg, const char *sub, const char *checkpoint_file);
 
 #endif

@@ -23,6 +23,16 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_TOKENS] = "tokens",
     [CF_TOKEN_HASH] = "token_hash",
     [CF_TOKEN_USED] = "token_used",
+    [CF_VEVENTS] = "vevents",
+    [CF_PROPS] = "props",
+    [CF_PROPIDX] = "propidx",
+    [CF_BLOBREFS] = "blobrefs",
+    [CF_STAGEIDX] = "stageidx",
+    [CF_BUILDS] = "builds",
+    [CF_DEPLOYS] = "deploys",
+    [CF_MERKLE] = "merkle",
+    [CF_ORIGINS] = "origins",
+    [CF_CONFLICTS] = "conflicts",
 };
 
 #define BLOCK_CACHE_BYTES (64u << 20)
@@ -160,6 +170,9 @@ static json_t *hexstr(const uint8_t *b, size_t len)
     return json_string(hex);
 }
 
+static uint64_t opt_u64(json_t *o, const char *key);
+static void str_field(char *dst, size_t cap, json_t *o, const char *key);
+
 char *rec_artifact_encode(const struct artifact *a, size_t *len)
 {
     json_t *o = json_object();
@@ -172,6 +185,8 @@ char *rec_artifact_encode(const struct artifact *a, size_t *len)
     json_object_set_new(o, "created_ms", json_integer((json_int_t)a->created_ms));
     json_object_set_new(o, "created_by", json_string(a->created_by));
     json_object_set_new(o, "event_seq", json_integer((json_int_t)a->event_seq));
+    json_object_set_new(o, "hlc", json_integer((json_int_t)a->hlc));
+    json_object_set_new(o, "origin", json_string(a->origin));
     return dump(o, len);
 }
 
@@ -188,6 +203,8 @@ int rec_artifact_decode(const char *v, size_t len, struct artifact *a)
         goto out;
     by = json_string_value(json_object_get(o, "created_by"));
     snprintf(a->created_by, sizeof(a->created_by), "%s", by ? by : "");
+    a->hlc = opt_u64(o, "hlc");
+    str_field(a->origin, sizeof(a->origin), o, "origin");
     rc = 0;
 out:
     if (rc != 0)
@@ -209,22 +226,88 @@ int rec_created_decode(const char *v, size_t len, uint64_t *created_ms)
     return rc;
 }
 
-char *rec_version_encode(uint64_t created_ms, uint64_t file_count, uint64_t total_bytes,
-                         size_t *len)
+static void str_field(char *dst, size_t cap, json_t *o, const char *key)
 {
-    return dump(json_pack("{sIsIsI}", "created_ms", (json_int_t)created_ms, "file_count",
-                          (json_int_t)file_count, "total_bytes", (json_int_t)total_bytes),
-                len);
+    const char *v = json_string_value(json_object_get(o, key));
+    snprintf(dst, cap, "%s", v ? v : "");
 }
 
-int rec_version_decode(const char *v, size_t len, uint64_t *created_ms, uint64_t *file_count,
-                       uint64_t *total_bytes)
+/* Optional fields are written only when set, so an unpromoted version stays small. */
+char *rec_vstate_encode(const struct version_state *st, size_t *len)
+{
+    json_t *o = json_pack("{sIsIsI}", "created_ms", (json_int_t)st->created_ms, "file_count",
+                          (json_int_t)st->file_count, "total_bytes", (json_int_t)st->total_bytes);
+    if (!o)
+        return NULL;
+    if (st->stage[0]) {
+        json_object_set_new(o, "stage", json_string(st->stage));
+        json_object_set_new(o, "stage_ms", json_integer((json_int_t)st->stage_ms));
+        json_object_set_new(o, "stage_seq", json_integer((json_int_t)st->stage_seq));
+        json_object_set_new(o, "stage_hlc", json_integer((json_int_t)st->stage_hlc));
+        json_object_set_new(o, "stage_origin", json_string(st->stage_origin));
+    }
+    if (st->revoked_ms) {
+        json_object_set_new(o, "revoked_ms", json_integer((json_int_t)st->revoked_ms));
+        json_object_set_new(o, "revoked_by", json_string(st->revoked_by));
+        json_object_set_new(o, "revoke_reason", json_string(st->revoke_reason));
+        json_object_set_new(o, "revoke_seq", json_integer((json_int_t)st->revoke_seq));
+        json_object_set_new(o, "revoke_hlc", json_integer((json_int_t)st->revoke_hlc));
+        json_object_set_new(o, "revoke_origin", json_string(st->revoke_origin));
+    }
+    if (st->deleted_ms) {
+        json_object_set_new(o, "deleted_ms", json_integer((json_int_t)st->deleted_ms));
+        json_object_set_new(o, "deleted_by", json_string(st->deleted_by));
+        json_object_set_new(o, "delete_seq", json_integer((json_int_t)st->delete_seq));
+        json_object_set_new(o, "delete_hlc", json_integer((json_int_t)st->delete_hlc));
+        json_object_set_new(o, "delete_origin", json_string(st->delete_origin));
+    }
+    if (st->has_build) {
+        json_object_set_new(o, "has_build", json_true());
+        json_object_set_new(o, "build_hlc", json_integer((json_int_t)st->build_hlc));
+        json_object_set_new(o, "build_origin", json_string(st->build_origin));
+    }
+    return dump(o, len);
+}
+
+static uint64_t opt_u64(json_t *o, const char *key)
+{
+    uint64_t v = 0;
+    if (json_object_get(o, key) && get_u64(o, key, &v) != 0)
+        v = 0;
+    return v;
+}
+
+int rec_vstate_decode(const char *v, size_t len, struct version_state *st)
 {
     int rc = ARCA_E_DB;
     json_t *o = load(v, len);
-    if (o && get_u64(o, "created_ms", created_ms) == 0 &&
-        get_u64(o, "file_count", file_count) == 0 && get_u64(o, "total_bytes", total_bytes) == 0)
+    memset(st, 0, sizeof(*st));
+    if (o && get_u64(o, "created_ms", &st->created_ms) == 0 &&
+        get_u64(o, "file_count", &st->file_count) == 0 &&
+        get_u64(o, "total_bytes", &st->total_bytes) == 0) {
+        str_field(st->stage, sizeof(st->stage), o, "stage");
+        st->stage_ms = opt_u64(o, "stage_ms");
+        st->stage_seq = opt_u64(o, "stage_seq");
+        st->revoked_ms = opt_u64(o, "revoked_ms");
+        str_field(st->revoked_by, sizeof(st->revoked_by), o, "revoked_by");
+        str_field(st->revoke_reason, sizeof(st->revoke_reason), o, "revoke_reason");
+        st->revoke_seq = opt_u64(o, "revoke_seq");
+        st->deleted_ms = opt_u64(o, "deleted_ms");
+        str_field(st->deleted_by, sizeof(st->deleted_by), o, "deleted_by");
+        st->delete_seq = opt_u64(o, "delete_seq");
+        st->has_build = json_is_true(json_object_get(o, "has_build"));
+        st->stage_hlc = opt_u64(o, "stage_hlc");
+        str_field(st->stage_origin, sizeof(st->stage_origin), o, "stage_origin");
+        st->revoke_hlc = opt_u64(o, "revoke_hlc");
+        str_field(st->revoke_origin, sizeof(st->revoke_origin), o, "revoke_origin");
+        st->delete_hlc = opt_u64(o, "delete_hlc");
+        str_field(st->delete_origin, sizeof(st->delete_origin), o, "delete_origin");
+        st->build_hlc = opt_u64(o, "build_hlc");
+        str_field(st->build_origin, sizeof(st->build_origin), o, "build_origin");
         rc = 0;
+    }
+    if (rc != 0)
+        LOG_E("index: malformed version record");
     json_decref(o);
     return rc;
 }
@@ -429,6 +512,23 @@ static int load_state(repo_db *db, const char *centre_id)
     } else if (rc == ARCA_E_NOTFOUND) {
         rc = 0;
     }
+    /*
+     * An index from before per-origin numbering has only its own events, each
+     * with origin_seq = seq: its own counter continues from there.
+     */
+    if (rc == 0 && !db->readonly && db->centre[0] && db->ctr.next_seq > 1) {
+        rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[CF_ORIGINS]);
+        rocksdb_iter_seek_to_first(it);
+        bool empty = !rocksdb_iter_valid(it);
+        rocksdb_iter_destroy(it);
+        if (empty) {
+            uint8_t be[8];
+            put_be64(be, db->ctr.next_seq - 1);
+            rocksdb_put_cf(db->db, db->wopts, db->cf[CF_ORIGINS], db->centre, strlen(db->centre),
+                           (const char *)be, 8, &err);
+            rc = err ? db_error("put origin", err) : 0;
+        }
+    }
 out:
     rocksdb_free(v);
     return rc;
@@ -442,6 +542,7 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     if (!db)
         return -ENOMEM;
     pthread_mutex_init(&db->apply_mu, NULL);
+    stages_init_defaults(&db->policy);
     db->readonly = readonly;
     if (!readonly && (!centre_id || centre_id[0] == '\0' || strlen(centre_id) > CENTRE_MAX)) {
         LOG_E("index: centre id must be 1..%d bytes", CENTRE_MAX);
@@ -472,6 +573,8 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     if ((rc = open_db(db, dir)) != 0)
         goto out;
     if ((rc = load_state(db, centre_id)) != 0)
+        goto out;
+    if (!readonly && (rc = merkle_catch_up(db)) != 0)
         goto out;
     *out = db;
     db = NULL;
@@ -508,6 +611,10 @@ void repo_db_free(repo_db *db)
     if (db->cache)
         rocksdb_cache_destroy(db->cache);
     pthread_mutex_destroy(&db->apply_mu);
+    for (size_t i = 0; i < STAGES_MAX; i++)
+        for (size_t j = 0; j < GATE_RULES_MAX; j++)
+            if (db->gate_re_set[i][j])
+                regfree(&db->gate_re[i][j]);
     free(db);
 }
 
@@ -670,7 +777,7 @@ static int list_walk(repo_db *db, enum repo_cf cf, const char *prefix, size_t pl
     memcpy(seek, prefix, plen);
     if (after && after[0]) {
         size_t slen;
-        if (KEY_MAX - plen < REPO_CURSOR_MAX / 2 ||
+        if (strlen(after) / 2 > KEY_MAX - plen ||
             (rc = cursor_decode(tag, after, seek + plen, &slen)) != 0) {
             rc = ARCA_E_INVALID;
             goto out;
@@ -789,9 +896,10 @@ static int emit_version(void *vctx, const char *s, size_t slen, const char *v, s
 {
     struct versions_ctx *ctx = vctx;
     char version[COORD_SEGMENT_MAX + 1];
-    struct version_entry e = {.version = version};
+    struct version_state st;
+    struct version_entry e = {.version = version, .st = &st};
     if (slen <= 8 || !suffix_str(version, sizeof(version), s + 8, slen - 8) ||
-        rec_version_decode(v, vlen, &e.created_ms, &e.file_count, &e.total_bytes))
+        rec_vstate_decode(v, vlen, &st))
         return ARCA_E_DB;
     return ctx->cb(ctx->arg, &e);
 }

@@ -21,6 +21,7 @@
 
 #include "blob.h"
 #include "coord.h"
+#include "stages.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,6 +42,8 @@ struct artifact {
     uint64_t created_ms;      /* wall-clock ms of the upload */
     char created_by[128];
     uint64_t event_seq;       /* the local event that created it */
+    uint64_t hlc;             /* its event's hybrid-logical-clock time (0 in old records) */
+    char origin[65];          /* the centre that wrote it ("" in old records) */
 };
 
 struct repo_stats {
@@ -97,7 +100,7 @@ int repo_find_sha1(repo_db *db, const uint8_t sha1[20], uint8_t sha256_out[32]);
  * that value is returned.  They read through RocksDB iterators, never a whole
  * repository into memory.  0, ARCA_E_INVALID (bad cursor), ARCA_E_DB.
  */
-#define REPO_CURSOR_MAX 2200
+#define REPO_CURSOR_MAX 4400
 
 struct repo_entry {
     const char *repo;
@@ -107,11 +110,35 @@ struct name_entry {
     const char *name;
     uint64_t created_ms;
 };
-struct version_entry {
-    const char *version;
+/* A version's record (cf versions; the same bytes under its vtime key). */
+struct version_state {
     uint64_t created_ms;      /* its first file */
     uint64_t file_count;
     uint64_t total_bytes;
+    char stage[STAGE_NAME_MAX]; /* current stage; "" in records older than stages: the first */
+    uint64_t stage_ms;        /* when it entered that stage (0: at creation) */
+    uint64_t stage_seq;       /* the event that moved it there (0: none) */
+    uint64_t stage_hlc;       /* that event's HLC and origin: of several promotions to the */
+    char stage_origin[65];    /* same stage, the earliest is kept everywhere */
+    uint64_t revoked_ms;      /* 0: not revoked */
+    char revoked_by[128];
+    char revoke_reason[1025];
+    uint64_t revoke_seq;
+    uint64_t revoke_hlc;      /* the winning revocation (earliest by HLC, then origin) */
+    char revoke_origin[65];
+    uint64_t deleted_ms;      /* 0: not deleted; otherwise a tombstone */
+    char deleted_by[128];
+    uint64_t delete_seq;
+    uint64_t delete_hlc;
+    char delete_origin[65];
+    bool has_build;
+    uint64_t build_hlc;       /* the build record's writer (last writer wins) */
+    char build_origin[65];
+};
+
+struct version_entry {
+    const char *version;
+    const struct version_state *st;
 };
 
 int repo_list_repos(repo_db *db, const char *after, size_t limit,

@@ -18,9 +18,21 @@
  *   blobs      sha256 (32 bytes)                        binary, see blob record below
  *   sha1       sha1 (20 bytes)                          sha256 (32 bytes)
  *   events     BE64(local seq)                          JSON event with prev and hash
+ *   versions   (the record is struct version_state as JSON: counts, stage, revocation,
+ *               tombstone; see lifecycle.h)
+ *   vevents    version key \0 BE64(seq)                 action name: the events about a version
+ *   props      version key \0 property key              JSON {v (null: removed), hlc, origin, seq}
+ *   propidx    key \0 value \0 repo \0 name \0 version    "" (current values only)
+ *   blobrefs   sha256 (32 bytes) repo \0 name \0 version \0 path   BE64(seq of the put); kept
+ *               when the version is deleted, so trace still finds the coordinate
+ *   stageidx   stage \0 repo \0 name \0 version          "" (current stage of live versions)
+ *   builds     repo \0 name \0 version                  the normalized build record JSON
+ *   deploys    environment \0 BE64(~seq)                JSON deployment record
  *   tokens     id (32 hex)                              JSON token (see token.h), no secret
  *   token_hash SHA-256(secret) (32 bytes)               id
  *   token_used id                                       BE64 last-used ms (not an event)
+ *   merkle     level (1 byte) BE64(index)              32-byte RFC 6962 node hash (audit.c)
+ *              "size"                                   BE64 events the tree covers
  */
 #ifndef ARCA_REPO_INT_H
 #define ARCA_REPO_INT_H
@@ -28,6 +40,7 @@
 #include "repo.h"
 
 #include <pthread.h>
+#include <regex.h>
 #include <stdatomic.h>
 #include <rocksdb/c.h>
 #include <stdbool.h>
@@ -48,6 +61,16 @@ enum repo_cf {
     CF_TOKENS,      /* id (hex) → token JSON */
     CF_TOKEN_HASH,  /* SHA-256 of the secret (32 bytes) → id */
     CF_TOKEN_USED,  /* id → BE64 last-used ms (not an event) */
+    CF_VEVENTS,     /* version key \0 BE64(seq) → action: the events about a version */
+    CF_PROPS,       /* version key \0 property key → {v, hlc, origin, seq} (v null: removed) */
+    CF_PROPIDX,     /* property key \0 value \0 version key → "" */
+    CF_BLOBREFS,    /* sha256 (32) version key \0 path → BE64(seq of the put) */
+    CF_STAGEIDX,    /* stage \0 version key → "" */
+    CF_BUILDS,      /* version key → build record JSON */
+    CF_DEPLOYS,     /* environment \0 BE64(~seq) → deployment JSON */
+    CF_MERKLE,      /* the audit log's Merkle tree nodes (audit.c) */
+    CF_ORIGINS,     /* origin centre id → BE64 its last applied origin seq */
+    CF_CONFLICTS,   /* coordinate key \0 loser origin \0 BE64(loser hlc) → conflict JSON */
     CF_COUNT
 };
 
@@ -76,6 +99,10 @@ struct repo_db {
 
     /* Bumped after every applied token event: lets auth/ cache lookups safely. */
     _Atomic uint64_t token_gen;
+    /* The promotion policy (lifecycle.c); set before serving, read under apply_mu. */
+    struct stage_policy policy;
+    regex_t gate_re[STAGES_MAX][GATE_RULES_MAX];
+    bool gate_re_set[STAGES_MAX][GATE_RULES_MAX];
     /* Serializes apply; guards ctr. */
     pthread_mutex_t apply_mu;
     struct repo_counters ctr;
@@ -106,10 +133,8 @@ char *rec_artifact_encode(const struct artifact *a, size_t *len);
 int rec_artifact_decode(const char *v, size_t len, struct artifact *a);
 char *rec_created_encode(uint64_t created_ms, size_t *len);
 int rec_created_decode(const char *v, size_t len, uint64_t *created_ms);
-char *rec_version_encode(uint64_t created_ms, uint64_t file_count, uint64_t total_bytes,
-                         size_t *len);
-int rec_version_decode(const char *v, size_t len, uint64_t *created_ms, uint64_t *file_count,
-                       uint64_t *total_bytes);
+char *rec_vstate_encode(const struct version_state *st, size_t *len);
+int rec_vstate_decode(const char *v, size_t len, struct version_state *st);
 /* Blob record: 0x01, sha1[20], md5[16], BE64 size, BE32 count, count x BE64 sums. */
 char *rec_blob_encode(const struct blob_digests *dig, const struct blob_blocks *blocks,
                       size_t *len);
@@ -133,5 +158,18 @@ size_t vtime_key(char *buf, const char *repo, const char *name, uint64_t created
  * audit log and for tests of the hash chain.
  */
 int event_read(repo_db *db, uint64_t seq, char **json);
+
+/*
+ * audit.c, for apply: adds the Merkle leaf of the event seq (its stored record,
+ * rec of len bytes) and every perfect subtree it completes to batch b, with
+ * the tree's new size.  0, ARCA_E_CORRUPT (a stored node is missing), ARCA_E_DB.
+ */
+int merkle_stage(repo_db *db, rocksdb_writebatch_t *b, uint64_t seq, const char *rec, size_t len);
+/*
+ * audit.c, for a read-write open after the counters are loaded: builds the
+ * tree over events it does not cover yet (a log from before the audit tree).
+ * 0, ARCA_E_CORRUPT (the tree is ahead of the log, or the log has a gap), ARCA_E_DB.
+ */
+int merkle_catch_up(repo_db *db);
 
 #endif

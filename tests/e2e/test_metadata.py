@@ -223,7 +223,14 @@ class OpsTest(ServerTestCase):
         self.assertEqual(self.srv.put("/repos/m/x/1/f.bin", data).status in (200, 201), True)
         self.assertEqual(self.srv.get("/repos/m/x/1/f.bin").status, 200)
         self.srv.get("/repos/m/x/1/missing.bin")
-        r = self.srv.get("/metrics")
+        # A request is counted once its answer has drained from the server's output buffer,
+        # which can be just after the client has read it (and asked the other worker for
+        # /metrics): poll briefly rather than race (seen under ASan).
+        for _ in range(100):
+            r = self.srv.get("/metrics")
+            if 'status="404"' in r.body.decode():
+                break
+            time.sleep(0.02)
         self.assertEqual(r.status, 200)
         self.assertIn("text/plain", r.header("content-type", ""))
         text = r.body.decode()

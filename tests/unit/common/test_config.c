@@ -81,6 +81,65 @@ static void test_errors_name_the_line(void **state)
     expect_error("this is not ini\n", ":1:");
 }
 
+static void test_stages_default_and_gates(void **state)
+{
+    struct arca_config c;
+    char err[256];
+    config_init_defaults(&c);
+    assert_int_equal(c.stages.n, 3);
+    assert_string_equal(c.stages.stages[0].name, "dev");
+    assert_string_equal(c.stages.stages[2].name, "prod");
+    assert_false(c.stages.allow_skip);
+    assert_int_equal(stages_rank(&c.stages, "test"), 1);
+    assert_int_equal(stages_rank(&c.stages, "qa"), -1);
+    /* Gates may come before the order that names their stage. */
+    char *p = write_conf("[gate.prod]\nrequire_property = tests.passed == true\n"
+                         "require_property = change.ticket ~ CHG-[0-9]+\n"
+                         "require_file = reports/junit.xml\nrequire_build = true\n"
+                         "[stages]\norder = build, qa , prod\nallow_skip = true\n"
+                         "[gate.qa]\nrequire_build = false\n");
+    assert_int_equal(config_load_file(&c, p, err, sizeof(err)), 0);
+    unlink(p);
+    assert_int_equal(c.stages.n, 3);
+    assert_string_equal(c.stages.stages[1].name, "qa");
+    assert_true(c.stages.allow_skip);
+    assert_int_equal(c.stages.stages[1].nrules, 0);
+    const struct stage_def *prod = &c.stages.stages[2];
+    assert_int_equal(prod->nrules, 4);
+    assert_int_equal(prod->rules[0].kind, GATE_PROPERTY_EQ);
+    assert_string_equal(prod->rules[0].key, "tests.passed");
+    assert_string_equal(prod->rules[0].value, "true");
+    assert_int_equal(prod->rules[0].line, 2);
+    assert_int_equal(prod->rules[1].kind, GATE_PROPERTY_MATCH);
+    assert_string_equal(prod->rules[1].value, "CHG-[0-9]+");
+    assert_int_equal(prod->rules[2].kind, GATE_FILE);
+    assert_string_equal(prod->rules[2].key, "reports/junit.xml");
+    assert_int_equal(prod->rules[3].kind, GATE_BUILD);
+    assert_int_equal(prod->rules[3].line, 5);
+}
+
+static void test_stage_errors_name_the_line(void **state)
+{
+    expect_error("[stages]\norder = dev\n", ":2: stages.order: list at least two");
+    expect_error("[stages]\norder = dev, dev\n", ":2: stages.order: 'dev' is listed twice");
+    expect_error("[stages]\norder = dev, t/x\n", ":2: stages.order: 't/x'");
+    expect_error("[stages]\nallow_skip = perhaps\n", ":2: stages.allow_skip");
+    expect_error("[stages]\nspeed = 1\n", ":2: unknown key 'speed' in section [stages]");
+    expect_error("\n[gate.prod]\nrequire_property = tests.passed\n", ":3: require_property: "
+                 "expected 'KEY == VALUE'");
+    expect_error("[gate.prod]\nrequire_property = a ~ (unclosed\n", ":2: require_property: bad "
+                 "pattern '(unclosed'");
+    expect_error("[gate.prod]\nrequire_property = bad key == 1\n", ":2: require_property: 'bad "
+                 "key'");
+    expect_error("[gate.prod]\nrequire_file = ../etc/passwd\n", ":2: require_file");
+    expect_error("[gate.prod]\nrequire_build = sometimes\n", ":2: require_build");
+    expect_error("[gate.prod]\nrequire_tests = all\n", ":2: unknown key 'require_tests'");
+    expect_error("[stages]\norder = a, b\n[gate.prod]\nrequire_build = true\n",
+                 "line 4: [gate.prod] names no stage");
+    expect_error("\n\n[gate.dev]\nrequire_build = true\n", "line 4: [gate.dev]: 'dev' is the "
+                 "first stage");
+}
+
 static const char tls_base[] = "[tls]\nlisten = 127.0.0.1:0\ncert_file = c.pem\nkey_file = k.pem\n";
 
 static void test_tls_clients(void **state)
@@ -170,6 +229,8 @@ int main(void)
         cmocka_unit_test(test_load_good),
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_stages_default_and_gates),
+        cmocka_unit_test(test_stage_errors_name_the_line),
         cmocka_unit_test(test_tls_clients),
         cmocka_unit_test(test_tls_client_errors),
     };

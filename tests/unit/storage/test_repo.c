@@ -280,7 +280,7 @@ static int cb_name(void *arg, const struct name_entry *e)
 static int cb_version(void *arg, const struct version_entry *e)
 {
     struct collect *c = arg;
-    c->extra[c->n] = e->file_count * 1000 + e->total_bytes;
+    c->extra[c->n] = e->st->file_count * 1000 + e->st->total_bytes;
     snprintf(c->items[c->n++], 64, "%s", e->version);
     return 0;
 }
