@@ -23,10 +23,8 @@ While the refusals run, a well-behaved client (the mapped ci certificate, a
 fresh connection per round: PUT then GET) keeps going in a thread and must
 never fail (WellBehaved).
 
-The audit actor: every event's actor is the same string the handler puts into
-created_by (storage/event.c fills created_by from the event's actor), so the
-artifact's and the token's created_by show what the audit log records; the
-access log line shows it per request."""
+The audit actor is checked in the audit log itself (a version's history and
+GET /api/v1/audit), in created_by, and in the access log line."""
 
 import json
 import os
@@ -340,12 +338,33 @@ class MtlsOptionalTest(MtlsBase):
                 self.assertError(r, 401, "unauthorized")
                 self.assertIn("needs a credential", r.json()["error"]["message"])
 
-    def test_actor_in_access_log(self):
+    def test_actor_in_audit_log_and_access_log(self):
+        """The audit events record the certificate identity as actor (a version's history,
+        and the token.create event of a token a certificate made)."""
         mark = len(self.srv.log_text())
-        p = "/repos/libs-core/log/%s/l.bin" % uniq()
+        v = uniq()
+        p = "/repos/libs-core/log/%s/l.bin" % v
         self.assertEqual(self.creq("ci", "PUT", p, b"l").status, 201)
+        hist = self.srv.json("/api/v1/repos/libs-core/log/%s/history" % v)
+        puts = [e for e in hist["items"] if e["action"] == "artifact.put"]
+        self.assertEqual(len(puts), 1, hist)
+        self.assertEqual(puts[0]["actor"], "cert:ci-runner")
+        self.assertEqual(puts[0]["subject"], "libs-core/log/%s/l.bin" % v)
         text = self.log_since(mark, p)
         self.assertRegex(text, r"access \S+ PUT %s 201 .* actor=cert:ci-runner" % re.escape(p))
+        # a token created by a certificate: the token.create event's actor
+        name = "audit-%s" % uniq()
+        r = self.creq("pinned", "POST", "/api/v1/tokens", json.dumps(
+            {"name": name, "scopes": ["read@apps"]}).encode(),
+            headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 201, r)
+        r = self.srv.treq("GET", "/api/v1/audit?after=0&limit=1000")
+        self.assertEqual(r.status, 200, r)
+        events = [json.loads(ln) for ln in r.body.decode().splitlines() if ln]
+        made = [e for e in events if e["action"] == "token.create" and
+                e["details"].get("name") == name]
+        self.assertEqual(len(made), 1, "no token.create event for %s" % name)
+        self.assertEqual(made[0]["actor"], "cert:deploy-bot")
 
     def test_session_resumption_keeps_the_identity(self):
         """A resumed session (no certificate sent again) is still that identity."""
