@@ -611,31 +611,17 @@ static bool read_properties(struct conn *c, struct put *p)
 static bool version_takes_files(struct conn *c, struct put *p)
 {
     repo_db *db = conn_server(c)->db;
-    struct version_state vs;
+    struct op_result res = {0};
     struct artifact a;
-    if (repo_get_version(db, p->coord.repo, p->coord.name, p->coord.version, &vs) != 0)
-        return true;
-    const char *first = repo_policy(db)->stages[0].name;
-    bool frozen = vs.stage[0] && strcmp(vs.stage, first) != 0;
-    if (!vs.deleted_ms && !vs.revoked_ms && !frozen)
-        return true;
-    if (repo_get_artifact(db, &p->coord, &a) == 0)
-        return true;
-    if (conn_has_body(c))
-        resp_close_after(c); /* the body is not read */
-    if (vs.deleted_ms)
-        resp_error(c, 409, "version_deleted", NULL,
-                   "version %s was deleted; a deleted version's coordinates are not reused",
-                   p->coord.version);
-    else if (vs.revoked_ms)
-        resp_error(c, 409, "version_revoked", NULL,
-                   "version %s was revoked (%s); it takes no new files", p->coord.version,
-                   vs.revoke_reason);
-    else
-        resp_error(c, 409, "version_frozen", NULL,
-                   "version %s is in stage '%s': its files are frozen once it leaves '%s'",
-                   p->coord.version, vs.stage, first);
-    return false;
+    bool ok = repo_check_new_file(db, &p->coord, &res) != ARCA_E_CONFLICT ||
+              repo_get_artifact(db, &p->coord, &a) == 0;
+    if (!ok) {
+        if (conn_has_body(c))
+            resp_close_after(c); /* the body is not read */
+        resp_error(c, 409, res.code, NULL, "%s", res.message);
+    }
+    op_result_clear(&res);
+    return ok;
 }
 
 static void put_headers(struct conn *c)
@@ -789,11 +775,11 @@ static void stage_headers(struct conn *c)
     }
     if (!version_servable(c, &coord, &vs))
         return;
-    int have = vs.stage[0] ? stages_rank(repo_policy(db), vs.stage) : 0;
+    int have = repo_stage_rank(db, &vs);
     if (vs.created_ms == 0 || vs.deleted_ms || have < want) {
         resp_error(c, 404, "not_found", NULL, "version %s of %s/%s has not reached '%s'%s%s",
                    coord.version, coord.repo, coord.name, stage, vs.created_ms ? "; it is in " : "",
-                   vs.created_ms ? (vs.stage[0] ? vs.stage : repo_policy(db)->stages[0].name) : "");
+                   vs.created_ms ? repo_stage_of(db, &vs) : "");
         return;
     }
     serve(c, &coord, latest ? coord.version : NULL);
@@ -920,15 +906,8 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
 
 static void stages_headers(struct conn *c)
 {
-    const char *m = conn_method(c);
-    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+    if (!reject_unless_get(c))
         stage_headers(c);
-        return;
-    }
-    resp_start(c, 405);
-    resp_header(c, "Allow", "GET, HEAD");
-    resp_finish_json(c, error_json("method_not_allowed", NULL,
-                                   "%s is not allowed on stage views; use GET or HEAD", m));
 }
 
 const struct handler stage_handler = {.route = "stage", .on_headers = stages_headers};
@@ -941,10 +920,7 @@ static void artifact_headers(struct conn *c)
     } else if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
         get_headers(c);
     } else {
-        resp_start(c, 405);
-        resp_header(c, "Allow", "GET, HEAD, PUT");
-        resp_finish_json(c, error_json("method_not_allowed", NULL,
-                                       "%s is not allowed on artifacts; use GET, HEAD or PUT", m));
+        resp_method_not_allowed(c, "GET, HEAD, PUT");
     }
 }
 

@@ -11,6 +11,7 @@
 #include "server_int.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,45 +28,74 @@ struct page {
     struct conn *c;
 };
 
-int page_query(struct conn *c, size_t *limit, char *cursor)
+/*
+ * The first value of query parameter key, percent-decoded into out (cap
+ * bytes); false when absent.  *bad is set when it is too long, malformed or
+ * holds a NUL.
+ */
+bool query_param(struct conn *c, const char *key, char *out, size_t cap, bool *bad)
 {
     const char *q = conn_query(c);
-    *limit = LIMIT_DEFAULT;
-    cursor[0] = '\0';
+    size_t kl = strlen(key);
     while (*q) {
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len;
-        const char *v = eq ? eq + 1 : q + len;
-        size_t vlen = (size_t)(q + len - v);
-        if (klen == 5 && memcmp(q, "limit", 5) == 0) {
-            char buf[16];
-            char *end;
-            if (vlen == 0 || vlen >= sizeof(buf)) {
-                resp_error(c, 400, "bad_request", NULL, "limit must be 1..%d", LIMIT_MAX);
-                return -1;
-            }
-            memcpy(buf, v, vlen);
-            buf[vlen] = '\0';
-            unsigned long n = strtoul(buf, &end, 10);
-            if (*end || buf[0] == '-' || n < 1 || n > LIMIT_MAX) {
-                resp_error(c, 400, "bad_request", NULL, "limit must be 1..%d, got '%s'",
-                           LIMIT_MAX, buf);
-                return -1;
-            }
-            *limit = n;
-        } else if (klen == 6 && memcmp(q, "cursor", 6) == 0) {
+        if (len > kl && memcmp(q, key, kl) == 0 && q[kl] == '=') {
             size_t dl;
-            if (vlen >= REPO_CURSOR_MAX || url_decode(v, vlen, cursor, &dl) != 0 ||
-                strlen(cursor) != dl) {
-                resp_error(c, 400, "bad_request", NULL, "malformed cursor");
-                return -1;
-            }
+            if (len - kl - 1 >= cap || url_decode(q + kl + 1, len - kl - 1, out, &dl) != 0 ||
+                strlen(out) != dl)
+                *bad = true;
+            return true;
         }
         q = amp ? amp + 1 : q + len;
     }
+    return false;
+}
+
+int page_query(struct conn *c, size_t *limit, char *cursor)
+{
+    char buf[16];
+    bool bad = false;
+    *limit = LIMIT_DEFAULT;
+    cursor[0] = '\0';
+    if (query_param(c, "limit", buf, sizeof(buf), &bad)) {
+        char *end;
+        unsigned long n = bad ? 0 : strtoul(buf, &end, 10);
+        if (bad || !buf[0] || *end || buf[0] == '-' || n < 1 || n > LIMIT_MAX) {
+            resp_error(c, 400, "bad_request", NULL, "limit must be 1..%d, got '%.15s'", LIMIT_MAX,
+                       bad ? "" : buf);
+            return -1;
+        }
+        *limit = n;
+    }
+    if (query_param(c, "cursor", cursor, REPO_CURSOR_MAX, &bad) && bad) {
+        cursor[0] = '\0';
+        resp_error(c, 400, "bad_request", NULL, "malformed cursor");
+        return -1;
+    }
     return 0;
+}
+
+void resp_list_error(struct conn *c, int rc, const char *what)
+{
+    if (rc == ARCA_E_INVALID)
+        resp_error(c, 400, "bad_request", NULL, "the cursor is not one this listing gave out");
+    else
+        resp_error(c, 500, "internal", NULL, "%s failed: %s", what, arca_strerror(rc));
+}
+
+json_t *time_json(uint64_t ms)
+{
+    char buf[32];
+    if (!ms)
+        return json_null();
+    time_format_iso(ms, buf);
+    return json_string(buf);
+}
+
+json_t *next_cursor_json(const char *next)
+{
+    return next[0] ? json_string(next) : json_null();
 }
 
 static int add_repo(void *arg, const struct repo_entry *e)
@@ -94,12 +124,11 @@ static int add_version(void *arg, const struct version_entry *e)
     char created[32];
     const struct version_state *st = e->st;
     time_format_iso(st->created_ms, created);
-    const struct stage_policy *p = repo_policy(conn_server(pg->c)->db);
     json_array_append_new(pg->items,
                           json_pack("{s:s,s:s,s:I,s:I,s:s,s:b}", "version", e->version, "created",
                                     created, "files", (json_int_t)st->file_count, "bytes",
                                     (json_int_t)st->total_bytes, "stage",
-                                    st->stage[0] ? st->stage : p->stages[0].name, "revoked",
+                                    repo_stage_of(conn_server(pg->c)->db, st), "revoked",
                                     st->revoked_ms != 0));
     return 0;
 }
@@ -203,15 +232,11 @@ static void meta_headers(struct conn *c)
                    n == 1 ? "repository" : n == 2 ? "artifact" : "version");
         goto out;
     }
-    if (rc == ARCA_E_INVALID) {
-        resp_error(c, 400, "bad_request", NULL, "the cursor is not one this listing gave out");
-        goto out;
-    }
     if (rc != 0 || !body) {
-        resp_error(c, 500, "internal", NULL, "listing failed: %s", arca_strerror(rc));
+        resp_list_error(c, rc ? rc : -ENOMEM, "listing");
         goto out;
     }
-    json_object_set_new(body, "next_cursor", next[0] ? json_string(next) : json_null());
+    json_object_set_new(body, "next_cursor", next_cursor_json(next));
     resp_json(c, 200, body);
     body = NULL;
 out:

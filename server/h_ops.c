@@ -9,16 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+void resp_method_not_allowed(struct conn *c, const char *allow)
+{
+    resp_start(c, 405);
+    resp_header(c, "Allow", "%s", allow);
+    resp_finish_json(c, error_json("method_not_allowed", NULL, "%s is not allowed here; use %s",
+                                   conn_method(c), allow));
+}
+
 /* Answers 405 unless the method is GET or HEAD; returns true when it answered. */
 bool reject_unless_get(struct conn *c)
 {
     const char *m = conn_method(c);
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
         return false;
-    resp_start(c, 405);
-    resp_header(c, "Allow", "GET, HEAD");
-    resp_finish_json(c, error_json("method_not_allowed", NULL, "%s is not allowed here; use GET",
-                                   m));
+    resp_method_not_allowed(c, "GET, HEAD");
     return true;
 }
 

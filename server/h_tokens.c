@@ -6,6 +6,7 @@
  */
 #include "arca_err.h"
 #include "auth.h"
+#include "httputil.h"
 #include "log.h"
 #include "server_int.h"
 #include "util.h"
@@ -20,26 +21,13 @@
 
 struct tok_req {
     struct conn *c;
-    char *body;
-    size_t len;
-    bool too_big;
+    struct body_buf body;
     struct iojob job;
     struct token t;
     char id[TOKEN_ID_LEN + 1];
     char secret[AUTH_SECRET_LEN + 1];
     int rc;
 };
-
-static void iso_or_null(json_t *o, const char *key, uint64_t ms)
-{
-    char buf[32];
-    if (!ms) {
-        json_object_set_new(o, key, json_null());
-        return;
-    }
-    time_format_iso(ms, buf);
-    json_object_set_new(o, key, json_string(buf));
-}
 
 static json_t *token_to_json(const struct token *t)
 {
@@ -48,10 +36,10 @@ static json_t *token_to_json(const struct token *t)
         json_array_append_new(scopes, json_string(t->scopes[i]));
     json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:s}", "id", t->id, "name", t->name, "owner",
                           t->owner, "scopes", scopes, "created_by", t->created_by);
-    iso_or_null(o, "created", t->created_ms);
-    iso_or_null(o, "expires", t->expires_ms);
-    iso_or_null(o, "last_used", t->last_used_ms);
-    iso_or_null(o, "revoked", t->revoked_ms);
+    json_object_set_new(o, "created", time_json(t->created_ms));
+    json_object_set_new(o, "expires", time_json(t->expires_ms));
+    json_object_set_new(o, "last_used", time_json(t->last_used_ms));
+    json_object_set_new(o, "revoked", time_json(t->revoked_ms));
     return o;
 }
 
@@ -61,26 +49,14 @@ static void tok_free(struct conn *c)
     if (!r)
         return;
     OPENSSL_cleanse(r->secret, sizeof(r->secret));
-    free(r->body);
+    body_buf_free(&r->body);
     free(r);
 }
 
 static int tok_body(struct conn *c, const char *data, size_t len)
 {
     struct tok_req *r = conn_ctx(c);
-    if (r->too_big || r->len + len > BODY_MAX) {
-        r->too_big = true;
-        return 0;
-    }
-    char *nb = realloc(r->body, r->len + len + 1);
-    if (!nb) {
-        r->too_big = true;
-        return 0;
-    }
-    r->body = nb;
-    memcpy(r->body + r->len, data, len);
-    r->len += len;
-    r->body[r->len] = '\0';
+    body_buf_append(&r->body, data, len);
     return 0;
 }
 
@@ -88,7 +64,7 @@ static int tok_body(struct conn *c, const char *data, size_t len)
 static bool parse_create(struct conn *c, struct tok_req *r)
 {
     json_error_t jerr;
-    json_t *o = r->len ? json_loadb(r->body, r->len, 0, &jerr) : NULL;
+    json_t *o = r->body.len ? json_loadb(r->body.data, r->body.len, 0, &jerr) : NULL;
     const char *key, *why;
     json_t *v;
     bool ok = false;
@@ -195,7 +171,7 @@ static void create_done(struct iojob *job)
 static void tok_complete(struct conn *c)
 {
     struct tok_req *r = conn_ctx(c);
-    if (r->too_big) {
+    if (r->body.too_big) {
         resp_close_after(c);
         resp_error(c, 413, "payload_too_large", NULL, "token requests are at most %u bytes",
                    BODY_MAX);
@@ -253,18 +229,13 @@ static void list_tokens(struct conn *c)
         return;
     struct list_ctx l = {json_array()};
     int rc = repo_token_list(conn_server(c)->db, cursor, limit, add_token, &l, next);
-    if (rc == ARCA_E_INVALID) {
-        json_decref(l.items);
-        resp_error(c, 400, "bad_request", NULL, "the cursor is not one this listing gave out");
-        return;
-    }
     if (rc != 0) {
         json_decref(l.items);
-        resp_error(c, 500, "internal", NULL, "listing tokens failed: %s", arca_strerror(rc));
+        resp_list_error(c, rc, "listing tokens");
         return;
     }
     resp_json(c, 200, json_pack("{s:o,s:o}", "items", l.items, "next_cursor",
-                                next[0] ? json_string(next) : json_null()));
+                                next_cursor_json(next)));
 }
 
 static void tok_headers(struct conn *c)
@@ -281,6 +252,7 @@ static void tok_headers(struct conn *c)
         return;
     }
     r->c = c;
+    r->body.max = BODY_MAX;
     conn_set_ctx(c, r);
     if (!id && strcmp(m, "POST") == 0) {
         int64_t cl = conn_content_length(c);
@@ -321,9 +293,7 @@ static void tok_headers(struct conn *c)
         resp_error(c, 404, "not_found", NULL, "no token with that id");
         return;
     }
-    resp_start(c, 405);
-    resp_header(c, "Allow", id ? "GET, HEAD, DELETE" : "GET, HEAD, POST");
-    resp_finish_json(c, error_json("method_not_allowed", NULL, "%s is not allowed here", m));
+    resp_method_not_allowed(c, id ? "GET, HEAD, DELETE" : "GET, HEAD, POST");
 }
 
 const struct handler tokens_handler = {

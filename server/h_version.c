@@ -14,6 +14,7 @@
  */
 #include "arca_err.h"
 #include "auth.h"
+#include "hlc.h"
 #include "httputil.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -31,9 +32,7 @@ enum vop { OP_PROMOTE, OP_REVOKE, OP_DELETE, OP_PROPS, OP_BUILD, OP_DEPLOY };
 struct vreq {
     struct conn *c;
     enum vop op;
-    char *body;
-    size_t len, max;
-    bool too_big;
+    struct body_buf body;
     json_t *in;
     struct iojob job;
     char repo[COORD_REPO_MAX + 1], name[COORD_SEGMENT_MAX + 1], version[COORD_SEGMENT_MAX + 1];
@@ -46,7 +45,7 @@ static void vreq_free(struct conn *c)
     struct vreq *r = conn_ctx(c);
     if (!r)
         return;
-    free(r->body);
+    body_buf_free(&r->body);
     json_decref(r->in);
     op_result_clear(&r->res);
     free(r);
@@ -55,47 +54,26 @@ static void vreq_free(struct conn *c)
 static int vreq_body(struct conn *c, const char *data, size_t len)
 {
     struct vreq *r = conn_ctx(c);
-    if (r->too_big || r->len + len > r->max) {
-        r->too_big = true;
-        return 0;
-    }
-    char *nb = realloc(r->body, r->len + len + 1);
-    if (!nb) {
-        r->too_big = true;
-        return 0;
-    }
-    r->body = nb;
-    memcpy(r->body + r->len, data, len);
-    r->len += len;
-    r->body[r->len] = '\0';
+    body_buf_append(&r->body, data, len);
     return 0;
-}
-
-static json_t *iso(uint64_t ms)
-{
-    char buf[32];
-    if (!ms)
-        return json_null();
-    time_format_iso(ms, buf);
-    return json_string(buf);
 }
 
 json_t *version_state_json(repo_db *db, const char *repo, const char *name, const char *version,
                            const struct version_state *vs)
 {
-    const char *stage = vs->stage[0] ? vs->stage : repo_policy(db)->stages[0].name;
+    const char *stage = repo_stage_of(db, vs);
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I,s:b}", "repo", repo, "name", name,
-                          "version", version, "stage", stage, "created", iso(vs->created_ms),
-                          "stage_entered", iso(vs->stage_ms ? vs->stage_ms : vs->created_ms),
+                          "version", version, "stage", stage, "created", time_json(vs->created_ms),
+                          "stage_entered", time_json(vs->stage_ms ? vs->stage_ms : vs->created_ms),
                           "file_count", (json_int_t)vs->file_count, "total_bytes",
                           (json_int_t)vs->total_bytes, "has_build", vs->has_build);
     json_object_set_new(o, "revoked",
-                        vs->revoked_ms ? json_pack("{s:o,s:s,s:s}", "at", iso(vs->revoked_ms),
+                        vs->revoked_ms ? json_pack("{s:o,s:s,s:s}", "at", time_json(vs->revoked_ms),
                                                    "by", vs->revoked_by, "reason",
                                                    vs->revoke_reason)
                                        : json_null());
     json_object_set_new(o, "deleted",
-                        vs->deleted_ms ? json_pack("{s:o,s:s}", "at", iso(vs->deleted_ms), "by",
+                        vs->deleted_ms ? json_pack("{s:o,s:s}", "at", time_json(vs->deleted_ms), "by",
                                                    vs->deleted_by)
                                        : json_null());
     return o;
@@ -210,9 +188,7 @@ static void op_done(struct iojob *job)
                               r->repo, "name", r->name, "version", r->version, "event",
                               json_object_get(o, "event"), "revoked",
                               r->res.state.revoked_ms != 0);
-        json_object_set_new(d, "stage", json_string(r->res.state.stage[0]
-                                                        ? r->res.state.stage
-                                                        : repo_policy(db)->stages[0].name));
+        json_object_set_new(d, "stage", json_string(repo_stage_of(db, &r->res.state)));
         json_decref(o);
         o = d;
         status = 201;
@@ -302,16 +278,17 @@ static void vreq_complete(struct conn *c)
 {
     struct vreq *r = conn_ctx(c);
     json_error_t jerr;
-    if (r->too_big) {
+    if (r->body.too_big) {
         resp_close_after(c);
         resp_error(c, 413, "payload_too_large", NULL, "this request's body is at most %zu bytes",
-                   r->max);
+                   r->body.max);
         return;
     }
-    if (r->len == 0 && (r->op == OP_DELETE)) {
+    if (r->body.len == 0 && r->op == OP_DELETE) {
         r->in = json_object();
     } else {
-        r->in = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+        r->in = json_loadb(r->body.data ? r->body.data : "", r->body.len, JSON_REJECT_DUPLICATES,
+                           &jerr);
         if (!json_is_object(r->in)) {
             resp_error(c, 400, "bad_json", NULL, "the body must be a JSON object%s%s",
                        r->in ? "" : ": ", r->in ? "" : jerr.text);
@@ -338,28 +315,20 @@ static struct vreq *vreq_new(struct conn *c, enum vop op, size_t max)
     }
     r->c = c;
     r->op = op;
-    r->max = max;
+    r->body.max = max;
     conn_set_ctx(c, r);
     return r;
 }
 
 static void accept_json(struct conn *c, struct vreq *r)
 {
-    if (conn_content_length(c) > (int64_t)r->max) {
+    if (conn_content_length(c) > (int64_t)r->body.max) {
         resp_close_after(c);
         resp_error(c, 413, "payload_too_large", NULL, "this request's body is at most %zu bytes",
-                   r->max);
+                   r->body.max);
         return;
     }
     conn_accept_body(c); /* vreq_complete follows */
-}
-
-static void method_not_allowed(struct conn *c, const char *allow)
-{
-    resp_start(c, 405);
-    resp_header(c, "Allow", "%s", allow);
-    resp_finish_json(c, error_json("method_not_allowed", NULL, "%s is not allowed here; use %s",
-                                   conn_method(c), allow));
 }
 
 /* ---- reads ---- */
@@ -386,15 +355,12 @@ static void get_history(struct conn *c, const char *repo, const char *name, cons
                                   add_event, &h, next);
     if (rc != 0) {
         json_decref(h.items);
-        if (rc == ARCA_E_INVALID)
-            resp_error(c, 400, "bad_request", NULL, "the cursor is not one this listing gave out");
-        else
-            resp_error(c, 500, "internal", NULL, "history failed: %s", arca_strerror(rc));
+        resp_list_error(c, rc, "history");
         return;
     }
     resp_json(c, 200, json_pack("{s:s,s:s,s:s,s:o,s:o}", "repo", repo, "name", name, "version",
                                 version, "items", h.items, "next_cursor",
-                                next[0] ? json_string(next) : json_null()));
+                                next_cursor_json(next)));
 }
 
 struct prop_hist {
@@ -414,7 +380,7 @@ static int add_prop_change(void *arg, json_t *ev)
     if (json_object_size(changes) > 0) {
         json_t *hl = json_object_get(ev, "hlc");
         char at[32];
-        time_format_iso(json_is_integer(hl) ? (uint64_t)json_integer_value(hl) >> 16 : 0, at);
+        time_format_iso(json_is_integer(hl) ? HLC_MS((uint64_t)json_integer_value(hl)) : 0, at);
         json_array_append_new(
             h->items, json_pack("{s:O,s:O,s:O,s:s,s:O,s:O}", "event", json_object_get(ev, "seq"),
                                 "changes", changes, "previous",
@@ -503,13 +469,13 @@ static void version_headers(struct conn *c)
     size_t max = BODY_MAX;
     if (n == 3) {
         if (strcmp(m, "DELETE") != 0) {
-            method_not_allowed(c, "GET, HEAD, DELETE");
+            resp_method_not_allowed(c, "GET, HEAD, DELETE");
             goto out;
         }
         op = OP_DELETE;
     } else if (strcmp(action, "promote") == 0 || strcmp(action, "revoke") == 0) {
         if (strcmp(m, "POST") != 0) {
-            method_not_allowed(c, "POST");
+            resp_method_not_allowed(c, "POST");
             goto out;
         }
         op = action[0] == 'p' ? OP_PROMOTE : OP_REVOKE;
@@ -523,7 +489,7 @@ static void version_headers(struct conn *c)
             goto out;
         }
         if (strcmp(m, "PATCH") != 0) {
-            method_not_allowed(c, "GET, HEAD, PATCH");
+            resp_method_not_allowed(c, "GET, HEAD, PATCH");
             goto out;
         }
         op = OP_PROPS;
@@ -534,14 +500,14 @@ static void version_headers(struct conn *c)
             goto out;
         }
         if (strcmp(m, "PUT") != 0) {
-            method_not_allowed(c, "GET, HEAD, PUT");
+            resp_method_not_allowed(c, "GET, HEAD, PUT");
             goto out;
         }
         op = OP_BUILD;
         max = BUILD_RECORD_MAX;
     } else if (strcmp(action, "history") == 0) {
         if (!get) {
-            method_not_allowed(c, "GET, HEAD");
+            resp_method_not_allowed(c, "GET, HEAD");
             goto out;
         }
         if (!conn_authorize(c, "read", co.repo))
@@ -591,26 +557,6 @@ static int add_deployment(void *arg, json_t *rec)
     return 0;
 }
 
-/* The value of one query parameter, percent-decoded into out; false when absent. */
-static bool query_param(struct conn *c, const char *key, char *out, size_t cap, bool *bad)
-{
-    const char *q = conn_query(c);
-    size_t kl = strlen(key);
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        if (len > kl && memcmp(q, key, kl) == 0 && q[kl] == '=') {
-            size_t dl;
-            if (len - kl - 1 >= cap || url_decode(q + kl + 1, len - kl - 1, out, &dl) != 0 ||
-                strlen(out) != dl)
-                *bad = true;
-            return true;
-        }
-        q = amp ? amp + 1 : q + len;
-    }
-    return false;
-}
-
 static void deploy_headers(struct conn *c)
 {
     const char *m = conn_method(c);
@@ -625,7 +571,7 @@ static void deploy_headers(struct conn *c)
         return;
     }
     if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
-        method_not_allowed(c, "GET, HEAD, POST");
+        resp_method_not_allowed(c, "GET, HEAD, POST");
         return;
     }
     if (!conn_principal(c)->authenticated) {
@@ -647,16 +593,12 @@ static void deploy_headers(struct conn *c)
                                    add_deployment, &p, next);
     if (rc != 0) {
         json_decref(p.items);
-        if (rc == ARCA_E_INVALID)
-            resp_error(c, 400, "bad_request", NULL, "the cursor is not one this listing gave out");
-        else
-            resp_error(c, 500, "internal", NULL, "listing deployments failed: %s",
-                       arca_strerror(rc));
+        resp_list_error(c, rc, "listing deployments");
         return;
     }
     resp_json(c, 200, json_pack("{s:o,s:o,s:o}", "environment",
                                 has_env ? json_string(env) : json_null(), "items", p.items,
-                                "next_cursor", next[0] ? json_string(next) : json_null()));
+                                "next_cursor", next_cursor_json(next)));
 }
 
 const struct handler deploy_handler = {
@@ -704,11 +646,8 @@ static bool parse_time_param(struct conn *c, const char *key, uint64_t *ms)
 
 static void search_headers(struct conn *c)
 {
-    const char *m = conn_method(c);
-    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
-        method_not_allowed(c, "GET, HEAD");
+    if (reject_unless_get(c))
         return;
-    }
     if (!conn_principal(c)->authenticated) {
         resp_error(c, 401, "unauthorized", NULL, "search needs a credential");
         return;
@@ -816,14 +755,11 @@ static void search_headers(struct conn *c)
     int rc = repo_search(conn_server(c)->db, &q, cursor, limit, add_hit, &p, next, &scanned);
     if (rc != 0) {
         json_decref(p.items);
-        if (rc == ARCA_E_INVALID)
-            resp_error(c, 400, "bad_request", NULL, "the cursor is not one this search gave out");
-        else
-            resp_error(c, 500, "internal", NULL, "search failed: %s", arca_strerror(rc));
+        resp_list_error(c, rc, "search");
         return;
     }
     resp_json(c, 200, json_pack("{s:o,s:o,s:I}", "items", p.items, "next_cursor",
-                                next[0] ? json_string(next) : json_null(), "scanned",
+                                next_cursor_json(next), "scanned",
                                 (json_int_t)scanned));
 }
 
@@ -833,11 +769,8 @@ const struct handler search_handler = {.route = "search", .on_headers = search_h
 
 static void trace_headers(struct conn *c)
 {
-    const char *m = conn_method(c);
-    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
-        method_not_allowed(c, "GET, HEAD");
+    if (reject_unless_get(c))
         return;
-    }
     const char *base = "/api/v1/trace/";
     const char *path = conn_path(c) + strlen(base);
     size_t len = conn_path_len(c) - strlen(base);

@@ -429,3 +429,27 @@ bool http_request_line_ok(const char *line, size_t len)
     size_t vlen = len - (size_t)(ver - line);
     return vlen == 8 && memcmp(ver, "HTTP/1.", 7) == 0 && (ver[7] == '0' || ver[7] == '1');
 }
+
+void body_buf_append(struct body_buf *b, const char *data, size_t len)
+{
+    if (b->too_big || len > b->max - b->len) {
+        b->too_big = true;
+        return;
+    }
+    char *nb = realloc(b->data, b->len + len + 1);
+    if (!nb) {
+        b->too_big = true;
+        return;
+    }
+    b->data = nb;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void body_buf_free(struct body_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}

@@ -81,4 +81,16 @@ bool http_is_token(const char *s, size_t len);
 /* True if line (without CR/LF) is "METHOD SP TARGET SP HTTP/1.x". */
 bool http_request_line_ok(const char *line, size_t len);
 
+/*
+ * A small request body (JSON) collected in memory up to max bytes; past that
+ * too_big is set and the rest is dropped (the handler answers 413).
+ */
+struct body_buf {
+    char *data;   /* NUL-terminated once anything arrived */
+    size_t len, max;
+    bool too_big;
+};
+void body_buf_append(struct body_buf *b, const char *data, size_t len);
+void body_buf_free(struct body_buf *b);
+
 #endif

@@ -117,9 +117,18 @@ extern const struct handler notfound_handler;
  * answers 400 and returns -1 when bad.
  */
 int page_query(struct conn *c, size_t *limit, char *cursor_out);
+bool query_param(struct conn *c, const char *key, char *out, size_t cap, bool *bad);
+/* A failed listing: 400 for a cursor it did not give out (ARCA_E_INVALID), else 500. */
+void resp_list_error(struct conn *c, int rc, const char *what);
+/* A page's "next_cursor" value: the cursor, or null on the last page. */
+json_t *next_cursor_json(const char *next);
+/* An ISO 8601 UTC time ("2026-11-23T10:00:00.123Z"), or null for 0. */
+json_t *time_json(uint64_t ms);
 
 /* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
 bool reject_unless_get(struct conn *c);
+/* 405 with an Allow header listing allow ("GET, HEAD, PUT"). */
+void resp_method_not_allowed(struct conn *c, const char *allow);
 
 /* conn.c: accepts a new connection on worker w; ssl (owned from here on) for HTTPS, else NULL. */
 void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip,

@@ -156,11 +156,12 @@ static int put_conflict(repo_db *db, rocksdb_writebatch_t *b, const struct coord
 
 /*
  * Makes sure the index knows blob dig (with its block sums when new): the
- * index's own record wins over the caller's digests.  *created tells whether
- * it was new.  ARCA_E_NOTFOUND when unknown and no sums were given.
+ * index's own record wins over the caller's digests.  A new blob is counted
+ * in st's delta and *created says so.  ARCA_E_NOTFOUND when unknown and no
+ * sums were given.
  */
 static int ensure_blob(repo_db *db, rocksdb_writebatch_t *b, struct blob_digests *dig,
-                       const struct blob_blocks *blocks, bool *created)
+                       const struct blob_blocks *blocks, struct staged *st, bool *created)
 {
     size_t reclen = 0;
     *created = false;
@@ -181,6 +182,8 @@ static int ensure_blob(repo_db *db, rocksdb_writebatch_t *b, struct blob_digests
         return rc;
     rocksdb_writebatch_put_cf(b, db->cf[CF_SHA1], (const char *)dig->sha1, 20,
                               (const char *)dig->sha256, 32);
+    st->delta.blob_count = 1;
+    st->delta.stored_bytes = dig->size;
     *created = true;
     return 0;
 }
@@ -236,12 +239,8 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
         if (!incoming_first) {
             /* The stored write is earlier: the incoming one is the loser, kept visible. */
             struct blob_digests ld = *ev->u.put.dig;
-            if ((rc = ensure_blob(db, b, &ld, ev->u.put.blocks, &new_blob)) != 0)
+            if ((rc = ensure_blob(db, b, &ld, ev->u.put.blocks, st, &new_blob)) != 0)
                 goto out;
-            if (new_blob) {
-                st->delta.blob_count = 1;
-                st->delta.stored_bytes = ld.size;
-            }
             put_blobref(db, b, c, ld.sha256, seq);
             rc = put_conflict(db, b, c, &ld, hlc, origin, actor);
             st->noop = true;
@@ -263,12 +262,8 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
     if (vs.deleted_ms) {
         /* Remote, into a tombstone: only the facts every order agrees on. */
         struct blob_digests td = *ev->u.put.dig;
-        if ((rc = ensure_blob(db, b, &td, ev->u.put.blocks, &new_blob)) != 0)
+        if ((rc = ensure_blob(db, b, &td, ev->u.put.blocks, st, &new_blob)) != 0)
             goto out;
-        if (new_blob) {
-            st->delta.blob_count = 1;
-            st->delta.stored_bytes = td.size;
-        }
         put_blobref(db, b, c, td.sha256, seq);
         if (now_ms < vs.created_ms) {
             vs.created_ms = now_ms;
@@ -284,7 +279,7 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
 
     /* The blob: the index's own record wins over the caller's digests when it has one. */
     out->dig = *ev->u.put.dig;
-    if ((rc = ensure_blob(db, b, &out->dig, ev->u.put.blocks, &new_blob)) != 0)
+    if ((rc = ensure_blob(db, b, &out->dig, ev->u.put.blocks, st, &new_blob)) != 0)
         goto out;
 
     out->created_ms = now_ms;
@@ -343,8 +338,6 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
     /* Counters only add: a replaced file adds the size difference mod 2^64. */
     st->delta.artifact_count = replace ? 0 : 1;
     st->delta.logical_bytes = out->dig.size - old_size;
-    st->delta.blob_count = new_blob ? 1 : 0;
-    st->delta.stored_bytes = new_blob ? out->dig.size : 0;
 out:
     rocksdb_free(v);
     return rc;

@@ -109,6 +109,9 @@ int lifecycle_check_put(repo_db *db, const struct event *ev, const struct coord 
 int lifecycle_put_props(repo_db *db, const struct coord *c, const json_t *props, uint64_t seq,
                         uint64_t hlc, const char *origin, rocksdb_writebatch_t *b,
                         json_t *details);
+/* The current value of a property (malloc'd), or NULL when unset (lifecycle.c). */
+char *prop_current(repo_db *db, const char *repo, const char *name, const char *version,
+                   const char *k);
 /* Indexes an event under its version (cf vevents). */
 void index_version_event(repo_db *db, rocksdb_writebatch_t *b, const char *repo,
                          const char *name, const char *version, uint64_t seq,

@@ -48,24 +48,12 @@ static size_t vkey(char *buf, const char *repo, const char *name, const char *ve
     return key_make(buf, false, repo, name, version, NULL);
 }
 
-static int load_version(repo_db *db, const char *repo, const char *name, const char *version,
-                        struct version_state *vs)
-{
-    char key[KEY_MAX], *v = NULL;
-    size_t vlen = 0;
-    int rc = db_get(db, CF_VERSIONS, key, vkey(key, repo, name, version), &v, &vlen);
-    if (rc == 0)
-        rc = rec_vstate_decode(v, vlen, vs);
-    rocksdb_free(v);
-    return rc;
-}
-
-static const char *stage_of(const repo_db *db, const struct version_state *vs)
+const char *repo_stage_of(repo_db *db, const struct version_state *vs)
 {
     return vs->stage[0] ? vs->stage : db->policy.stages[0].name;
 }
 
-static int rank_of(const repo_db *db, const struct version_state *vs)
+int repo_stage_rank(repo_db *db, const struct version_state *vs)
 {
     return vs->stage[0] ? stages_rank(&db->policy, vs->stage) : 0;
 }
@@ -202,7 +190,7 @@ const struct stage_policy *repo_policy(repo_db *db)
 /* ---- gates ------------------------------------------------------------ */
 
 /* The current value of a property (malloc'd) or NULL when unset. */
-static char *prop_current(repo_db *db, const char *repo, const char *name, const char *version,
+char *prop_current(repo_db *db, const char *repo, const char *name, const char *version,
                           const char *k)
 {
     char key[KEY_MAX + PROP_KEY_MAX], *v = NULL, *out = NULL;
@@ -291,7 +279,7 @@ static int stage_promote(repo_db *db, const struct event *ev, uint64_t seq, uint
     const char *reason = json_string_value(json_object_get(ev->u.vop.args, "reason"));
     const struct stage_policy *p = &db->policy;
     int rt = to ? stages_rank(p, to) : -1;
-    int rc = rank_of(db, vs);
+    int rc = repo_stage_rank(db, vs);
     char from[STAGE_NAME_MAX], skey[KEY_MAX + STAGE_NAME_MAX];
 
     if (EV_REMOTE(ev)) {
@@ -299,7 +287,7 @@ static int stage_promote(repo_db *db, const struct event *ev, uint64_t seq, uint
         if (rt < 0 || rc < 0)
             return refuse(res, ARCA_E_INVALID, "unknown_stage", "stage '%s' is not configured",
                           to ? to : "");
-        snprintf(from, sizeof(from), "%s", stage_of(db, vs));
+        snprintf(from, sizeof(from), "%s", repo_stage_of(db, vs));
         if (rt == rc && rc > 0 &&
             hlc_origin_cmp(hlc, event_origin(db, ev), vs->stage_hlc, vs->stage_origin) < 0) {
             /* The same stage reached earlier elsewhere: that entry is the one kept. */
@@ -331,7 +319,7 @@ static int stage_promote(repo_db *db, const struct event *ev, uint64_t seq, uint
         return refuse(res, ARCA_E_CONFLICT, "unknown_stage",
                       "the version is in stage '%s', which the configuration no longer lists",
                       vs->stage);
-    snprintf(from, sizeof(from), "%s", stage_of(db, vs));
+    snprintf(from, sizeof(from), "%s", repo_stage_of(db, vs));
     if (rt == rc) {
         st->noop = true;
         return 0;
@@ -404,89 +392,84 @@ static int stage_revoke(repo_db *db, const struct event *ev, uint64_t seq, uint6
                 ev->who && ev->who->actor ? ev->who->actor : "");
     snprintf(vs->revoke_reason, sizeof(vs->revoke_reason), "%s", reason ? reason : "");
     json_object_set_new(st->details, "reason", json_string(vs->revoke_reason));
-    json_object_set_new(st->details, "stage", json_string(stage_of(db, vs)));
+    json_object_set_new(st->details, "stage", json_string(repo_stage_of(db, vs)));
     return 0;
 }
 
-/* Removes every file of a version from the index, counting them. */
-static int drop_files(repo_db *db, rocksdb_writebatch_t *b, const char *repo, const char *name,
-                      const char *version, uint64_t *files, uint64_t *bytes)
+/*
+ * Deletes every key under the version's prefix in cf, first handing each
+ * entry to each_fn (may be NULL), which may stage more changes or stop the
+ * walk with an error.
+ */
+typedef int (*drop_fn)(void *ctx, const char *suffix, size_t slen, const char *v, size_t vl);
+
+static int drop_prefix(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf, const char *repo,
+                       const char *name, const char *version, drop_fn each_fn, void *ctx)
 {
     char prefix[KEY_MAX];
     size_t plen = key_make(prefix, true, repo, name, version, NULL);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[CF_ARTIFACTS]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[cf]);
     int rc = 0;
-    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it) && rc == 0;
+         rocksdb_iter_next(it)) {
         size_t kl, vl;
         const char *k = rocksdb_iter_key(it, &kl);
         if (kl < plen || memcmp(k, prefix, plen) != 0)
             break;
         const char *v = rocksdb_iter_value(it, &vl);
-        struct artifact a;
-        if ((rc = rec_artifact_decode(v, vl, &a)) != 0)
-            break;
-        rocksdb_writebatch_delete_cf(b, db->cf[CF_ARTIFACTS], k, kl);
-        (*files)++;
-        *bytes += a.dig.size;
-    }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    if (err)
-        rc = db_error("iterate files", err);
-    rocksdb_iter_destroy(it);
-    return rc;
-}
-
-/* Removes every key under the version's prefix in cf. */
-static int drop_prefix(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf, const char *repo,
-                       const char *name, const char *version)
-{
-    char prefix[KEY_MAX];
-    size_t plen = key_make(prefix, true, repo, name, version, NULL);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[cf]);
-    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl;
-        const char *k = rocksdb_iter_key(it, &kl);
-        if (kl < plen || memcmp(k, prefix, plen) != 0)
+        if (each_fn && (rc = each_fn(ctx, k + plen, kl - plen, v, vl)) != 0)
             break;
         rocksdb_writebatch_delete_cf(b, db->cf[cf], k, kl);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
+    if (err && rc == 0)
+        rc = db_error("iterate", err);
+    else
+        rocksdb_free(err);
     rocksdb_iter_destroy(it);
-    return err ? db_error("iterate", err) : 0;
+    return rc;
 }
 
-/* Removes a version's properties and their index entries (the events keep their history). */
-static int drop_propidx(repo_db *db, rocksdb_writebatch_t *b, const char *repo, const char *name,
-                        const char *version)
+struct drop_ctx {
+    repo_db *db;
+    rocksdb_writebatch_t *b;
+    const char *repo, *name, *version;
+    uint64_t files, bytes;
+};
+
+/* A file leaving the index: counted for the statistics. */
+static int count_file(void *vctx, const char *s, size_t sl, const char *v, size_t vl)
 {
-    char prefix[KEY_MAX];
-    size_t plen = key_make(prefix, true, repo, name, version, NULL);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[CF_PROPS]);
-    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = rocksdb_iter_key(it, &kl);
-        if (kl < plen || memcmp(k, prefix, plen) != 0)
-            break;
-        const char *v = rocksdb_iter_value(it, &vl);
-        char pk[PROP_KEY_MAX + 1], ikey[KEY_MAX + PROP_KEY_MAX + PROP_VALUE_MAX];
-        if (kl - plen > PROP_KEY_MAX)
-            continue;
-        memcpy(pk, k + plen, kl - plen);
-        pk[kl - plen] = '\0';
-        json_t *o = json_loadb(v, vl, 0, NULL);
-        const char *cur = json_string_value(json_object_get(o, "v"));
-        if (cur)
-            rocksdb_writebatch_delete_cf(b, db->cf[CF_PROPIDX], ikey,
-                                         propidx_key(ikey, pk, cur, repo, name, version));
-        rocksdb_writebatch_delete_cf(b, db->cf[CF_PROPS], k, kl);
-        json_decref(o);
+    struct drop_ctx *ctx = vctx;
+    struct artifact a;
+    (void)s;
+    (void)sl;
+    int rc = rec_artifact_decode(v, vl, &a);
+    if (rc == 0) {
+        ctx->files++;
+        ctx->bytes += a.dig.size;
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    return err ? db_error("iterate properties", err) : 0;
+    return rc;
+}
+
+/* A property leaving: its index entry goes too (the events keep its history). */
+static int drop_prop_index(void *vctx, const char *s, size_t sl, const char *v, size_t vl)
+{
+    struct drop_ctx *ctx = vctx;
+    char pk[PROP_KEY_MAX + 1], ikey[KEY_MAX + PROP_KEY_MAX + PROP_VALUE_MAX];
+    if (sl > PROP_KEY_MAX)
+        return 0;
+    memcpy(pk, s, sl);
+    pk[sl] = '\0';
+    json_t *o = json_loadb(v, vl, 0, NULL);
+    const char *cur = json_string_value(json_object_get(o, "v"));
+    if (cur)
+        rocksdb_writebatch_delete_cf(ctx->b, ctx->db->cf[CF_PROPIDX], ikey,
+                                     propidx_key(ikey, pk, cur, ctx->repo, ctx->name,
+                                                 ctx->version));
+    json_decref(o);
+    return 0;
 }
 
 static int stage_delete(repo_db *db, const struct event *ev, uint64_t seq, uint64_t hlc,
@@ -496,22 +479,22 @@ static int stage_delete(repo_db *db, const struct event *ev, uint64_t seq, uint6
     struct op_result *res = ev->u.vop.res;
     const char *reason = json_string_value(json_object_get(ev->u.vop.args, "reason"));
     char skey[KEY_MAX + STAGE_NAME_MAX];
-    uint64_t files = 0, bytes = 0;
+    struct drop_ctx dc = {db, b, repo, name, version, 0, 0};
     int rc;
     /* Locally the rules hold; from another centre the tombstone wins (it was allowed there). */
     if (!EV_REMOTE(ev) && vs->revoked_ms)
         return refuse(res, ARCA_E_CONFLICT, "version_revoked",
                       "the version was revoked; revoked versions are kept for the audit trail");
-    if (!EV_REMOTE(ev) && rank_of(db, vs) != 0)
+    if (!EV_REMOTE(ev) && repo_stage_rank(db, vs) != 0)
         return refuse(res, ARCA_E_CONFLICT, "version_promoted",
                       "the version reached stage '%s'; only versions still in '%s' can be "
-                      "deleted", stage_of(db, vs), db->policy.stages[0].name);
-    if ((rc = drop_files(db, b, repo, name, version, &files, &bytes)) != 0 ||
-        (rc = drop_propidx(db, b, repo, name, version)) != 0 ||
-        (rc = drop_prefix(db, b, CF_CONFLICTS, repo, name, version)) != 0)
+                      "deleted", repo_stage_of(db, vs), db->policy.stages[0].name);
+    if ((rc = drop_prefix(db, b, CF_ARTIFACTS, repo, name, version, count_file, &dc)) != 0 ||
+        (rc = drop_prefix(db, b, CF_PROPS, repo, name, version, drop_prop_index, &dc)) != 0 ||
+        (rc = drop_prefix(db, b, CF_CONFLICTS, repo, name, version, NULL, NULL)) != 0)
         return rc;
     rocksdb_writebatch_delete_cf(b, db->cf[CF_STAGEIDX], skey,
-                                 stageidx_key(skey, stage_of(db, vs), repo, name, version));
+                                 stageidx_key(skey, repo_stage_of(db, vs), repo, name, version));
     {
         char bkey[KEY_MAX];
         rocksdb_writebatch_delete_cf(b, db->cf[CF_BUILDS], bkey,
@@ -532,11 +515,11 @@ static int stage_delete(repo_db *db, const struct event *ev, uint64_t seq, uint6
     clean_label(vs->deleted_by, sizeof(vs->deleted_by),
                 ev->who && ev->who->actor ? ev->who->actor : "");
     /* Counters only add: subtracting is adding the two's complement (mod 2^64). */
-    st->delta.artifact_count = (uint64_t)0 - files;
-    st->delta.logical_bytes = (uint64_t)0 - bytes;
+    st->delta.artifact_count = (uint64_t)0 - dc.files;
+    st->delta.logical_bytes = (uint64_t)0 - dc.bytes;
     json_object_set_new(st->details, "reason", json_string(reason ? reason : ""));
-    json_object_set_new(st->details, "files", json_integer((json_int_t)files));
-    json_object_set_new(st->details, "bytes", json_integer((json_int_t)bytes));
+    json_object_set_new(st->details, "files", json_integer((json_int_t)dc.files));
+    json_object_set_new(st->details, "bytes", json_integer((json_int_t)dc.bytes));
     return 0;
 }
 
@@ -621,29 +604,45 @@ int lifecycle_put_props(repo_db *db, const struct coord *c, const json_t *props,
     return rc;
 }
 
+/* Why the version (state vs) takes no new file, or 0 when it does. */
+static int refuse_new_file(repo_db *db, const struct version_state *vs, const char *version,
+                           struct op_result *res)
+{
+    if (vs->deleted_ms)
+        return refuse(res, ARCA_E_CONFLICT, "version_deleted",
+                      "version %s was deleted; a deleted version's coordinates are not reused",
+                      version);
+    if (vs->revoked_ms)
+        return refuse(res, ARCA_E_CONFLICT, "version_revoked",
+                      "version %s was revoked (%s); it takes no new files", version,
+                      vs->revoke_reason);
+    if (repo_stage_rank(db, vs) != 0)
+        return refuse(res, ARCA_E_CONFLICT, "version_frozen",
+                      "version %s is in stage '%s': its files are frozen once it leaves '%s'",
+                      version, repo_stage_of(db, vs), db->policy.stages[0].name);
+    return 0;
+}
+
 int lifecycle_check_put(repo_db *db, const struct event *ev, const struct coord *c,
                         struct version_state *vs, struct op_result *res)
 {
-    int rc = load_version(db, c->repo, c->name, c->version, vs);
+    int rc = repo_get_version(db, c->repo, c->name, c->version, vs);
     if (rc == ARCA_E_NOTFOUND) {
         memset(vs, 0, sizeof(*vs));
         return 0;
     }
     if (rc != 0 || EV_REMOTE(ev))
         return rc; /* a remote file lands unless the version is a tombstone (caller) */
-    if (vs->deleted_ms)
-        return refuse(res, ARCA_E_CONFLICT, "version_deleted",
-                      "version %s was deleted; a deleted version's coordinates are not reused",
-                      c->version);
-    if (vs->revoked_ms)
-        return refuse(res, ARCA_E_CONFLICT, "version_revoked",
-                      "version %s was revoked (%s); it takes no new files", c->version,
-                      vs->revoke_reason);
-    if (rank_of(db, vs) != 0)
-        return refuse(res, ARCA_E_CONFLICT, "version_frozen",
-                      "version %s is in stage '%s': its files are frozen once it leaves '%s'",
-                      c->version, stage_of(db, vs), db->policy.stages[0].name);
-    return 0;
+    return refuse_new_file(db, vs, c->version, res);
+}
+
+int repo_check_new_file(repo_db *db, const struct coord *c, struct op_result *res)
+{
+    struct version_state vs;
+    int rc = repo_get_version(db, c->repo, c->name, c->version, &vs);
+    if (rc == ARCA_E_NOTFOUND)
+        return 0;
+    return rc != 0 ? rc : refuse_new_file(db, &vs, c->version, res);
 }
 
 /* Is content sha256 (hex) held by a file of the version (cf blobrefs)? */
@@ -687,10 +686,10 @@ static int stage_build(repo_db *db, const struct event *ev, uint64_t hlc, rocksd
         goto store;
     }
     /* Past the first stage a missing record may still be attached, never replaced. */
-    if (rank_of(db, vs) != 0 && vs->has_build)
+    if (repo_stage_rank(db, vs) != 0 && vs->has_build)
         return refuse(res, ARCA_E_CONFLICT, "version_frozen",
                       "version %s is in stage '%s': its build record is frozen once it leaves "
-                      "'%s'", version, stage_of(db, vs), db->policy.stages[0].name);
+                      "'%s'", version, repo_stage_of(db, vs), db->policy.stages[0].name);
     if (vs->revoked_ms)
         return refuse(res, ARCA_E_CONFLICT, "version_revoked", "version %s was revoked",
                       version);
@@ -759,7 +758,7 @@ static int stage_deploy(repo_db *db, const struct event *ev, uint64_t seq, uint6
                             "version", ev->u.vop.version, "seq", (json_int_t)seq, "time_ms",
                             (json_int_t)HLC_MS(hlc), "actor",
                             label_json(ev->who && ev->who->actor ? ev->who->actor : ""),
-                            "stage", stage_of(db, vs), "revoked", vs->revoked_ms != 0);
+                            "stage", repo_stage_of(db, vs), "revoked", vs->revoked_ms != 0);
     char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(rec);
     if (!text)
@@ -768,7 +767,7 @@ static int stage_deploy(repo_db *db, const struct event *ev, uint64_t seq, uint6
     free(text);
     json_object_set_new(st->details, "environment", json_string(env));
     json_object_set_new(st->details, "target", json_string(target));
-    json_object_set_new(st->details, "stage", json_string(stage_of(db, vs)));
+    json_object_set_new(st->details, "stage", json_string(repo_stage_of(db, vs)));
     json_object_set_new(st->details, "revoked", json_boolean(vs->revoked_ms != 0));
     return 0;
 }
@@ -779,7 +778,7 @@ int stage_version_op(repo_db *db, const struct event *ev, uint64_t seq, uint64_t
     const char *repo = ev->u.vop.repo, *name = ev->u.vop.name, *version = ev->u.vop.version;
     struct op_result *res = ev->u.vop.res;
     struct version_state vs;
-    int rc = load_version(db, repo, name, version, &vs);
+    int rc = repo_get_version(db, repo, name, version, &vs);
     if (rc == ARCA_E_NOTFOUND)
         return refuse(res, rc, "not_found", "no version %s/%s/%s", repo, name, version);
     if (rc != 0)

@@ -107,6 +107,15 @@ int prop_value_check(const char *v, size_t len, const char **why);
 
 /* ---- reads ---- */
 
+/* A version's current stage (a record without one is in the first stage), and its rank. */
+const char *repo_stage_of(repo_db *db, const struct version_state *vs);
+int repo_stage_rank(repo_db *db, const struct version_state *vs);
+/*
+ * Would a new file at c be refused (version frozen, revoked or deleted)?  0,
+ * or ARCA_E_CONFLICT with res->code/message saying why; apply checks again.
+ */
+int repo_check_new_file(repo_db *db, const struct coord *c, struct op_result *res);
+
 int repo_get_version(repo_db *db, const char *repo, const char *name, const char *version,
                      struct version_state *out);
 /* Current properties as a JSON object (new reference in *out). */

@@ -247,7 +247,7 @@ static int check_latest(void *vctx, const char *s, size_t sl, const char *v, siz
     struct version_state vs;
     if (sl <= 8 || sl - 8 > COORD_SEGMENT_MAX || rec_vstate_decode(v, vl, &vs) != 0)
         return 0;
-    int rank = vs.stage[0] ? stages_rank(&ctx->db->policy, vs.stage) : 0;
+    int rank = repo_stage_rank(ctx->db, &vs);
     if (rank < ctx->want || vs.revoked_ms || vs.deleted_ms)
         return 0;
     memcpy(ctx->version, s + 8, sl - 8);
@@ -324,12 +324,9 @@ struct search_ctx {
 static bool prop_is(repo_db *db, const char *repo, const char *name, const char *version,
                     const char *k, const char *want)
 {
-    json_t *props = NULL;
-    bool ok = false;
-    if (repo_get_properties(db, repo, name, version, &props) == 0)
-        ok = json_string_value(json_object_get(props, k)) &&
-             strcmp(json_string_value(json_object_get(props, k)), want) == 0;
-    json_decref(props);
+    char *cur = prop_current(db, repo, name, version, k);
+    bool ok = cur && strcmp(cur, want) == 0;
+    free(cur);
     return ok;
 }
 
@@ -340,7 +337,7 @@ static int consider(struct search_ctx *ctx, const char *repo, const char *name,
     struct version_state vs;
     if (repo_get_version(ctx->db, repo, name, version, &vs) != 0 || vs.deleted_ms)
         return 0;
-    const char *stage = vs.stage[0] ? vs.stage : ctx->db->policy.stages[0].name;
+    const char *stage = repo_stage_of(ctx->db, &vs);
     if ((q->repo && strcmp(q->repo, repo) != 0) || (q->name && strcmp(q->name, name) != 0) ||
         (q->stage && strcmp(q->stage, stage) != 0) ||
         (q->created_after && vs.created_ms <= q->created_after) ||
@@ -499,10 +496,35 @@ static json_t *event_time(json_t *ev)
     return iso_json(json_is_integer(h) ? HLC_MS((uint64_t)json_integer_value(h)) : 0);
 }
 
+/*
+ * A version's trace sorts its events into lists of facts.  Each action
+ * names its list and the details it copies into the fact; uploads that set
+ * properties also count as a property change.
+ */
+enum trace_list { TL_UPLOADS, TL_PROMOTIONS, TL_REVOCATIONS, TL_DELETIONS, TL_DEPLOYMENTS,
+                  TL_PROPS, TL_BUILDS, TL_COUNT };
+
+static const char *const trace_list_names[TL_COUNT] = {
+    "uploads", "promotions", "revocations", "deletions", "deployments", "property_changes",
+    "build_records"};
+
+static const struct {
+    const char *action;
+    enum trace_list list;
+    const char *keys[5];
+} trace_facts[] = {
+    {"artifact.put", TL_UPLOADS, {"path", "sha256", "size"}},
+    {"version.promote", TL_PROMOTIONS, {"from", "to", "reason", "gates"}},
+    {"version.revoke", TL_REVOCATIONS, {"reason", "stage"}},
+    {"version.delete", TL_DELETIONS, {"reason"}},
+    {"deployment.record", TL_DEPLOYMENTS, {"environment", "target", "stage"}},
+    {"property.set", TL_PROPS, {"changes", "previous"}},
+    {"build.put", TL_BUILDS, {"replaced"}},
+};
+
 struct vtrace {
-    json_t *promotions, *revocations, *deletions, *deployments, *props, *builds, *uploads;
+    json_t *lists[TL_COUNT];
     json_t *events;
-    size_t n;
 };
 
 static int trace_event(void *arg, json_t *ev)
@@ -510,55 +532,26 @@ static int trace_event(void *arg, json_t *ev)
     struct vtrace *t = arg;
     const char *action = json_string_value(json_object_get(ev, "action"));
     json_t *d = json_object_get(ev, "details");
-    json_t *fact = json_pack("{s:O,s:o,s:o}", "by", json_object_get(ev, "actor"), "at",
-                             event_time(ev), "event", event_ref(ev));
     json_array_append(t->events, json_object_get(ev, "seq"));
-    t->n++;
-    if (!action || !fact) {
-        json_decref(fact);
-        json_decref(ev);
-        return 0;
-    }
-    if (strcmp(action, "version.promote") == 0) {
-        json_object_set(fact, "from", json_object_get(d, "from"));
-        json_object_set(fact, "to", json_object_get(d, "to"));
-        json_object_set(fact, "reason", json_object_get(d, "reason"));
-        json_object_set(fact, "gates", json_object_get(d, "gates"));
-        json_array_append(t->promotions, fact);
-    } else if (strcmp(action, "version.revoke") == 0) {
-        json_object_set(fact, "reason", json_object_get(d, "reason"));
-        json_object_set(fact, "stage", json_object_get(d, "stage"));
-        json_array_append(t->revocations, fact);
-    } else if (strcmp(action, "version.delete") == 0) {
-        json_object_set(fact, "reason", json_object_get(d, "reason"));
-        json_array_append(t->deletions, fact);
-    } else if (strcmp(action, "deployment.record") == 0) {
-        json_object_set(fact, "environment", json_object_get(d, "environment"));
-        json_object_set(fact, "target", json_object_get(d, "target"));
-        json_object_set(fact, "stage", json_object_get(d, "stage"));
-        json_array_append(t->deployments, fact);
-    } else if (strcmp(action, "property.set") == 0) {
-        json_object_set(fact, "changes", json_object_get(d, "changes"));
-        json_object_set(fact, "previous", json_object_get(d, "previous"));
-        json_array_append(t->props, fact);
-    } else if (strcmp(action, "build.put") == 0) {
-        json_object_set(fact, "replaced", json_object_get(d, "replaced"));
-        json_array_append(t->builds, fact);
-    } else if (strcmp(action, "artifact.put") == 0) {
-        json_object_set(fact, "path", json_object_get(d, "path"));
-        json_object_set(fact, "sha256", json_object_get(d, "sha256"));
-        json_object_set(fact, "size", json_object_get(d, "size"));
-        json_array_append(t->uploads, fact);
-        if (json_object_size(json_object_get(d, "properties")) > 0) {
+    for (size_t i = 0; action && i < sizeof(trace_facts) / sizeof(trace_facts[0]); i++) {
+        if (strcmp(action, trace_facts[i].action) != 0)
+            continue;
+        json_t *fact = json_pack("{s:O,s:o,s:o}", "by", json_object_get(ev, "actor"), "at",
+                                 event_time(ev), "event", event_ref(ev));
+        if (!fact)
+            break;
+        json_t *props = json_object_get(d, "properties");
+        if (strcmp(action, "artifact.put") == 0 && json_object_size(props) > 0) {
             json_t *pf = json_deep_copy(fact);
-            json_object_del(pf, "path");
-            json_object_del(pf, "sha256");
-            json_object_del(pf, "size");
-            json_object_set(pf, "changes", json_object_get(d, "properties"));
-            json_array_append_new(t->props, pf);
+            json_object_set(pf, "changes", props);
+            json_array_append_new(t->lists[TL_PROPS], pf);
         }
+        for (size_t k = 0; k < 5 && trace_facts[i].keys[k]; k++)
+            json_object_set(fact, trace_facts[i].keys[k],
+                            json_object_get(d, trace_facts[i].keys[k]));
+        json_array_append_new(t->lists[trace_facts[i].list], fact);
+        break;
     }
-    json_decref(fact);
     json_decref(ev);
     return 0;
 }
@@ -611,8 +604,9 @@ static int version_trace(repo_db *db, const char *repo, const char *name, const 
     int rc = repo_get_version(db, repo, name, version, &vs);
     if (rc != 0)
         return rc;
-    struct vtrace t = {json_array(), json_array(), json_array(), json_array(),
-                       json_array(), json_array(), json_array(), json_array(), 0};
+    struct vtrace t = {.events = json_array()};
+    for (int i = 0; i < TL_COUNT; i++)
+        t.lists[i] = json_array();
     char next[REPO_CURSOR_MAX];
     rc = repo_version_history(db, repo, name, version, NULL, HISTORY_MAX, trace_event, &t, next);
     json_t *build = NULL, *props = NULL;
@@ -621,18 +615,13 @@ static int version_trace(repo_db *db, const char *repo, const char *name, const 
     if (rc == 0)
         rc = repo_get_properties(db, repo, name, version, &props);
     if (rc != 0) {
-        json_decref(t.promotions);
-        json_decref(t.revocations);
-        json_decref(t.deletions);
-        json_decref(t.deployments);
-        json_decref(t.props);
-        json_decref(t.builds);
-        json_decref(t.uploads);
+        for (int i = 0; i < TL_COUNT; i++)
+            json_decref(t.lists[i]);
         json_decref(t.events);
         json_decref(build);
         return rc;
     }
-    const char *stage = vs.stage[0] ? vs.stage : db->policy.stages[0].name;
+    const char *stage = repo_stage_of(db, &vs);
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I}", "repo", repo, "name", name, "version",
                           version, "stage", stage, "created", iso_json(vs.created_ms),
                           "file_count", (json_int_t)vs.file_count, "total_bytes",
@@ -659,17 +648,13 @@ static int version_trace(repo_db *db, const char *repo, const char *name, const 
              NULL);
         json_object_set_new(o, "conflicts", cc.items);
     }
-    if (with_uploads)
-        json_object_set(o, "uploads", t.uploads);
-    json_object_set_new(o, "promotions", t.promotions);
-    json_object_set_new(o, "revocations", t.revocations);
-    json_object_set_new(o, "deletions", t.deletions);
-    json_object_set_new(o, "deployments", t.deployments);
-    json_object_set_new(o, "property_changes", t.props);
-    json_object_set_new(o, "build_records", t.builds);
+    for (int i = 0; i < TL_COUNT; i++) {
+        if (i != TL_UPLOADS || with_uploads)
+            json_object_set(o, trace_list_names[i], t.lists[i]);
+        json_decref(t.lists[i]);
+    }
     json_object_set_new(o, "events", t.events);
     json_object_set_new(o, "events_truncated", json_boolean(next[0] != '\0'));
-    json_decref(t.uploads);
     *out = o;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "arca_err.h"
+#include "fixture.h"
 #include "audit.h"
 #include "repo.h"
 #include "repo_int.h"
@@ -40,19 +41,10 @@ struct fixture {
 
 static const struct actor_ctx who = {"token:ci", "127.0.0.1:5555", "req-1"};
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/arca-audit-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (fixture_tmpdir(f->dir, sizeof(f->dir), "audit") != 0)
         return -1;
     snprintf(f->index, sizeof(f->index), "%s/index", f->dir);
     if (repo_db_open(f->index, "dc1", &f->db) != 0)
@@ -65,7 +57,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     repo_db_free(f->db);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fixture_rmtree(f->dir);
     free(f);
     return 0;
 }
@@ -91,13 +83,7 @@ static void add_event(struct fixture *f)
     snprintf(content, sizeof(content), "content %llu", (unsigned long long)i);
     snprintf(version, sizeof(version), "%llu", (unsigned long long)i / 10);
     snprintf(path, sizeof(path), "file-%llu.bin", (unsigned long long)i);
-    size_t len = strlen(content);
-    memset(&dig, 0, sizeof(dig));
-    EVP_Digest(content, len, dig.sha256, NULL, EVP_sha256(), NULL);
-    EVP_Digest(content, len, dig.sha1, NULL, EVP_sha1(), NULL);
-    EVP_Digest(content, len, dig.md5, NULL, EVP_md5(), NULL);
-    dig.size = len;
-    sum = blob_block_sum(content, len);
+    fixture_digests(content, &dig, &sum);
     blocks.count = 1;
     blocks.sums = &sum;
     assert_int_equal(coord_set(&c, "libs", "app", version, path, &why), 0);

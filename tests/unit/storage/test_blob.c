@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "arca_err.h"
+#include "fixture.h"
 #include "blob.h"
 #include "util.h"
 
@@ -30,19 +31,10 @@ struct fixture {
     blob_store *bs;
 };
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/arca-blob-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (fixture_tmpdir(f->dir, sizeof(f->dir), "blob") != 0)
         return -1;
     if (blob_store_open(f->dir, &f->bs) != 0)
         return -1;
@@ -54,7 +46,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     blob_store_free(f->bs);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fixture_rmtree(f->dir);
     free(f);
     return 0;
 }

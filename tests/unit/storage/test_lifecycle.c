@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "arca_err.h"
+#include "fixture.h"
 #include "lifecycle.h"
 #include "repo.h"
 #include "util.h"
@@ -32,20 +33,11 @@ struct fixture {
 
 static const struct actor_ctx who = {"token:ci", "127.0.0.1:5555", "req-1"};
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     struct stage_policy p;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/arca-life-XXXXXX");
-    if (!mkdtemp(f->dir) || repo_db_open(f->dir, "dc1", &f->db) != 0)
+    if (fixture_tmpdir(f->dir, sizeof(f->dir), "life") != 0 || repo_db_open(f->dir, "dc1", &f->db) != 0)
         return -1;
     stages_init_defaults(&p);
     /* test: a file; prod: a property value, a pattern and a build record. */
@@ -67,7 +59,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     repo_db_free(f->db);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fixture_rmtree(f->dir);
     free(f);
     return 0;
 }
@@ -83,13 +75,7 @@ static int put(repo_db *db, const char *name, const char *version, const char *p
     struct artifact a;
     const char *why;
     int created;
-    size_t len = strlen(s);
-    memset(&dig, 0, sizeof(dig));
-    EVP_Digest(s, len, dig.sha256, NULL, EVP_sha256(), NULL);
-    EVP_Digest(s, len, dig.sha1, NULL, EVP_sha1(), NULL);
-    EVP_Digest(s, len, dig.md5, NULL, EVP_md5(), NULL);
-    dig.size = len;
-    sum = blob_block_sum(s, len);
+    fixture_digests(s, &dig, &sum);
     assert_int_equal(coord_set(&c, "r", name, version, path, &why), 0);
     return repo_put_artifact_ex(db, &c, &dig, &blocks, NULL, &who, &a, &created, res);
 }

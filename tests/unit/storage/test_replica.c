@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "arca_err.h"
+#include "fixture.h"
 #include "lifecycle.h"
 #include "repo.h"
 #include "repo_int.h"
@@ -42,18 +43,9 @@ struct centre {
     repo_db *db;
 };
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static void centre_open(struct centre *c, const char *id)
 {
-    snprintf(c->dir, sizeof(c->dir), "/tmp/arca-repl-XXXXXX");
-    assert_non_null(mkdtemp(c->dir));
+    assert_int_equal(fixture_tmpdir(c->dir, sizeof(c->dir), "repl"), 0);
     snprintf(c->id, sizeof(c->id), "%s", id);
     assert_int_equal(repo_db_open(c->dir, id, &c->db), 0);
 }
@@ -61,18 +53,7 @@ static void centre_open(struct centre *c, const char *id)
 static void centre_close(struct centre *c)
 {
     repo_db_free(c->db);
-    nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void digests(const char *s, struct blob_digests *dig, uint64_t *sum)
-{
-    size_t len = strlen(s);
-    memset(dig, 0, sizeof(*dig));
-    EVP_Digest(s, len, dig->sha256, NULL, EVP_sha256(), NULL);
-    EVP_Digest(s, len, dig->sha1, NULL, EVP_sha1(), NULL);
-    EVP_Digest(s, len, dig->md5, NULL, EVP_md5(), NULL);
-    dig->size = len;
-    *sum = blob_block_sum(s, len);
+    fixture_rmtree(c->dir);
 }
 
 static int put(struct centre *c, const char *name, const char *version, const char *path,
@@ -87,7 +68,7 @@ static int put(struct centre *c, const char *name, const char *version, const ch
     int created;
     struct actor_ctx who = {c->id, NULL, NULL};
     struct op_result res = {0};
-    digests(content, &dig, &sum);
+    fixture_digests(content, &dig, &sum);
     assert_int_equal(coord_set(&co, "r", name, version, path, &why), 0);
     int rc = repo_put_artifact_ex(c->db, &co, &dig, &blocks, NULL, &who, &a, &created, &res);
     op_result_clear(&res);
@@ -101,7 +82,7 @@ static const struct blob_blocks *blocks_for(const char *event, uint64_t *sum,
     for (int i = 0; i < NCONTENTS; i++) {
         struct blob_digests dig;
         char hex[65];
-        digests(contents[i], &dig, sum);
+        fixture_digests(contents[i], &dig, sum);
         hex_encode(dig.sha256, 32, hex);
         if (strstr(event, hex)) {
             blocks->count = 1;
@@ -291,7 +272,7 @@ static void test_conflict_winner_and_idempotency(void **state)
     struct blob_digests want;
     uint64_t sum;
     coord_set(&co, "r", "app", "1.0", "x.bin", &why);
-    digests("bravo", &want, &sum);
+    fixture_digests("bravo", &want, &sum);
     assert_int_equal(repo_get_artifact(a.db, &co, &art), 0);
     assert_memory_equal(art.dig.sha256, want.sha256, 32); /* the earlier write wins */
     assert_string_equal(art.origin, "dcB");
@@ -300,7 +281,7 @@ static void test_conflict_winner_and_idempotency(void **state)
         json_t *t = NULL;
         char loser[65], winner[65];
         struct blob_digests ld;
-        digests("alpha", &ld, &sum);
+        fixture_digests("alpha", &ld, &sum);
         hex_encode(ld.sha256, 32, loser);
         hex_encode(want.sha256, 32, winner);
         assert_int_equal(repo_trace_version(i ? b.db : a.db, "r", "app", "1.0", &t), 0);

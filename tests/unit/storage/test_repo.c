@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "arca_err.h"
+#include "fixture.h"
 #include "repo.h"
 #include "repo_int.h"
 #include "util.h"
@@ -30,19 +31,10 @@ struct fixture {
 
 static const struct actor_ctx who = {"token:ci", "127.0.0.1:5555", "req-1"};
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/arca-repo-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (fixture_tmpdir(f->dir, sizeof(f->dir), "repo") != 0)
         return -1;
     if (repo_db_open(f->dir, "dc1", &f->db) != 0)
         return -1;
@@ -54,7 +46,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     repo_db_free(f->db);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fixture_rmtree(f->dir);
     free(f);
     return 0;
 }
@@ -68,14 +60,9 @@ struct content {
 
 static void make_content(struct content *ct, const char *s)
 {
-    size_t len = strlen(s);
     memset(ct, 0, sizeof(*ct));
-    EVP_Digest(s, len, ct->dig.sha256, NULL, EVP_sha256(), NULL);
-    EVP_Digest(s, len, ct->dig.sha1, NULL, EVP_sha1(), NULL);
-    EVP_Digest(s, len, ct->dig.md5, NULL, EVP_md5(), NULL);
-    ct->dig.size = len;
-    ct->sum = blob_block_sum(s, len);
-    ct->blocks.count = len ? 1 : 0;
+    fixture_digests(s, &ct->dig, &ct->sum);
+    ct->blocks.count = ct->dig.size ? 1 : 0;
     ct->blocks.sums = &ct->sum;
 }
 
