@@ -196,6 +196,65 @@ class GateTest(Base):
         self.assertServing()
 
 
+class MoreBadInputTest(Base):
+    """Each refusal the handlers name, sent once; nothing changes and the server keeps serving."""
+
+    def test_bad_inputs_change_nothing(self):
+        name, _ = self.make_version()
+        before = self.srv.storage()
+        up = "/repos/rel/%s/2.0/a.bin" % name
+        # Upload properties: the same key twice, more than 64, a key over 128 characters.
+        hdrs = [("X-Arca-Property", "k=1"), ("X-Arca-Property", "k=2")]
+        r = self.srv.raw_request(("PUT %s HTTP/1.1\r\nHost: x\r\n%s%s"
+                                  "Content-Length: 1\r\n\r\na" % (
+                                      up, self.srv.auth_line(),
+                                      "".join("%s: %s\r\n" % h for h in hdrs))).encode())
+        self.assertError(r, 400, "bad_property")
+        many = "".join("X-Arca-Property: k%d=v\r\n" % i for i in range(65))
+        r = self.srv.raw_request(("PUT %s HTTP/1.1\r\nHost: x\r\n%s%s"
+                                  "Content-Length: 1\r\n\r\na" % (
+                                      up, self.srv.auth_line(), many)).encode())
+        self.assertError(r, 400, "bad_property")
+        self.assertError(self.srv.put(up, b"a", headers={"X-Arca-Property": "k" * 129 + "=v"}),
+                         400, "bad_property")
+        self.assertEqual(self.srv.get(up).status, 404)
+        # Stage views: no stage segment.
+        self.assertError(self.srv.get("/stages//rel/%s/1.0/app.bin" % name), 400, "invalid_path")
+        self.assertError(self.srv.get("/stages/dev"), 400, "invalid_path")
+        # A build record over 256 KiB.
+        big = dict(NATIVE_BUILD, extra={"blob": "x" * (300 * 1024)})
+        self.assertError(self.put_build(name, "1.0", big), 413, "payload_too_large")
+        # Deletion with an unknown field, a 5-segment version path, history with a bad cursor.
+        self.assertError(self.srv.request("DELETE", self.vpath(name, "1.0"),
+                                          body=b'{"reason": "x", "force": true}'), 400,
+                         "bad_request")
+        self.assertError(self.srv.post_json(self.vpath(name, "1.0", "promote") + "/more",
+                                            {"to": "test"}), 404, "not_found")
+        for cursor in ("h0", "q00", "hzz"):  # odd length, another listing's tag, not hex
+            self.assertError(self.srv.get(self.vpath(name, "1.0", "history") + "?cursor=" +
+                                          cursor), 400, "bad_request", cursor)
+        self.assertError(self.srv.get(self.vpath(name, "9.9", "properties")), 404, "not_found")
+        self.assertError(self.srv.get(self.vpath(name, "9.9", "history")), 404, "not_found")
+        # Credentials: listings and trace need one.
+        self.assertError(self.srv.get("/api/v1/deployments", auth=False), 401)
+        self.assertError(self.srv.get("/api/v1/trace/rel/%s/1.0" % name, auth=False), 401)
+        # Search: at most 9 property filters.
+        q = "&".join("property.k%d=v" % i for i in range(10))
+        self.assertError(self.srv.get("/api/v1/search?" + q), 400, "bad_request")
+        self.assertStorageUnchanged(before)
+        self.assertEqual(self.srv.json(self.vpath(name, "1.0"))["stage"], "dev")
+        self.assertServing()
+
+    def test_deleted_version_refuses_deployments(self):
+        name, _ = self.make_version()
+        self.assertEqual(self.srv.delete(self.vpath(name, "1.0")).status, 200)
+        self.assertError(self.srv.post_json("/api/v1/deployments",
+                                            {"environment": "prod", "target": "t", "repo": "rel",
+                                             "name": name, "version": "1.0"}), 410,
+                         "version_deleted")
+        self.assertError(self.patch_props(name, "1.0", {"k": "v"}), 410, "version_deleted")
+
+
 class RevokeDeleteStageViewTest(Base):
 
     def test_stage_views_404_410_200_and_latest(self):
