@@ -723,9 +723,7 @@ static void serve(struct conn *c, const struct coord *coord, const char *resolve
 static void get_headers(struct conn *c)
 {
     struct coord coord;
-    struct version_state vs;
-    if (parse_coord(c, strlen("/repos/"), &coord) != 0 || !conn_authorize(c, "read", coord.repo) ||
-        !version_servable(c, &coord, &vs))
+    if (parse_coord(c, strlen("/repos/"), &coord) != 0 || !conn_authorize(c, "read", coord.repo))
         return;
     serve(c, &coord, NULL);
 }
@@ -790,7 +788,11 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
     struct server *srv = conn_server(c);
     struct coord coord = *cp;
     struct artifact a;
+    struct version_state vs;
     int rc = repo_get_artifact(srv->db, &coord, &a);
+    /* The record carries its version's revocation; the reason is read only then. */
+    if (rc == 0 && a.revoked && !version_servable(c, &coord, &vs))
+        return;
     if (rc == ARCA_E_NOTFOUND) {
         resp_error(c, 404, "not_found", NULL, "no artifact at %s/%s/%s/%s", coord.repo,
                    coord.name, coord.version, coord.path);

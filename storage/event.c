@@ -284,6 +284,7 @@ static int stage_artifact_put(repo_db *db, const struct event *ev, uint64_t seq,
 
     out->created_ms = now_ms;
     out->event_seq = seq;
+    out->revoked = vs.revoked_ms != 0;
     out->hlc = hlc;
     snprintf(out->origin, sizeof(out->origin), "%s", origin);
     clean_label(out->created_by, sizeof(out->created_by), actor);

@@ -373,38 +373,17 @@ move:
     return 0;
 }
 
-static int stage_revoke(repo_db *db, const struct event *ev, uint64_t seq, uint64_t hlc,
-                        struct staged *st, struct version_state *vs)
-{
-    const char *reason = json_string_value(json_object_get(ev->u.vop.args, "reason"));
-    const char *origin = event_origin(db, ev);
-    /* Revocation is final; of several, the earliest (HLC, origin) is the one shown everywhere. */
-    if (vs->revoked_ms &&
-        (!EV_REMOTE(ev) || hlc_origin_cmp(hlc, origin, vs->revoke_hlc, vs->revoke_origin) >= 0)) {
-        st->noop = true;
-        return 0;
-    }
-    vs->revoke_hlc = hlc;
-    snprintf(vs->revoke_origin, sizeof(vs->revoke_origin), "%s", origin);
-    vs->revoked_ms = HLC_MS(hlc);
-    vs->revoke_seq = seq;
-    clean_label(vs->revoked_by, sizeof(vs->revoked_by),
-                ev->who && ev->who->actor ? ev->who->actor : "");
-    snprintf(vs->revoke_reason, sizeof(vs->revoke_reason), "%s", reason ? reason : "");
-    json_object_set_new(st->details, "reason", json_string(vs->revoke_reason));
-    json_object_set_new(st->details, "stage", json_string(repo_stage_of(db, vs)));
-    return 0;
-}
-
 /*
- * Deletes every key under the version's prefix in cf, first handing each
- * entry to each_fn (may be NULL), which may stage more changes or stop the
- * walk with an error.
+ * Hands every entry under the version's prefix in cf to each_fn (may be
+ * NULL), which may stage changes or stop the walk with an error; with del,
+ * the entry is deleted after it.
  */
-typedef int (*drop_fn)(void *ctx, const char *suffix, size_t slen, const char *v, size_t vl);
+typedef int (*each_fn_t)(void *ctx, const char *key, size_t klen, size_t plen, const char *v,
+                         size_t vl);
 
-static int drop_prefix(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf, const char *repo,
-                       const char *name, const char *version, drop_fn each_fn, void *ctx)
+static int each_under(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf, const char *repo,
+                      const char *name, const char *version, bool del, each_fn_t each_fn,
+                      void *ctx)
 {
     char prefix[KEY_MAX];
     size_t plen = key_make(prefix, true, repo, name, version, NULL);
@@ -417,9 +396,10 @@ static int drop_prefix(repo_db *db, rocksdb_writebatch_t *b, enum repo_cf cf, co
         if (kl < plen || memcmp(k, prefix, plen) != 0)
             break;
         const char *v = rocksdb_iter_value(it, &vl);
-        if (each_fn && (rc = each_fn(ctx, k + plen, kl - plen, v, vl)) != 0)
+        if (each_fn && (rc = each_fn(ctx, k, kl, plen, v, vl)) != 0)
             break;
-        rocksdb_writebatch_delete_cf(b, db->cf[cf], k, kl);
+        if (del)
+            rocksdb_writebatch_delete_cf(b, db->cf[cf], k, kl);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -438,13 +418,30 @@ struct drop_ctx {
     uint64_t files, bytes;
 };
 
-/* A file leaving the index: counted for the statistics. */
-static int count_file(void *vctx, const char *s, size_t sl, const char *v, size_t vl)
+/* A file of a version being revoked: its record carries the flag downloads check. */
+static int mark_revoked(void *vctx, const char *k, size_t kl, size_t plen, const char *v,
+                        size_t vl)
 {
     struct drop_ctx *ctx = vctx;
     struct artifact a;
-    (void)s;
-    (void)sl;
+    size_t len = 0;
+    (void)plen;
+    int rc = rec_artifact_decode(v, vl, &a);
+    if (rc != 0 || a.revoked)
+        return rc;
+    a.revoked = true;
+    return batch_put(ctx->b, ctx->db, CF_ARTIFACTS, k, kl, rec_artifact_encode(&a, &len), &len);
+}
+
+/* A file leaving the index: counted for the statistics. */
+static int count_file(void *vctx, const char *k, size_t kl, size_t plen, const char *v,
+                      size_t vl)
+{
+    struct drop_ctx *ctx = vctx;
+    struct artifact a;
+    (void)k;
+    (void)kl;
+    (void)plen;
     int rc = rec_artifact_decode(v, vl, &a);
     if (rc == 0) {
         ctx->files++;
@@ -454,9 +451,12 @@ static int count_file(void *vctx, const char *s, size_t sl, const char *v, size_
 }
 
 /* A property leaving: its index entry goes too (the events keep its history). */
-static int drop_prop_index(void *vctx, const char *s, size_t sl, const char *v, size_t vl)
+static int drop_prop_index(void *vctx, const char *k, size_t kl, size_t plen, const char *v,
+                           size_t vl)
 {
     struct drop_ctx *ctx = vctx;
+    const char *s = k + plen;
+    size_t sl = kl - plen;
     char pk[PROP_KEY_MAX + 1], ikey[KEY_MAX + PROP_KEY_MAX + PROP_VALUE_MAX];
     if (sl > PROP_KEY_MAX)
         return 0;
@@ -469,6 +469,36 @@ static int drop_prop_index(void *vctx, const char *s, size_t sl, const char *v, 
                                      propidx_key(ikey, pk, cur, ctx->repo, ctx->name,
                                                  ctx->version));
     json_decref(o);
+    return 0;
+}
+
+static int stage_revoke(repo_db *db, const struct event *ev, uint64_t seq, uint64_t hlc,
+                        rocksdb_writebatch_t *b, struct staged *st, struct version_state *vs)
+{
+    const char *reason = json_string_value(json_object_get(ev->u.vop.args, "reason"));
+    const char *origin = event_origin(db, ev);
+    /* Revocation is final; of several, the earliest (HLC, origin) is the one shown everywhere. */
+    if (vs->revoked_ms &&
+        (!EV_REMOTE(ev) || hlc_origin_cmp(hlc, origin, vs->revoke_hlc, vs->revoke_origin) >= 0)) {
+        st->noop = true;
+        return 0;
+    }
+    if (!vs->revoked_ms) {
+        struct drop_ctx dc = {db, b, ev->u.vop.repo, ev->u.vop.name, ev->u.vop.version, 0, 0};
+        int rc = each_under(db, b, CF_ARTIFACTS, dc.repo, dc.name, dc.version, false,
+                            mark_revoked, &dc);
+        if (rc != 0)
+            return rc;
+    }
+    vs->revoke_hlc = hlc;
+    snprintf(vs->revoke_origin, sizeof(vs->revoke_origin), "%s", origin);
+    vs->revoked_ms = HLC_MS(hlc);
+    vs->revoke_seq = seq;
+    clean_label(vs->revoked_by, sizeof(vs->revoked_by),
+                ev->who && ev->who->actor ? ev->who->actor : "");
+    snprintf(vs->revoke_reason, sizeof(vs->revoke_reason), "%s", reason ? reason : "");
+    json_object_set_new(st->details, "reason", json_string(vs->revoke_reason));
+    json_object_set_new(st->details, "stage", json_string(repo_stage_of(db, vs)));
     return 0;
 }
 
@@ -489,9 +519,10 @@ static int stage_delete(repo_db *db, const struct event *ev, uint64_t seq, uint6
         return refuse(res, ARCA_E_CONFLICT, "version_promoted",
                       "the version reached stage '%s'; only versions still in '%s' can be "
                       "deleted", repo_stage_of(db, vs), db->policy.stages[0].name);
-    if ((rc = drop_prefix(db, b, CF_ARTIFACTS, repo, name, version, count_file, &dc)) != 0 ||
-        (rc = drop_prefix(db, b, CF_PROPS, repo, name, version, drop_prop_index, &dc)) != 0 ||
-        (rc = drop_prefix(db, b, CF_CONFLICTS, repo, name, version, NULL, NULL)) != 0)
+    if ((rc = each_under(db, b, CF_ARTIFACTS, repo, name, version, true, count_file, &dc)) != 0 ||
+        (rc = each_under(db, b, CF_PROPS, repo, name, version, true, drop_prop_index, &dc)) !=
+            0 ||
+        (rc = each_under(db, b, CF_CONFLICTS, repo, name, version, true, NULL, NULL)) != 0)
         return rc;
     rocksdb_writebatch_delete_cf(b, db->cf[CF_STAGEIDX], skey,
                                  stageidx_key(skey, repo_stage_of(db, vs), repo, name, version));
@@ -812,7 +843,7 @@ int stage_version_op(repo_db *db, const struct event *ev, uint64_t seq, uint64_t
         rc = stage_promote(db, ev, seq, hlc, b, st, &vs);
         break;
     case EV_VERSION_REVOKE:
-        rc = stage_revoke(db, ev, seq, hlc, st, &vs);
+        rc = stage_revoke(db, ev, seq, hlc, b, st, &vs);
         break;
     case EV_VERSION_DELETE:
         rc = stage_delete(db, ev, seq, hlc, b, st, &vs);

@@ -187,6 +187,8 @@ char *rec_artifact_encode(const struct artifact *a, size_t *len)
     json_object_set_new(o, "event_seq", json_integer((json_int_t)a->event_seq));
     json_object_set_new(o, "hlc", json_integer((json_int_t)a->hlc));
     json_object_set_new(o, "origin", json_string(a->origin));
+    if (a->revoked)
+        json_object_set_new(o, "revoked", json_true());
     return dump(o, len);
 }
 
@@ -205,6 +207,7 @@ int rec_artifact_decode(const char *v, size_t len, struct artifact *a)
     snprintf(a->created_by, sizeof(a->created_by), "%s", by ? by : "");
     a->hlc = opt_u64(o, "hlc");
     str_field(a->origin, sizeof(a->origin), o, "origin");
+    a->revoked = json_is_true(json_object_get(o, "revoked"));
     rc = 0;
 out:
     if (rc != 0)

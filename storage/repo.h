@@ -44,6 +44,8 @@ struct artifact {
     uint64_t event_seq;       /* the local event that created it */
     uint64_t hlc;             /* its event's hybrid-logical-clock time (0 in old records) */
     char origin[65];          /* the centre that wrote it ("" in old records) */
+    bool revoked;             /* its version is revoked: a copy of the version's state, so
+                                 that a download needs one index lookup, not two */
 };
 
 struct repo_stats {

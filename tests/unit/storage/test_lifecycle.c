@@ -163,6 +163,13 @@ static void test_promotion_rules_and_gates(void **state)
     op_result_clear(&res);
     assert_int_equal(repo_revoke(db, "r", "app", "1.0", "bad", &who, &res), 0);
     assert_int_equal(repo_latest_in_stage(db, "r", "app", "prod", v), ARCA_E_NOTFOUND);
+    /* Every file record carries the revocation, so a download needs no second lookup. */
+    struct coord fc;
+    struct artifact fa;
+    const char *why;
+    assert_int_equal(coord_set(&fc, "r", "app", "1.0", "reports/junit.xml", &why), 0);
+    assert_int_equal(repo_get_artifact(db, &fc, &fa), 0);
+    assert_true(fa.revoked);
     op_result_clear(&res);
     assert_int_equal(repo_revoke(db, "r", "app", "1.0", "again", &who, &res), 0);
     assert_false(res.changed);
