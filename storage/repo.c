@@ -5,6 +5,7 @@
 #include "repo_int.h"
 
 #include "arca_err.h"
+#include "hlc.h"
 #include "log.h"
 #include "token.h"
 #include "util.h"
@@ -244,13 +245,11 @@ char *rec_vstate_encode(const struct version_state *st, size_t *len)
         return NULL;
     if (st->stage[0]) {
         json_object_set_new(o, "stage", json_string(st->stage));
-        json_object_set_new(o, "stage_ms", json_integer((json_int_t)st->stage_ms));
         json_object_set_new(o, "stage_seq", json_integer((json_int_t)st->stage_seq));
         json_object_set_new(o, "stage_hlc", json_integer((json_int_t)st->stage_hlc));
         json_object_set_new(o, "stage_origin", json_string(st->stage_origin));
     }
     if (st->revoked_ms) {
-        json_object_set_new(o, "revoked_ms", json_integer((json_int_t)st->revoked_ms));
         json_object_set_new(o, "revoked_by", json_string(st->revoked_by));
         json_object_set_new(o, "revoke_reason", json_string(st->revoke_reason));
         json_object_set_new(o, "revoke_seq", json_integer((json_int_t)st->revoke_seq));
@@ -258,7 +257,6 @@ char *rec_vstate_encode(const struct version_state *st, size_t *len)
         json_object_set_new(o, "revoke_origin", json_string(st->revoke_origin));
     }
     if (st->deleted_ms) {
-        json_object_set_new(o, "deleted_ms", json_integer((json_int_t)st->deleted_ms));
         json_object_set_new(o, "deleted_by", json_string(st->deleted_by));
         json_object_set_new(o, "delete_seq", json_integer((json_int_t)st->delete_seq));
         json_object_set_new(o, "delete_hlc", json_integer((json_int_t)st->delete_hlc));
@@ -289,13 +287,10 @@ int rec_vstate_decode(const char *v, size_t len, struct version_state *st)
         get_u64(o, "file_count", &st->file_count) == 0 &&
         get_u64(o, "total_bytes", &st->total_bytes) == 0) {
         str_field(st->stage, sizeof(st->stage), o, "stage");
-        st->stage_ms = opt_u64(o, "stage_ms");
         st->stage_seq = opt_u64(o, "stage_seq");
-        st->revoked_ms = opt_u64(o, "revoked_ms");
         str_field(st->revoked_by, sizeof(st->revoked_by), o, "revoked_by");
         str_field(st->revoke_reason, sizeof(st->revoke_reason), o, "revoke_reason");
         st->revoke_seq = opt_u64(o, "revoke_seq");
-        st->deleted_ms = opt_u64(o, "deleted_ms");
         str_field(st->deleted_by, sizeof(st->deleted_by), o, "deleted_by");
         st->delete_seq = opt_u64(o, "delete_seq");
         st->has_build = json_is_true(json_object_get(o, "has_build"));
@@ -304,6 +299,10 @@ int rec_vstate_decode(const char *v, size_t len, struct version_state *st)
         st->revoke_hlc = opt_u64(o, "revoke_hlc");
         str_field(st->revoke_origin, sizeof(st->revoke_origin), o, "revoke_origin");
         st->delete_hlc = opt_u64(o, "delete_hlc");
+        /* The wall-clock times are the HLCs' physical part: stored once. */
+        st->stage_ms = HLC_MS(st->stage_hlc);
+        st->revoked_ms = HLC_MS(st->revoke_hlc);
+        st->deleted_ms = HLC_MS(st->delete_hlc);
         str_field(st->delete_origin, sizeof(st->delete_origin), o, "delete_origin");
         st->build_hlc = opt_u64(o, "build_hlc");
         str_field(st->build_origin, sizeof(st->build_origin), o, "build_origin");

@@ -118,7 +118,8 @@ struct version_state {
     uint64_t file_count;
     uint64_t total_bytes;
     char stage[STAGE_NAME_MAX]; /* current stage; "" in records older than stages: the first */
-    uint64_t stage_ms;        /* when it entered that stage (0: at creation) */
+    uint64_t stage_ms;        /* when it entered that stage (0: at creation); HLC_MS(stage_hlc),
+                                 as revoked_ms and deleted_ms are of their HLCs */
     uint64_t stage_seq;       /* the event that moved it there (0: none) */
     uint64_t stage_hlc;       /* that event's HLC and origin: of several promotions to the */
     char stage_origin[65];    /* same stage, the earliest is kept everywhere */
