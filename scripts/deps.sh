@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libevent-dev libssl-dev librocksdb-dev libxxhash-dev libhttp-parser-dev
-      libjansson-dev libinih-dev libcmocka-dev python3 openssl
+      libjansson-dev libinih-dev libcmocka-dev libcurl4-openssl-dev python3 openssl
       clang libclang-rt-14-dev)  # clang + libFuzzer/sanitizer runtimes: scripts/fuzz.sh
 missing=()
 for p in "${pkgs[@]}"; do
