@@ -77,6 +77,11 @@ class TwoCentres(ReplicationBase):
             self.assertEqual(p["events_behind"], 0, p)
             self.assertGreaterEqual(p["events_applied"], 24, p)
             self.assertEqual(p["lag_seconds"], 0, p)
+            m = c.get("/metrics").body.decode()
+            self.assertIn('arca_replication_connected{peer="%s"} 1\n' % p["name"], m)
+            self.assertIn('arca_replication_events_behind{peer="%s"} 0\n' % p["name"], m)
+            self.assertIn('arca_replication_events_applied_total{peer="%s"} %d\n'
+                          % (p["name"], p["events_applied"]), m)
 
     def test_same_coordinate_different_bytes_same_winner_everywhere(self):
         self.cl.cut()
@@ -145,6 +150,8 @@ class TwoCentres(ReplicationBase):
             (p,) = c.status()["peers"]
             self.assertFalse(p["connected"], p)
             self.assertIsNotNone(p["last_error"], p)
+            self.assertIn('arca_replication_connected{peer="%s"} 0\n' % p["name"],
+                          c.get("/metrics").body.decode())
             self.assertEqual(c.get("/healthz").status, 200)
         self.cl.heal()
         self.cl.wait_converged()
