@@ -1170,6 +1170,10 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            u.settimeout(None)
+            # Like arcad and libcurl: no Nagle, or small writes wait on delayed ACKs here.
+            for s in (c, u):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._socks.update((c, u))
             for a, b in ((c, u), (u, c)):
