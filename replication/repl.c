@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A page of events is at most 4 MiB on the server side; a little room beyond that. */
 #define PAGE_MAX (8u << 20)
@@ -70,7 +71,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Sleeps up to ms, waking early on repl_stop. */
+/* Sleeps up to ms, waking early on repl_stop or a repair request. */
 static void nap(struct repl *r, uint64_t ms)
 {
     struct timespec until;
@@ -81,9 +82,10 @@ static void nap(struct repl *r, uint64_t ms)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    /* A broadcast (stop, a repair asked for) ends every nap early; pullers re-check. */
     pthread_mutex_lock(&r->wait_mu);
-    while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->wait_cv, &r->wait_mu, &until) == 0)
-        ;
+    if (!atomic_load(&r->stop))
+        pthread_cond_timedwait(&r->wait_cv, &r->wait_mu, &until);
     pthread_mutex_unlock(&r->wait_mu);
 }
 
@@ -337,7 +339,7 @@ static size_t blob_write(char *ptr, size_t size, size_t nmemb, void *arg)
  * 0, or an error already recorded in p's status.
  */
 static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
-                      struct blob_blocks *blocks, bool *fetched)
+                      struct blob_blocks *blocks, bool *fetched, bool repair)
 {
     struct repl *r = p->r;
     char hex[65], url[700], range[64];
@@ -346,7 +348,7 @@ static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
     *fetched = false;
     hex_encode(sha256, 32, hex);
     fetch_claim(r, sha256);
-    if (repo_get_blob(r->db, sha256, &dig, NULL) == 0)
+    if (!repair && repo_get_blob(r->db, sha256, &dig, NULL) == 0)
         goto out; /* another puller brought it in meanwhile */
     for (int attempt = 0; attempt < 2; attempt++) {
         struct resp_hdrs rh = {0};
@@ -429,7 +431,7 @@ static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
         pthread_mutex_lock(&p->mu);
         p->st.blobs_fetched++;
         p->st.bytes_fetched += s.got;
-        if (p->st.blobs_behind)
+        if (p->st.blobs_behind && !repair)
             p->st.blobs_behind--;
         pthread_mutex_unlock(&p->mu);
         goto out;
@@ -554,7 +556,7 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
             struct blob_digests dig;
             int rc = 0;
             if (li.put && repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND)
-                rc = fetch_blob(p, li.sha256, li.size, &blocks, &fetched);
+                rc = fetch_blob(p, li.sha256, li.size, &blocks, &fetched, false);
             bool applied = false;
             if (rc == 0)
                 rc = repo_apply_remote(r->db, s, n, fetched ? &blocks : NULL, &applied);
@@ -652,6 +654,156 @@ out:
     return rc;
 }
 
+/* ---- repair -------------------------------------------------------------------------------- */
+
+struct bad_blobs {
+    struct repl *r;
+    struct peer *p;
+    bool deep;
+    struct {
+        uint8_t sha256[32];
+        uint64_t size;
+    } *items;
+    size_t n, cap;
+    int err;
+};
+
+/* One blob of the index: collected when missing, the wrong size, or (deep) damaged. */
+static int check_blob(void *arg, const struct blob_digests *dig, const struct blob_blocks *blocks)
+{
+    struct bad_blobs *bb = arg;
+    int rc;
+    if (atomic_load(&bb->r->stop))
+        return 1;
+    if (bb->deep) {
+        rc = blob_verify(bb->r->bs, dig, blocks);
+    } else {
+        int fd = -1;
+        uint64_t size = 0;
+        rc = blob_open(bb->r->bs, dig->sha256, &fd, &size);
+        if (fd >= 0)
+            close(fd);
+        if (rc == 0 && size != dig->size)
+            rc = ARCA_E_CORRUPT;
+    }
+    pthread_mutex_lock(&bb->p->mu);
+    bb->p->st.repair.blobs_checked++;
+    pthread_mutex_unlock(&bb->p->mu);
+    if (rc == 0)
+        return 0;
+    if (rc != -ENOENT && rc != ARCA_E_CORRUPT) {
+        bb->err = rc;
+        return 1;
+    }
+    if (bb->n == bb->cap) {
+        size_t cap = bb->cap ? bb->cap * 2 : 64;
+        void *n = realloc(bb->items, cap * sizeof(*bb->items));
+        if (!n) {
+            bb->err = -ENOMEM;
+            return 1;
+        }
+        bb->items = n;
+        bb->cap = cap;
+    }
+    memcpy(bb->items[bb->n].sha256, dig->sha256, 32);
+    bb->items[bb->n++].size = dig->size;
+    return 0;
+}
+
+static void repair(struct peer *p, bool deep)
+{
+    struct repl *r = p->r;
+    struct bad_blobs bb = {.r = r, .p = p, .deep = deep};
+    uint64_t refetched = 0, failed = 0;
+    LOG_I("replication: repairing from peer %s (%s blob check); its log is read again from 0",
+          p->cfg.name, deep ? "deep" : "size");
+    int rc = repo_walk_blobs(r->db, check_blob, &bb);
+    if (rc == 0 && bb.err)
+        rc = bb.err;
+    if (rc != 0 && rc != 1)
+        peer_error(p, "repair: checking the blobs failed: %s", arca_strerror(rc));
+    pthread_mutex_lock(&p->mu);
+    p->st.repair.blobs_bad = bb.n;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < bb.n && !atomic_load(&r->stop); i++) {
+        char hex[65], path[4096];
+        struct blob_blocks blocks = {0};
+        bool fetched = false;
+        hex_encode(bb.items[i].sha256, 32, hex);
+        /* A damaged copy must go: the store keeps an existing file of the right size. */
+        if (blob_store_path(r->bs, bb.items[i].sha256, path, sizeof(path)) == 0)
+            unlink(path);
+        LOG_W("replication: repair: blob %s is missing or damaged here; fetching it from %s", hex,
+              p->cfg.name);
+        rc = fetch_blob(p, bb.items[i].sha256, bb.items[i].size, &blocks, &fetched, true);
+        blob_blocks_cleanup(&blocks);
+        if (rc == 0 && fetched)
+            refetched++;
+        else
+            failed++;
+        pthread_mutex_lock(&p->mu);
+        p->st.repair.blobs_refetched = refetched;
+        p->st.repair.blobs_failed = failed;
+        pthread_mutex_unlock(&p->mu);
+    }
+    free(bb.items);
+    LOG_I("replication: repair from %s: %llu blob(s) bad, %llu fetched again, %llu failed",
+          p->cfg.name, (unsigned long long)bb.n, (unsigned long long)refetched,
+          (unsigned long long)failed);
+}
+
+int repl_repair_start(repl *r, const char *peer, bool deep)
+{
+    for (size_t i = 0; r && i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
+        if (strcmp(p->cfg.name, peer) != 0)
+            continue;
+        int rc = 0;
+        pthread_mutex_lock(&p->mu);
+        if (p->st.repair.requested || p->st.repair.running) {
+            rc = ARCA_E_EXISTS;
+        } else {
+            memset(&p->st.repair, 0, sizeof(p->st.repair));
+            p->st.repair.requested = true;
+            p->st.repair.deep = deep;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (rc == 0) {
+            pthread_mutex_lock(&r->wait_mu);
+            pthread_cond_broadcast(&r->wait_cv); /* wakes every napping puller; they re-check */
+            pthread_mutex_unlock(&r->wait_mu);
+        }
+        return rc;
+    }
+    return ARCA_E_NOTFOUND;
+}
+
+/* Runs an asked-for repair on the puller's thread. */
+static void maybe_repair(struct peer *p, uint64_t *cursor)
+{
+    pthread_mutex_lock(&p->mu);
+    bool go = p->st.repair.requested;
+    bool deep = p->st.repair.deep;
+    if (go) {
+        p->st.repair.requested = false;
+        p->st.repair.running = true;
+        p->st.repair.started_ms = now_ms();
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!go)
+        return;
+    repair(p, deep);
+    *cursor = 0;
+    int rc = repo_peer_cursor_set(p->r->db, p->cfg.name, 0);
+    if (rc != 0)
+        peer_error(p, "repair: cannot reset the cursor: %s", arca_strerror(rc));
+    pthread_mutex_lock(&p->mu);
+    p->st.cursor = 0;
+    p->st.repair.running = false;
+    p->st.repair.finished_ms = now_ms();
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void *puller(void *arg)
 {
     struct peer *p = arg;
@@ -666,6 +818,7 @@ static void *puller(void *arg)
           (unsigned long long)cursor);
     while (!atomic_load(&r->stop)) {
         bool more = false;
+        maybe_repair(p, &cursor);
         int rc = pull_once(p, &cursor, &more);
         if (rc != 0) {
             p->failures++;

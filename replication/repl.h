@@ -34,6 +34,16 @@ typedef struct repl repl;
 /* The replication protocol version this build speaks. */
 int repl_protocol_version(void);
 
+/* A repair from one peer (repl_repair_start), as the status shows it. */
+struct repl_repair_status {
+    bool requested, running, deep;
+    uint64_t started_ms, finished_ms;  /* 0: not yet */
+    uint64_t blobs_checked;            /* blobs of the index looked at */
+    uint64_t blobs_bad;                /* missing, the wrong size, or (deep) failing their sums */
+    uint64_t blobs_refetched;          /* fetched again from the peer, verified, in place */
+    uint64_t blobs_failed;             /* could not be fetched (see last_error) */
+};
+
 /* What one peer's puller knows, as GET /api/v1/replication and /metrics show it. */
 struct repl_peer_status {
     char name[CONFIG_PEER_NAME_MAX + 1];
@@ -54,6 +64,7 @@ struct repl_peer_status {
     uint64_t errors;          /* this run */
     char last_error[256];
     uint64_t last_error_ms;
+    struct repl_repair_status repair;
 };
 
 /*
@@ -65,6 +76,18 @@ struct repl_peer_status {
 int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl **out);
 /* Stops every puller (an in-flight transfer is abandoned and resumes next time) and frees. */
 void repl_stop(repl *r);
+/*
+ * Asks peer's puller to repair this centre from it: its log is read again
+ * from the start (events missing here are applied; the others are skipped),
+ * and every blob the index names is checked — present and of the right size,
+ * or with deep its whole content against its block sums and SHA-256 — and a
+ * missing or damaged one is fetched again from the peer, verified on arrival
+ * and put in place.  Runs on the puller's thread; the status shows progress.
+ * 0, ARCA_E_NOTFOUND (no such peer), ARCA_E_EXISTS (one is already asked for
+ * or running).
+ */
+int repl_repair_start(repl *r, const char *peer, bool deep);
+
 /* Copies up to max peers' status; returns the number of peers. */
 size_t repl_status(repl *r, struct repl_peer_status *out, size_t max);
 

@@ -5,6 +5,7 @@
  *   GET /api/v1/replication/events?after=&limit= the event log as NDJSON (replicate scope)
  *   GET|HEAD /api/v1/replication/blobs/SHA256   a blob by its SHA-256, Range-able (replicate)
  *   GET /api/v1/replication/digest              xxh3 of the replicated state (replicate)
+ *   POST /api/v1/replication/repair?peer=NAME[&deep=true]  repair this centre from a peer (admin)
  *
  * The events page is the audit log's (h_audit.c): the stored records as they
  * are, with X-Audit-Size (the log's size) and X-Next-After when more follow.
@@ -30,6 +31,18 @@ static const char base[] = "/api/v1/replication";
 
 /* ---- GET /api/v1/replication -------------------------------------------------------------- */
 
+static json_t *repair_json(const struct repl_repair_status *r)
+{
+    if (!r->requested && !r->running && !r->started_ms)
+        return json_null();
+    return json_pack("{s:s,s:b,s:o,s:o,s:I,s:I,s:I,s:I}", "state",
+                     r->requested ? "queued" : r->running ? "running" : "done", "deep", r->deep,
+                     "started", time_json(r->started_ms), "finished", time_json(r->finished_ms),
+                     "blobs_checked", (json_int_t)r->blobs_checked, "blobs_bad",
+                     (json_int_t)r->blobs_bad, "blobs_refetched", (json_int_t)r->blobs_refetched,
+                     "blobs_failed", (json_int_t)r->blobs_failed);
+}
+
 static json_t *peer_json(const struct repl_peer_status *s)
 {
     json_t *last = s->last_origin_seq
@@ -38,7 +51,7 @@ static json_t *peer_json(const struct repl_peer_status *s)
                        : json_null();
     uint64_t behind = s->head > s->cursor ? s->head - s->cursor : 0;
     return json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o,s:I,"
-                     "s:o,s:o}",
+                     "s:o,s:o,s:o}",
                      "name", s->name, "url", s->url, "connected", s->connected, "cursor",
                      (json_int_t)s->cursor, "peer_log_size", (json_int_t)s->head,
                      "events_behind", (json_int_t)behind, "last_applied", last,
@@ -50,7 +63,8 @@ static json_t *peer_json(const struct repl_peer_status *s)
                      "last_contact", time_json(s->last_contact_ms), "errors",
                      (json_int_t)s->errors, "last_error",
                      s->last_error[0] ? json_string(s->last_error) : json_null(),
-                     "last_error_at", time_json(s->last_error_ms));
+                     "last_error_at", time_json(s->last_error_ms), "repair",
+                     repair_json(&s->repair));
 }
 
 static void status(struct conn *c)
@@ -157,6 +171,58 @@ static void digest(struct conn *c)
     iopool_submit(conn_server(c)->pool, &r->job);
 }
 
+/* ---- POST /api/v1/replication/repair -------------------------------------------------------- */
+
+static void repair(struct conn *c)
+{
+    struct server *srv = conn_server(c);
+    char peer[CONFIG_PEER_NAME_MAX + 2] = "", deep[8] = "";
+    bool bad = false, has_peer, has_deep;
+    if (!conn_authorize(c, "admin", NULL))
+        return;
+    has_peer = query_param(c, "peer", peer, sizeof(peer), &bad);
+    if (!bad)
+        has_deep = query_param(c, "deep", deep, sizeof(deep), &bad);
+    if (bad) {
+        resp_error(c, 400, "bad_request", NULL, "repair takes peer=NAME and deep=true|false");
+        return;
+    }
+    /* Only the two parameters. */
+    const char *q = conn_query(c);
+    for (const char *k = q; k && *k;) {
+        if (strncmp(k, "peer=", 5) != 0 && strncmp(k, "deep=", 5) != 0) {
+            resp_error(c, 400, "bad_request", NULL, "unknown parameter in '%.60s' (peer, deep)", k);
+            return;
+        }
+        k = strchr(k, '&');
+        k = k ? k + 1 : NULL;
+    }
+    if (!has_peer || !peer[0]) {
+        resp_error(c, 400, "bad_request", NULL, "name the peer to repair from: ?peer=NAME");
+        return;
+    }
+    if (has_deep && strcmp(deep, "true") != 0 && strcmp(deep, "false") != 0) {
+        resp_error(c, 400, "bad_request", NULL, "deep is true or false, got '%s'", deep);
+        return;
+    }
+    int rc = repl_repair_start(srv->repl, peer, has_deep && strcmp(deep, "true") == 0);
+    if (rc == ARCA_E_NOTFOUND) {
+        resp_error(c, 404, "not_found", NULL, "no peer '%s' in [peer.*]", peer);
+        return;
+    }
+    if (rc == ARCA_E_EXISTS) {
+        resp_error(c, 409, "repair_running", NULL,
+                   "a repair from '%s' is already queued or running", peer);
+        return;
+    }
+    LOG_I("req %s: repair from peer %s asked for by %s", conn_request_id(c), peer,
+          conn_actor(c));
+    resp_start(c, 202);
+    resp_header(c, "Location", "/api/v1/replication");
+    resp_finish_json(c, json_pack("{s:s,s:s,s:s}", "peer", peer, "state", "queued", "status",
+                                  "/api/v1/replication"));
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static bool sub_is(const char *sub, size_t len, const char *name)
@@ -168,6 +234,13 @@ static void repl_headers(struct conn *c)
 {
     const char *sub = conn_path(c) + sizeof(base) - 1;
     size_t len = conn_path_len(c) - (sizeof(base) - 1);
+    if (sub_is(sub, len, "/repair")) {
+        if (strcmp(conn_method(c), "POST") != 0)
+            resp_method_not_allowed(c, "POST");
+        else
+            repair(c);
+        return;
+    }
     if (reject_unless_get(c))
         return;
     if (len == 0) {
@@ -184,7 +257,7 @@ static void repl_headers(struct conn *c)
         digest(c);
     else
         resp_error(c, 404, "not_found", NULL, "no such replication endpoint (/api/v1/replication, "
-                   "/events, /blobs/SHA256, /digest)");
+                   "/events, /blobs/SHA256, /digest, /repair)");
 }
 
 const struct handler replication_handler = {

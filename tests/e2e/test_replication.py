@@ -202,6 +202,57 @@ class TwoCentres(ReplicationBase):
         self.assertError(c.get("/api/v1/replication/events", token=rd.json()["token"]), 403)
         self.assertError(c.get("/api/v1/replication/events", auth=None), 401)
 
+    def wait_repair(self, c, peer, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (p,) = [x for x in c.status()["peers"] if x["name"] == peer]
+            if p["repair"] and p["repair"]["state"] == "done":
+                return p["repair"]
+            time.sleep(0.05)
+        raise AssertionError("repair did not finish: %r" % p)
+
+    def test_repair_refetches_lost_and_damaged_blobs(self):
+        name = "repair-" + uniq()
+        a, b = os.urandom(3000), os.urandom(5000)
+        pa, pb = ("/repos/libs/%s/1.0/%s" % (name, f) for f in ("a.bin", "b.bin"))
+        self.assertEqual(self.cl[0].put(pa, a).status, 201)
+        self.assertEqual(self.cl[0].put(pb, b).status, 201)
+        self.cl.wait_converged()
+        dc2 = self.cl[1]
+        os.unlink(dc2.blob_path(sha256_hex(a)))            # lost
+        with open(dc2.blob_path(sha256_hex(b)), "r+b") as f:  # damaged, same size
+            f.seek(100)
+            f.write(bytes([b[100] ^ 0xff]))
+        self.assertError(dc2.get(pa), 500, "corrupt_blob")
+        self.assertError(dc2.get(pb), 500, "corrupt_blob")
+        # A size check finds the lost one; the damaged one needs deep.
+        r = dc2.request("POST", "/api/v1/replication/repair?peer=dc1")
+        self.assertEqual(r.status, 202, r)
+        rep = self.wait_repair(dc2, "dc1")
+        self.assertEqual((rep["blobs_bad"], rep["blobs_refetched"], rep["blobs_failed"]),
+                         (1, 1, 0), rep)
+        self.assertEqual(dc2.get(pa).body, a)
+        self.assertError(dc2.get(pb), 500, "corrupt_blob")
+        r = dc2.request("POST", "/api/v1/replication/repair?peer=dc1&deep=true")
+        self.assertEqual(r.status, 202, r)
+        rep = self.wait_repair(dc2, "dc1")
+        self.assertTrue(rep["deep"])
+        self.assertEqual((rep["blobs_bad"], rep["blobs_refetched"]), (1, 1), rep)
+        self.assertGreaterEqual(rep["blobs_checked"], 2)
+        self.assertEqual(dc2.get(pb).body, b)
+        self.assertEqual(dc2.cli("verify", "--data", dc2.data).returncode, 0)
+        self.cl.wait_converged()
+        # What the repair endpoint refuses.
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair"), 400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer="), 400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=nope"), 404)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&deep=maybe"),
+                         400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&x=1"), 400)
+        self.assertError(dc2.get("/api/v1/replication/repair?peer=dc1"), 405)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1",
+                                     token=self.cl.repl_tokens[1]), 403)
+
     def test_bad_input(self):
         c = self.cl[0]
         before = c.digest()
