@@ -406,7 +406,7 @@ int repo_state_digest_parts(repo_db *db, uint64_t *digest,
         rc = -ENOMEM;
         goto out;
     }
-    /* One snapshot: the parts agree with each other; a scan of everything stays out of the cache. */
+    /* One snapshot, so the parts agree with each other; a scan of everything skips the cache. */
     rocksdb_readoptions_set_snapshot(ro, snap);
     rocksdb_readoptions_set_fill_cache(ro, 0);
     XXH3_64bits_reset(a.whole);
@@ -533,4 +533,192 @@ int repo_range_fold(const struct repo_range_key *keys, size_t n, uint64_t *diges
     *digest = XXH3_64bits_digest(h);
     XXH3_freeState(h);
     return 0;
+}
+
+/* ---- narrowing two centres' ranges down to their differing keys -------------------------- */
+
+struct diff_ctx {
+    const char *part;
+    repo_range_fetch_fn fetch[2];
+    void *farg[2];
+    repo_diff_fn found;
+    void *arg;
+    char prefix[REPO_RANGE_PREFIX_MAX];
+};
+
+/* RocksDB's default order: bytewise, a prefix before its extensions. */
+static int key_cmp(const struct repo_range_key *a, const struct repo_range_key *b)
+{
+    int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+    return c ? c : a->len < b->len ? -1 : a->len > b->len ? 1 : 0;
+}
+
+/*
+ * A leaf carries only its keys: derives its exact key and buckets from them,
+ * and checks that the keys are in order, under the prefix, and add up to the
+ * count and digest the side gave.
+ */
+static int leaf_complete(struct diff_ctx *x, struct repo_range *r, size_t plen)
+{
+    uint64_t d;
+    int rc;
+    if (r->nkeys != r->count || r->nkeys > REPO_RANGE_LEAF_MAX)
+        return ARCA_E_INVALID;
+    if ((rc = repo_range_fold(r->keys, r->nkeys, &d)) != 0)
+        return rc;
+    if (d != r->digest)
+        return ARCA_E_INVALID;
+    r->has_exact = false;
+    r->nbuckets = 0;
+    for (size_t i = 0; i < r->nkeys;) {
+        const struct repo_range_key *k = &r->keys[i];
+        if (k->len < plen || memcmp(k->key, x->prefix, plen) != 0 ||
+            (i > 0 && key_cmp(&r->keys[i - 1], k) >= 0))
+            return ARCA_E_INVALID;
+        if (k->len == plen) {
+            r->has_exact = true;
+            r->exact_digest = k->digest;
+            i++;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < r->nkeys && r->keys[j].len > plen && r->keys[j].key[plen] == k->key[plen])
+            j++;
+        struct repo_range_bucket *b = &r->buckets[r->nbuckets++];
+        b->byte = (uint8_t)k->key[plen];
+        b->count = j - i;
+        if ((rc = repo_range_fold(&r->keys[i], j - i, &b->digest)) != 0)
+            return rc;
+        i = j;
+    }
+    return 0;
+}
+
+/* The keys of leaf r under prefix + byte, borrowed (child must not be cleaned up). */
+static void leaf_child(const struct repo_range *r, size_t plen, uint8_t byte,
+                       struct repo_range *child)
+{
+    memset(child, 0, sizeof(*child));
+    child->leaf = true;
+    for (size_t i = 0; i < r->nkeys; i++)
+        if (r->keys[i].len > plen && (uint8_t)r->keys[i].key[plen] == byte)
+            child->keys[child->nkeys++] = r->keys[i];
+    child->count = child->nkeys;
+    /* Only fails without memory: the digest then mismatches and leaf_complete refuses it. */
+    repo_range_fold(child->keys, child->nkeys, &child->digest);
+}
+
+static int report(struct diff_ctx *x, const char *key, size_t len, bool a, bool b)
+{
+    return x->found(x->arg, x->part, key, len,
+                    a && b ? REPO_DIFF_DIFFERS : a ? REPO_DIFF_ONLY_A : REPO_DIFF_ONLY_B);
+}
+
+static int leaf_merge(struct diff_ctx *x, struct repo_range *r[2])
+{
+    size_t i = 0, j = 0;
+    int rc = 0;
+    while (rc == 0 && (i < r[0]->nkeys || j < r[1]->nkeys)) {
+        const struct repo_range_key *a = i < r[0]->nkeys ? &r[0]->keys[i] : NULL;
+        const struct repo_range_key *b = j < r[1]->nkeys ? &r[1]->keys[j] : NULL;
+        int c = !a ? 1 : !b ? -1 : key_cmp(a, b);
+        if (c < 0) {
+            rc = report(x, a->key, a->len, true, false);
+            i++;
+        } else if (c > 0) {
+            rc = report(x, b->key, b->len, false, true);
+            j++;
+        } else {
+            if (a->digest != b->digest)
+                rc = report(x, a->key, a->len, true, true);
+            i++;
+            j++;
+        }
+    }
+    return rc;
+}
+
+static const struct repo_range_bucket *bucket_of(const struct repo_range *r, uint8_t byte)
+{
+    for (size_t i = 0; i < r->nbuckets; i++)
+        if (r->buckets[i].byte == byte)
+            return &r->buckets[i];
+    return NULL;
+}
+
+/* Compares both sides' ranges under x->prefix[0..plen) and goes down where they differ. */
+static int diff_level(struct diff_ctx *x, size_t plen, struct repo_range *r[2])
+{
+    int rc = 0;
+    for (int s = 0; s < 2; s++)
+        if (r[s]->leaf && (rc = leaf_complete(x, r[s], plen)) != 0)
+            return rc;
+    if (r[0]->count == r[1]->count && r[0]->digest == r[1]->digest)
+        return 0;
+    if (r[0]->leaf && r[1]->leaf)
+        return leaf_merge(x, r);
+    if ((r[0]->has_exact || r[1]->has_exact) &&
+        (r[0]->has_exact != r[1]->has_exact || r[0]->exact_digest != r[1]->exact_digest) &&
+        (rc = report(x, x->prefix, plen, r[0]->has_exact, r[1]->has_exact)) != 0)
+        return rc;
+    for (unsigned byte = 0; byte < 256 && rc == 0; byte++) {
+        const struct repo_range_bucket *b[2] = {bucket_of(r[0], (uint8_t)byte),
+                                                bucket_of(r[1], (uint8_t)byte)};
+        if ((!b[0] && !b[1]) ||
+            (b[0] && b[1] && b[0]->count == b[1]->count && b[0]->digest == b[1]->digest))
+            continue;
+        if (plen == REPO_RANGE_PREFIX_MAX)
+            return ARCA_E_INVALID; /* no key is that long */
+        struct repo_range *c[2] = {malloc(sizeof(**c)), malloc(sizeof(**c))};
+        bool owned[2] = {false, false};
+        x->prefix[plen] = (char)byte;
+        for (int s = 0; s < 2 && rc == 0; s++) {
+            if (!c[s]) {
+                rc = -ENOMEM;
+            } else if (r[s]->leaf) {
+                leaf_child(r[s], plen, (uint8_t)byte, c[s]);
+            } else if (!b[s]) {
+                memset(c[s], 0, sizeof(*c[s])); /* nothing there: an empty leaf, no need to ask */
+                c[s]->leaf = true;
+                repo_range_fold(NULL, 0, &c[s]->digest);
+            } else {
+                memset(c[s], 0, sizeof(*c[s]));
+                owned[s] = true;
+                rc = x->fetch[s](x->farg[s], x->part, x->prefix, plen + 1, c[s]);
+            }
+        }
+        if (rc == 0)
+            rc = diff_level(x, plen + 1, c);
+        for (int s = 0; s < 2; s++) {
+            if (c[s] && owned[s])
+                repo_range_cleanup(c[s]);
+            free(c[s]);
+        }
+    }
+    return rc;
+}
+
+int repo_range_diff(const char *part, repo_range_fetch_fn fetch_a, void *arg_a,
+                    repo_range_fetch_fn fetch_b, void *arg_b, repo_diff_fn found, void *arg)
+{
+    struct diff_ctx *x = malloc(sizeof(*x));
+    struct repo_range *r[2] = {malloc(sizeof(**r)), malloc(sizeof(**r))};
+    int rc = -ENOMEM;
+    if (!x || !r[0] || !r[1])
+        goto out;
+    memset(r[0], 0, sizeof(*r[0]));
+    memset(r[1], 0, sizeof(*r[1]));
+    *x = (struct diff_ctx){.part = part, .fetch = {fetch_a, fetch_b}, .farg = {arg_a, arg_b},
+                           .found = found, .arg = arg};
+    if ((rc = fetch_a(arg_a, part, "", 0, r[0])) == 0 &&
+        (rc = fetch_b(arg_b, part, "", 0, r[1])) == 0)
+        rc = diff_level(x, 0, r);
+out:
+    for (int s = 0; s < 2; s++) {
+        if (r[s])
+            repo_range_cleanup(r[s]);
+        free(r[s]);
+    }
+    free(x);
+    return rc;
 }

@@ -151,4 +151,38 @@ void repo_range_cleanup(struct repo_range *out);
  */
 int repo_range_fold(const struct repo_range_key *keys, size_t n, uint64_t *digest);
 
+/*
+ * Fetches one centre's range digest of part under prefix, as
+ * repo_range_digest answers it (a remote one: over HTTP).  A leaf needs
+ * only count, digest, leaf and keys; the rest is derived from the keys.
+ * Returns 0, or an error that stops the comparison.
+ */
+typedef int (*repo_range_fetch_fn)(void *arg, const char *part, const void *prefix, size_t plen,
+                                   struct repo_range *out);
+
+enum repo_diff_kind {
+    REPO_DIFF_ONLY_A,  /* the key is at centre a only */
+    REPO_DIFF_ONLY_B,  /* at centre b only */
+    REPO_DIFF_DIFFERS, /* at both, with different normalised values */
+};
+
+/* One key where the centres differ (key: len bytes, valid during the call); nonzero stops. */
+typedef int (*repo_diff_fn)(void *arg, const char *part, const char *key, size_t len,
+                            enum repo_diff_kind kind);
+
+/*
+ * Narrows part down to the keys where centres a and b differ, calling found
+ * for each, in key order.  It fetches both sides' digest of the whole part,
+ * then of every bucket whose count or digest differ, byte by byte, until
+ * both sides answer key by key; a side that answered with keys is not asked
+ * again below that prefix (its buckets are recomputed with repo_range_fold).
+ * Requests grow with the number of differing keys times their depth, not
+ * with the part's size.  Memory: two ranges per level of depth.
+ * Returns 0; the first nonzero a fetch or found returned; ARCA_E_INVALID when
+ * a side's answer does not add up (keys out of order, or not matching its
+ * count and digest: another digest definition); -ENOMEM.
+ */
+int repo_range_diff(const char *part, repo_range_fetch_fn fetch_a, void *arg_a,
+                    repo_range_fetch_fn fetch_b, void *arg_b, repo_diff_fn found, void *arg);
+
 #endif
