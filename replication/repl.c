@@ -32,7 +32,7 @@
 struct peer {
     struct repl *r;
     struct config_peer cfg;
-    char auth_header[160];
+    char auth_header[192]; /* "Authorization: Bearer " + the token */
     pthread_t thread;
     bool started;
     CURL *curl;

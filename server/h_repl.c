@@ -4,7 +4,8 @@
  *   GET /api/v1/replication                     this centre's pullers, per peer (read scope)
  *   GET /api/v1/replication/events?after=&limit= the event log as NDJSON (replicate scope)
  *   GET|HEAD /api/v1/replication/blobs/SHA256   a blob by its SHA-256, Range-able (replicate)
- *   GET /api/v1/replication/digest              xxh3 of the replicated state (replicate)
+ *   GET /api/v1/replication/digest              xxh3 of the replicated state, per part (replicate)
+ *   GET /api/v1/replication/digest?part=&prefix= a key range's digest: buckets or keys (replicate)
  *   POST /api/v1/replication/repair?peer=NAME[&deep=true]  repair this centre from a peer (admin)
  *
  * The events page is the audit log's (h_audit.c): the stored records as they
@@ -21,6 +22,7 @@
 #include "server_int.h"
 #include "util.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,53 +117,220 @@ static void blob(struct conn *c, const char *hex, size_t len)
 
 /* ---- GET /api/v1/replication/digest -------------------------------------------------------- */
 
+/*
+ *   (no parameters)         {centre, state_digest, parts: [{part, count, digest}]}
+ *   ?part=NAME[&prefix=HEX] {centre, part, prefix, count, digest,
+ *                            keys: [{key, digest}]}                 (at most 64 keys)
+ *                         or buckets: [{byte, count, digest}], exact  (more)
+ * Digests are 16 hex digits, keys and prefixes hex (see storage/replica.h).
+ */
 struct digest_req {
     struct iojob job;
     struct conn *c;
     int rc;
     uint64_t digest;
+    struct repo_part_digest parts[REPO_DIGEST_PARTS];
+    const char *part; /* NULL: the whole state */
+    size_t plen;
+    uint8_t prefix[REPO_RANGE_PREFIX_MAX];
+    struct repo_range range;
 };
 
 static void digest_free(struct conn *c)
 {
-    free(conn_ctx(c));
+    struct digest_req *r = conn_ctx(c);
+    if (r)
+        repo_range_cleanup(&r->range);
+    free(r);
 }
 
 static void digest_work(struct iojob *job)
 {
     struct digest_req *r = (struct digest_req *)((char *)job - offsetof(struct digest_req, job));
-    r->rc = repo_state_digest(conn_server(r->c)->db, &r->digest);
+    repo_db *db = conn_server(r->c)->db;
+    if (r->part)
+        r->rc = repo_range_digest(db, r->part, r->prefix, r->plen, &r->range);
+    else
+        r->rc = repo_state_digest_parts(db, &r->digest, r->parts);
+}
+
+static json_t *hex64_json(uint64_t v)
+{
+    char hex[17];
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)v);
+    return json_string(hex);
+}
+
+static json_t *hex_bytes_json(const void *b, size_t len)
+{
+    char *hex = malloc(2 * len + 1);
+    json_t *j;
+    if (!hex)
+        return NULL;
+    hex_encode(b, len, hex);
+    j = json_string(hex);
+    free(hex);
+    return j;
+}
+
+static json_t *range_json(const struct digest_req *r)
+{
+    const struct repo_range *g = &r->range;
+    json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:o}", "centre", conn_server(r->c)->cfg.centre_id,
+                          "part", r->part, "prefix", hex_bytes_json(r->prefix, r->plen),
+                          "count", (json_int_t)g->count, "digest", hex64_json(g->digest));
+    json_t *list = json_array();
+    if (g->leaf) {
+        for (size_t i = 0; i < g->nkeys; i++)
+            json_array_append_new(list, json_pack("{s:o,s:o}", "key",
+                                                  hex_bytes_json(g->keys[i].key, g->keys[i].len),
+                                                  "digest", hex64_json(g->keys[i].digest)));
+        json_object_set_new(o, "keys", list);
+    } else {
+        for (size_t i = 0; i < g->nbuckets; i++)
+            json_array_append_new(list, json_pack("{s:o,s:I,s:o}", "byte",
+                                                  hex_bytes_json(&g->buckets[i].byte, 1), "count",
+                                                  (json_int_t)g->buckets[i].count, "digest",
+                                                  hex64_json(g->buckets[i].digest)));
+        json_object_set_new(o, "buckets", list);
+        json_object_set_new(o, "exact", g->has_exact ? hex64_json(g->exact_digest) : json_null());
+    }
+    return o;
 }
 
 static void digest_done(struct iojob *job)
 {
     struct digest_req *r = (struct digest_req *)((char *)job - offsetof(struct digest_req, job));
     struct conn *c = r->c;
-    char hex[17];
+    json_t *body;
     if (!conn_async_end(c) || conn_responded(c))
         return;
     if (r->rc != 0) {
-        resp_error(c, 500, "internal", NULL, "computing the state digest failed: %s",
-                   arca_strerror(r->rc));
+        resp_error(c, 500, "internal", NULL, "computing the %s digest failed: %s",
+                   r->part ? "range" : "state", arca_strerror(r->rc));
         return;
     }
-    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)r->digest);
+    if (r->part) {
+        body = range_json(r);
+    } else {
+        json_t *parts = json_array();
+        for (size_t i = 0; i < REPO_DIGEST_PARTS; i++)
+            json_array_append_new(parts, json_pack("{s:s,s:I,s:o}", "part", r->parts[i].part,
+                                                   "count", (json_int_t)r->parts[i].count,
+                                                   "digest", hex64_json(r->parts[i].digest)));
+        body = json_pack("{s:s,s:o,s:o}", "centre", conn_server(c)->cfg.centre_id,
+                         "state_digest", hex64_json(r->digest), "parts", parts);
+    }
+    if (!body) {
+        resp_error(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
     resp_start(c, 200);
     resp_header(c, "Cache-Control", "no-store");
-    resp_finish_json(c, json_pack("{s:s,s:s}", "centre", conn_server(c)->cfg.centre_id,
-                                  "state_digest", hex));
+    resp_finish_json(c, body);
 }
 
-/* The whole replicated state is read (O(n)): on the I/O pool, never on the event loop. */
+/* Copies untrusted query text for an error message: printable ASCII, at most 32 bytes. */
+static void printable(char *dst, size_t cap, const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i < len && i + 1 < cap && i < 32; i++)
+        dst[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
+    dst[i] = '\0';
+}
+
+/* Answers 400 with {"error": {"code": "bad_request", "parameter": name, "message"}}. */
+static void bad_param(struct conn *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void bad_param(struct conn *c, const char *name, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    resp_error(c, 400, "bad_request", json_pack("{s:s}", "parameter", name), "%s", msg);
+}
+
+/* Reads ?part=&prefix= into r; answers 400 naming the parameter and returns false when bad. */
+static bool digest_params(struct conn *c, struct digest_req *r)
+{
+    const char *q = conn_query(c) ? conn_query(c) : "";
+    const char *part = NULL, *prefix = NULL;
+    size_t part_len = 0, prefix_len = 0;
+    char shown[40], names[256] = "";
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *val = eq ? eq + 1 : q + len;
+        size_t vlen = (size_t)(q + len - val);
+        const char **slot = NULL;
+        size_t *slot_len = NULL;
+        if (klen == 4 && memcmp(q, "part", 4) == 0) {
+            slot = &part;
+            slot_len = &part_len;
+        } else if (klen == 6 && memcmp(q, "prefix", 6) == 0) {
+            slot = &prefix;
+            slot_len = &prefix_len;
+        }
+        if (len == 0) {
+            /* "a=1&&b=2": an empty piece says nothing. */
+        } else if (!slot) {
+            printable(shown, sizeof(shown), q, klen);
+            bad_param(c, shown, "unknown parameter '%s' (this route takes part and prefix)",
+                      shown);
+            return false;
+        } else if (*slot) {
+            bad_param(c, slot == &part ? "part" : "prefix", "parameter '%s' is given twice",
+                      slot == &part ? "part" : "prefix");
+            return false;
+        } else {
+            *slot = val;
+            *slot_len = vlen;
+        }
+        q = amp ? amp + 1 : q + len;
+    }
+    if (prefix && !part) {
+        bad_param(c, "prefix", "parameter 'prefix' needs 'part'");
+        return false;
+    }
+    if (!part)
+        return true;
+    for (size_t i = 0; repo_digest_part_name(i); i++) {
+        const char *n = repo_digest_part_name(i);
+        if (strlen(n) == part_len && memcmp(n, part, part_len) == 0)
+            r->part = n;
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "", n);
+    }
+    if (!r->part) {
+        printable(shown, sizeof(shown), part, part_len);
+        bad_param(c, "part", "unknown part '%s' (one of %s)", shown, names);
+        return false;
+    }
+    if (prefix && (prefix_len % 2 != 0 || prefix_len > 2 * REPO_RANGE_PREFIX_MAX ||
+                   hex_decode(prefix, prefix_len, r->prefix, prefix_len / 2) != 0)) {
+        printable(shown, sizeof(shown), prefix, prefix_len);
+        bad_param(c, "prefix", "parameter 'prefix' takes a key prefix as an even number of "
+                  "hexadecimal digits, at most %d, got '%s'", 2 * REPO_RANGE_PREFIX_MAX, shown);
+        return false;
+    }
+    r->plen = prefix ? prefix_len / 2 : 0;
+    return true;
+}
+
+/* A part or range is read in full (O(n)): on the I/O pool, never on the event loop. */
 static void digest(struct conn *c)
 {
-    if (conn_query(c) && *conn_query(c)) {
-        resp_error(c, 400, "bad_request", NULL, "/digest takes no parameters");
-        return;
-    }
     struct digest_req *r = calloc(1, sizeof(*r));
     if (!r) {
         resp_error(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    if (!digest_params(c, r)) {
+        free(r);
         return;
     }
     r->c = c;

@@ -4,6 +4,7 @@
  *   arcad [serve] [--listen HOST:PORT] [--data DIR] [--config FILE] [--log-level L]
  *   arcad verify  [--data DIR] [--config FILE]
  *   arcad audit verify [--checkpoint FILE] [--data DIR] [--config FILE]
+ *   arcad replication verify [--peer NAME] [--json] [--data DIR] [--config FILE]
  *   arcad config  [--config FILE] [...]
  *
  * Settings come from the embedded defaults, then the config file, then flags.
@@ -35,6 +36,10 @@ static void usage(FILE *out)
             "                                    re-derive the audit log from the stored events;\n"
             "                                    exit 1 naming the first altered, removed or\n"
             "                                    reordered event (works beside a running server)\n"
+            "       arcad replication verify [--peer NAME] [--json] [options]\n"
+            "                                    compare the replicated state with each peer's\n"
+            "                                    (or NAME's) through the running servers; list\n"
+            "                                    every divergent key; exit 1 when they diverge\n"
             "       arcad token create --name NAME [--owner OWNER] [--scope SCOPE]...\n"
             "                          [--expires-in SECONDS] [options]\n"
             "       arcad token list [options]\n"
@@ -234,6 +239,8 @@ int main(int argc, char **argv)
     const char *cmd = "serve";
     const char *config_file = NULL, *listen = NULL, *data = NULL, *level = NULL;
     const char *audit_sub = NULL, *checkpoint = NULL;
+    const char *repl_sub = NULL, *repl_peer = NULL;
+    bool repl_json = false;
     int i = 1;
     config_init_defaults(&cfg);
     if (i < argc && argv[i][0] != '-')
@@ -253,6 +260,13 @@ int main(int argc, char **argv)
             return 2;
         }
         audit_sub = argv[i++];
+    }
+    if (!strcmp(cmd, "replication")) {
+        if (i >= argc || argv[i][0] == '-') {
+            fprintf(stderr, "arcad replication: give a subcommand: verify\n");
+            return 2;
+        }
+        repl_sub = argv[i++];
     }
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -279,6 +293,14 @@ int main(int argc, char **argv)
         }
         if (!strcmp(cmd, "audit") && !strcmp(a, "--checkpoint") && i + 1 < argc) {
             checkpoint = argv[++i];
+            continue;
+        }
+        if (!strcmp(cmd, "replication") && !strcmp(a, "--peer") && i + 1 < argc) {
+            repl_peer = argv[++i];
+            continue;
+        }
+        if (!strcmp(cmd, "replication") && !strcmp(a, "--json")) {
+            repl_json = true;
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -327,6 +349,8 @@ int main(int argc, char **argv)
         return cmd_token(&cfg, &ta);
     if (!strcmp(cmd, "audit"))
         return cli_audit(&cfg, audit_sub, checkpoint);
+    if (!strcmp(cmd, "replication"))
+        return cli_repl(&cfg, repl_sub, repl_peer, repl_json);
     if (strcmp(cmd, "serve") != 0) {
         fprintf(stderr, "arcad: unknown command '%s'\n", cmd);
         usage(stderr);

@@ -162,4 +162,12 @@ int server_run(const struct arca_config *cfg);
  */
 int cli_audit(const struct arca_config *cfg, const char *sub, const char *checkpoint_file);
 
+/*
+ * cli_repl.c: `arcad replication SUB` (verify): compares this centre's
+ * replicated state with each [peer.NAME] (or only peer, when not NULL) over
+ * HTTP and lists the divergent keys, as text or (as_json) JSON lines.
+ * Returns the process exit status (0 all agree, 1 divergence, 2 error).
+ */
+int cli_repl(const struct arca_config *cfg, const char *sub, const char *peer, bool as_json);
+
 #endif

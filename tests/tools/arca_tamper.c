@@ -3,11 +3,17 @@
  * back, the way an intruder with file access would, so that end-to-end tests
  * can check that `arcad audit verify` and GET /api/v1/audit/verify notice.
  * It opens DATA/index with every column family it has, with raw RocksDB
- * calls and nothing of arca's, and changes only CF events.  Never installed.
+ * calls and nothing of arca's.  Never installed.
  *
  *   arca_tamper DATA alter SEQ     change one character of event SEQ's details
  *   arca_tamper DATA delete SEQ    delete event SEQ
  *   arca_tamper DATA swap A B      exchange the records of events A and B
+ *   arca_tamper DATA set CF KEYHEX VALUE   write one record of any column family
+ *                                  (the key in hex, the value as given), as
+ *                                  damage replication never sees (an event
+ *                                  nobody logged): `arcad replication verify`
+ *                                  must name that key
+ *   arca_tamper DATA unset CF KEYHEX       delete one record of any column family
  *
  * Stop arcad first (RocksDB allows one writer).  Exit 0 done, 1 failed, 2 usage.
  */
@@ -24,6 +30,7 @@ struct db {
     rocksdb_writeoptions_t *wo;
     rocksdb_readoptions_t *ro;
     rocksdb_column_family_handle_t **handles;
+    char **names;
     size_t n;
     rocksdb_column_family_handle_t *events;
 };
@@ -66,10 +73,10 @@ static int db_open(const char *data, struct db *d)
         return 1;
     }
     d->n = n;
+    d->names = names;
     for (size_t i = 0; i < n; i++)
         if (strcmp(names[i], "events") == 0)
             d->events = d->handles[i];
-    rocksdb_list_column_families_destroy(names, n);
     if (!d->events) {
         fprintf(stderr, "arca_tamper: %s has no events column family\n", path);
         return 1;
@@ -82,6 +89,8 @@ static void db_close(struct db *d)
     for (size_t i = 0; i < d->n; i++)
         rocksdb_column_family_handle_destroy(d->handles[i]);
     free(d->handles);
+    if (d->names)
+        rocksdb_list_column_families_destroy(d->names, d->n);
     if (d->db)
         rocksdb_close(d->db);
     rocksdb_readoptions_destroy(d->ro);
@@ -133,15 +142,68 @@ static int parse_seq(const char *s, uint64_t *out)
     return 0;
 }
 
+/* `set CF KEYHEX VALUE` and `unset CF KEYHEX`: one record of any column family. */
+static int set_record(const char *data, const char *op, const char *cf, const char *keyhex,
+                      const char *value)
+{
+    struct db d = {0};
+    rocksdb_column_family_handle_t *h = NULL;
+    size_t klen = strlen(keyhex) / 2;
+    char *key = malloc(klen + 1), *err = NULL;
+    int rc = 1;
+    for (size_t i = 0; key && i < klen; i++) {
+        unsigned v;
+        if (sscanf(keyhex + 2 * i, "%2x", &v) != 1) {
+            free(key);
+            key = NULL;
+            break;
+        }
+        key[i] = (char)v;
+    }
+    if (!key || strlen(keyhex) % 2 != 0) {
+        fprintf(stderr, "arca_tamper: the key is given in hex\n");
+        free(key);
+        return 2;
+    }
+    if (db_open(data, &d) != 0)
+        goto out;
+    for (size_t i = 0; i < d.n; i++)
+        if (strcmp(d.names[i], cf) == 0)
+            h = d.handles[i];
+    if (!h) {
+        fprintf(stderr, "arca_tamper: no column family '%s'\n", cf);
+        goto out;
+    }
+    if (value)
+        rocksdb_put_cf(d.db, d.wo, h, key, klen, value, strlen(value), &err);
+    else
+        rocksdb_delete_cf(d.db, d.wo, h, key, klen, &err);
+    if (err) {
+        fprintf(stderr, "arca_tamper: %s: %s\n", op, err);
+        rocksdb_free(err);
+        goto out;
+    }
+    rc = 0;
+out:
+    db_close(&d);
+    free(key);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct db d = {0};
     uint64_t a = 0, b = 0;
     int rc = 1;
+    if (argc == 6 && strcmp(argv[2], "set") == 0)
+        return set_record(argv[1], argv[2], argv[3], argv[4], argv[5]);
+    if (argc == 5 && strcmp(argv[2], "unset") == 0)
+        return set_record(argv[1], argv[2], argv[3], argv[4], NULL);
     if (argc < 4 || parse_seq(argv[3], &a) ||
         (strcmp(argv[2], "swap") == 0 && (argc != 5 || parse_seq(argv[4], &b))) ||
         (strcmp(argv[2], "swap") != 0 && argc != 4)) {
-        fprintf(stderr, "usage: arca_tamper DATA alter SEQ | delete SEQ | swap A B\n");
+        fprintf(stderr, "usage: arca_tamper DATA alter SEQ | delete SEQ | swap A B | "
+                        "set CF KEYHEX VALUE | unset CF KEYHEX\n");
         return 2;
     }
     if (db_open(argv[1], &d) != 0)

@@ -6,7 +6,9 @@
  * log has reached every centre, all state digests are equal.  Fresh
  * observers fed the logs in different orders, and fed them twice, end with
  * the same digest too.  Also: the conflict winner rule on a fixed case,
- * idempotency, and refusal of an origin's events out of order.
+ * idempotency, and refusal of an origin's events out of order.  Range digests: their
+ * shape, equality at every level between equal centres, and narrowing two
+ * centres down to exactly the keys that differ.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -148,6 +150,386 @@ static uint64_t digest_of(struct centre *c)
     return d;
 }
 
+/* ---- range digests and narrowing ------------------------------------------------------- */
+
+static int fetch_centre(void *arg, const char *part, const void *prefix, size_t plen,
+                        struct repo_range *out)
+{
+    struct centre *c = arg;
+    return repo_range_digest(c->db, part, prefix, plen, out);
+}
+
+#define FOUND_MAX 64
+
+struct found {
+    size_t n;
+    char part[FOUND_MAX][16];
+    char key[FOUND_MAX][64];
+    size_t len[FOUND_MAX];
+    enum repo_diff_kind kind[FOUND_MAX];
+};
+
+static int on_found(void *arg, const char *part, const char *key, size_t len,
+                    enum repo_diff_kind kind)
+{
+    struct found *f = arg;
+    assert_true(f->n < FOUND_MAX);
+    assert_true(len <= sizeof(f->key[0]));
+    snprintf(f->part[f->n], sizeof(f->part[0]), "%s", part);
+    memcpy(f->key[f->n], key, len);
+    f->len[f->n] = len;
+    f->kind[f->n++] = kind;
+    return 0;
+}
+
+/* Every differing key of every part between a and b. */
+static void diff_all(struct centre *a, struct centre *b, struct found *f)
+{
+    memset(f, 0, sizeof(*f));
+    for (size_t i = 0; repo_digest_part_name(i); i++)
+        assert_int_equal(repo_range_diff(repo_digest_part_name(i), fetch_centre, a, fetch_centre,
+                                         b, on_found, f),
+                         0);
+}
+
+static void assert_found(const struct found *f, size_t i, const char *part, const char *key,
+                         size_t len, enum repo_diff_kind kind)
+{
+    assert_true(i < f->n);
+    assert_string_equal(f->part[i], part);
+    assert_int_equal(f->len[i], len);
+    assert_memory_equal(f->key[i], key, len);
+    assert_int_equal(f->kind[i], kind);
+}
+
+/* The artifact key of r/NAME/VERSION/PATH. */
+static size_t art_key(char *buf, const char *name, const char *version, const char *path)
+{
+    return key_make(buf, false, "r", name, version, path);
+}
+
+static void raw_put(struct centre *c, enum repo_cf cf, const char *k, size_t kl, const char *v)
+{
+    char *err = NULL;
+    rocksdb_put_cf(c->db->db, c->db->wopts, c->db->cf[cf], k, kl, v, strlen(v), &err);
+    assert_null(err);
+}
+
+static void raw_delete(struct centre *c, enum repo_cf cf, const char *k, size_t kl)
+{
+    char *err = NULL;
+    rocksdb_delete_cf(c->db->db, c->db->wopts, c->db->cf[cf], k, kl, &err);
+    assert_null(err);
+}
+
+static char *raw_get(struct centre *c, enum repo_cf cf, const char *k, size_t kl)
+{
+    char *err = NULL;
+    size_t vl;
+    char *v = rocksdb_get_cf(c->db->db, c->db->ropts, c->db->cf[cf], k, kl, &vl, &err);
+    assert_null(err);
+    assert_non_null(v);
+    char *s = malloc(vl + 1);
+    memcpy(s, v, vl);
+    s[vl] = '\0';
+    rocksdb_free(v);
+    return s;
+}
+
+/* 10 versions of r/app with 20 files each: 200 artifacts, 20 under each version. */
+static void fill(struct centre *c)
+{
+    for (int v = 0; v < 10; v++)
+        for (int p = 0; p < 20; p++) {
+            char version[8], path[16];
+            snprintf(version, sizeof(version), "v%d", v);
+            snprintf(path, sizeof(path), "f%02d.bin", p);
+            assert_int_equal(put(c, "app", version, path, contents[(v + p) % NCONTENTS]), 0);
+        }
+}
+
+/* Both centres answer the same at prefix, and at every prefix below it. */
+static void assert_same_below(struct centre *a, struct centre *b, const char *part, char *prefix,
+                              size_t plen, int *ranges)
+{
+    struct repo_range *ra = malloc(sizeof(*ra)), *rb = malloc(sizeof(*rb));
+    assert_int_equal(repo_range_digest(a->db, part, prefix, plen, ra), 0);
+    assert_int_equal(repo_range_digest(b->db, part, prefix, plen, rb), 0);
+    (*ranges)++;
+    assert_int_equal(ra->count, rb->count);
+    assert_true(ra->digest == rb->digest);
+    assert_int_equal(ra->leaf, rb->leaf);
+    assert_int_equal(ra->has_exact, rb->has_exact);
+    assert_int_equal(ra->nbuckets, rb->nbuckets);
+    assert_int_equal(ra->nkeys, rb->nkeys);
+    for (size_t i = 0; i < ra->nkeys; i++) {
+        assert_int_equal(ra->keys[i].len, rb->keys[i].len);
+        assert_memory_equal(ra->keys[i].key, rb->keys[i].key, ra->keys[i].len);
+        assert_true(ra->keys[i].digest == rb->keys[i].digest);
+    }
+    for (size_t i = 0; i < ra->nbuckets; i++) {
+        assert_int_equal(ra->buckets[i].byte, rb->buckets[i].byte);
+        assert_int_equal(ra->buckets[i].count, rb->buckets[i].count);
+        assert_true(ra->buckets[i].digest == rb->buckets[i].digest);
+        if (!ra->leaf) {
+            prefix[plen] = (char)ra->buckets[i].byte;
+            assert_same_below(a, b, part, prefix, plen + 1, ranges);
+        }
+    }
+    repo_range_cleanup(ra);
+    repo_range_cleanup(rb);
+    free(ra);
+    free(rb);
+}
+
+static void test_range_digest_shape(void **state)
+{
+    (void)state;
+    struct centre a;
+    struct repo_part_digest parts[REPO_DIGEST_PARTS];
+    struct repo_range *r = malloc(sizeof(*r)), *sub = malloc(sizeof(*sub));
+    char key[KEY_MAX];
+    uint64_t whole = 0, folded = 0, sum = 0;
+    centre_open(&a, "dcA");
+    fill(&a);
+
+    assert_int_equal(repo_state_digest_parts(a.db, &whole, parts), 0);
+    assert_true(whole == digest_of(&a));
+    size_t art = 0;
+    while (strcmp(parts[art].part, "artifacts") != 0)
+        art++;
+    assert_int_equal(parts[art].count, 200);
+
+    /* The whole part: buckets, consistent with the part digest and with a look one level down. */
+    assert_int_equal(repo_range_digest(a.db, "artifacts", NULL, 0, r), 0);
+    assert_int_equal(r->count, 200);
+    assert_true(r->digest == parts[art].digest);
+    assert_false(r->leaf);
+    assert_int_equal(r->nkeys, 0);
+    assert_false(r->has_exact);
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        char b = (char)r->buckets[i].byte;
+        if (i > 0)
+            assert_true(r->buckets[i - 1].byte < r->buckets[i].byte);
+        sum += r->buckets[i].count;
+        assert_int_equal(repo_range_digest(a.db, "artifacts", &b, 1, sub), 0);
+        assert_int_equal(sub->count, r->buckets[i].count);
+        assert_true(sub->digest == r->buckets[i].digest);
+        repo_range_cleanup(sub);
+    }
+    assert_int_equal(sum, 200);
+    repo_range_cleanup(r);
+
+    /* One version: 20 keys, a leaf, its keys in order and folding to its digest. */
+    size_t plen = key_make(key, true, "r", "app", "v3", NULL);
+    assert_int_equal(repo_range_digest(a.db, "artifacts", key, plen, r), 0);
+    assert_int_equal(r->count, 20);
+    assert_true(r->leaf);
+    assert_int_equal(r->nkeys, 20);
+    assert_int_equal(repo_range_fold(r->keys, r->nkeys, &folded), 0);
+    assert_true(folded == r->digest);
+    assert_int_equal(r->nbuckets, 1); /* every path starts with 'f' */
+    assert_int_equal(r->buckets[0].byte, 'f');
+    size_t kl = art_key(key, "app", "v3", "f07.bin");
+    assert_int_equal(r->keys[7].len, kl);
+    assert_memory_equal(r->keys[7].key, key, kl);
+    repo_range_cleanup(r);
+
+    /* A whole key as the prefix: it is the exact key. */
+    assert_int_equal(repo_range_digest(a.db, "artifacts", key, kl, r), 0);
+    assert_int_equal(r->count, 1);
+    assert_true(r->has_exact);
+    assert_int_equal(r->nbuckets, 0);
+    assert_true(r->exact_digest == r->keys[0].digest);
+    repo_range_cleanup(r);
+
+    /* Just over a leaf: more than REPO_RANGE_LEAF_MAX keys answer with buckets only. */
+    plen = key_make(key, true, "r", "app", NULL, NULL);
+    assert_int_equal(repo_range_digest(a.db, "artifacts", key, plen, r), 0);
+    assert_int_equal(r->count, 200);
+    assert_false(r->leaf);
+    assert_int_equal(r->nbuckets, 1); /* 'v' */
+    repo_range_cleanup(r);
+
+    /* An empty range, an unknown or unreplicated part, a prefix longer than any key. */
+    assert_int_equal(repo_range_digest(a.db, "artifacts", "zzz", 3, r), 0);
+    assert_int_equal(r->count, 0);
+    assert_true(r->leaf);
+    assert_int_equal(repo_range_fold(NULL, 0, &folded), 0);
+    assert_true(r->digest == folded);
+    assert_int_equal(repo_range_digest(a.db, "events", NULL, 0, r), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_range_digest(a.db, "nope", NULL, 0, r), ARCA_E_NOTFOUND);
+    assert_int_equal(repo_range_digest(a.db, NULL, NULL, 0, r), ARCA_E_NOTFOUND);
+    memset(key, 'r', sizeof(key));
+    assert_int_equal(repo_range_digest(a.db, "artifacts", key, REPO_RANGE_PREFIX_MAX + 1, r),
+                     ARCA_E_INVALID);
+    assert_null(repo_digest_part_name(REPO_DIGEST_PARTS));
+    repo_range_cleanup(r);
+    free(r);
+    free(sub);
+    centre_close(&a);
+}
+
+static void test_range_diff_narrows_to_the_key(void **state)
+{
+    (void)state;
+    struct centre a, b;
+    struct repo_part_digest pa[REPO_DIGEST_PARTS], pb[REPO_DIGEST_PARTS];
+    struct found *f = malloc(sizeof(*f));
+    char key[KEY_MAX], prefix[KEY_MAX];
+    uint64_t da, db;
+    int ranges = 0;
+    centre_open(&a, "dcA");
+    centre_open(&b, "dcB");
+    fill(&a);
+    assert_int_equal(put(&b, "lib", "1.0", "x.jar", "echo"), 0);
+    sync_log(&a, &b, 1, UINT64_MAX);
+    sync_log(&b, &a, 1, UINT64_MAX);
+
+    /* Equal centres: equal at every level of every part, and nothing to narrow. */
+    assert_int_equal(repo_state_digest_parts(a.db, &da, pa), 0);
+    assert_int_equal(repo_state_digest_parts(b.db, &db, pb), 0);
+    assert_true(da == db);
+    for (size_t i = 0; i < REPO_DIGEST_PARTS; i++) {
+        assert_string_equal(pa[i].part, pb[i].part);
+        assert_int_equal(pa[i].count, pb[i].count);
+        assert_true(pa[i].digest == pb[i].digest);
+        assert_same_below(&a, &b, pa[i].part, prefix, 0, &ranges);
+    }
+    assert_true(ranges > 15 + 10);
+    diff_all(&a, &b, f);
+    assert_int_equal(f->n, 0);
+
+    /* A local sequence number is no divergence: event_seq differs, the digests do not. */
+    size_t kl = art_key(key, "app", "v4", "f02.bin");
+    char *v = raw_get(&b, CF_ARTIFACTS, key, kl);
+    json_t *j = json_loads(v, 0, NULL);
+    assert_non_null(json_object_get(j, "event_seq"));
+    json_object_set_new(j, "event_seq", json_integer(999999));
+    char *text = json_dumps(j, JSON_COMPACT);
+    raw_put(&b, CF_ARTIFACTS, key, kl, text);
+    free(text);
+    assert_true(digest_of(&a) == digest_of(&b));
+
+    /* One altered record: the narrowing finds exactly it. */
+    json_object_set_new(j, "size", json_integer(12345));
+    text = json_dumps(j, JSON_COMPACT);
+    raw_put(&b, CF_ARTIFACTS, key, kl, text);
+    free(text);
+    json_decref(j);
+    free(v);
+    assert_true(digest_of(&a) != digest_of(&b));
+    assert_int_equal(repo_state_digest_parts(b.db, &db, pb), 0);
+    for (size_t i = 0; i < REPO_DIGEST_PARTS; i++)
+        assert_int_equal(pa[i].digest == pb[i].digest, strcmp(pa[i].part, "artifacts") != 0);
+    diff_all(&a, &b, f);
+    assert_int_equal(f->n, 1);
+    assert_found(f, 0, "artifacts", key, kl, REPO_DIFF_DIFFERS);
+
+    /* A key missing at b, one only at b, and one index key only at a: all three, in key order. */
+    char gone[KEY_MAX], extra[KEY_MAX], idx[KEY_MAX];
+    size_t gl = art_key(gone, "app", "v0", "f19.bin");
+    size_t el = art_key(extra, "app", "v9", "f05.bin.bak");
+    size_t il = key_make(idx, false, "prod", "r", "app", "v7");
+    raw_delete(&b, CF_ARTIFACTS, gone, gl);
+    raw_put(&b, CF_ARTIFACTS, extra, el, "{}");
+    raw_put(&a, CF_STAGEIDX, idx, il, "");
+    diff_all(&a, &b, f);
+    assert_int_equal(f->n, 4);
+    assert_found(f, 0, "artifacts", gone, gl, REPO_DIFF_ONLY_A);
+    assert_found(f, 1, "artifacts", key, kl, REPO_DIFF_DIFFERS);
+    assert_found(f, 2, "artifacts", extra, el, REPO_DIFF_ONLY_B);
+    assert_found(f, 3, "stageidx", idx, il, REPO_DIFF_ONLY_A);
+    /* The other way round, only-a and only-b swap. */
+    diff_all(&b, &a, f);
+    assert_int_equal(f->n, 4);
+    assert_found(f, 0, "artifacts", gone, gl, REPO_DIFF_ONLY_B);
+    assert_found(f, 3, "stageidx", idx, il, REPO_DIFF_ONLY_B);
+    free(f);
+    centre_close(&a);
+    centre_close(&b);
+}
+
+/* One centre answers key by key, the other with buckets: the leaf is folded, not asked again. */
+struct counting {
+    struct centre *c;
+    int fetches;
+};
+
+static int fetch_counting(void *arg, const char *part, const void *prefix, size_t plen,
+                          struct repo_range *out)
+{
+    struct counting *k = arg;
+    k->fetches++;
+    return repo_range_digest(k->c->db, part, prefix, plen, out);
+}
+
+static void test_range_diff_leaf_against_buckets(void **state)
+{
+    (void)state;
+    struct centre a, b;
+    struct found *f = malloc(sizeof(*f));
+    char key[KEY_MAX];
+    centre_open(&a, "dcA");
+    centre_open(&b, "dcB");
+    fill(&a);
+    sync_log(&a, &b, 1, UINT64_MAX);
+    /* b gets 50 more files in v3 (70 there: buckets), which a never sees. */
+    for (int p = 0; p < 50; p++) {
+        char path[16];
+        snprintf(path, sizeof(path), "g%02d.bin", p);
+        assert_int_equal(put(&b, "app", "v3", path, contents[p % NCONTENTS]), 0);
+    }
+    /* ...and a gets two of its own there, around them (22 keys, still a leaf). */
+    assert_int_equal(put(&a, "app", "v3", "e00.bin", "alpha"), 0);
+    assert_int_equal(put(&a, "app", "v3", "h00.bin", "alpha"), 0);
+    struct counting ka = {&a, 0}, kb = {&b, 0};
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(
+        repo_range_diff("artifacts", fetch_counting, &ka, fetch_counting, &kb, on_found, f), 0);
+    assert_int_equal(f->n, 52);
+    size_t kl = art_key(key, "app", "v3", "e00.bin");
+    assert_found(f, 0, "artifacts", key, kl, REPO_DIFF_ONLY_A);
+    for (int p = 0; p < 50; p++) {
+        char path[16];
+        snprintf(path, sizeof(path), "g%02d.bin", p);
+        kl = art_key(key, "app", "v3", path);
+        assert_found(f, (size_t)p + 1, "artifacts", key, kl, REPO_DIFF_ONLY_B);
+    }
+    kl = art_key(key, "app", "v3", "h00.bin");
+    assert_found(f, 51, "artifacts", key, kl, REPO_DIFF_ONLY_A);
+    /* a answered key by key at r/app/v3/ and was not asked below it. */
+    assert_true(ka.fetches < kb.fetches);
+    free(f);
+    centre_close(&a);
+    centre_close(&b);
+}
+
+/* A side whose keys do not add up to its digest (another digest definition) is refused. */
+static int fetch_lying(void *arg, const char *part, const void *prefix, size_t plen,
+                       struct repo_range *out)
+{
+    int rc = fetch_centre(arg, part, prefix, plen, out);
+    out->digest ^= 1;
+    return rc;
+}
+
+static void test_range_diff_refuses_inconsistent_answers(void **state)
+{
+    (void)state;
+    struct centre a, b;
+    struct found f;
+    centre_open(&a, "dcA");
+    centre_open(&b, "dcB");
+    put(&a, "app", "1", "x", "alpha");
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(repo_range_diff("artifacts", fetch_centre, &a, fetch_lying, &b, on_found, &f),
+                     ARCA_E_INVALID);
+    assert_int_equal(f.n, 0);
+    centre_close(&a);
+    centre_close(&b);
+}
+
 static void random_op(struct centre *c, unsigned *seed)
 {
     char name[8], version[8], path[8];
@@ -236,6 +618,13 @@ static void test_random_histories_converge(void **state)
                                              dump(&cs[i], "/tmp/arca-repl-b.txt"), 1))
                 fail_msg("trial %u: %s and %s differ after a full exchange", trial, ids[0],
                          ids[i]);
+        /* ...and at every range: narrowing finds no key. */
+        struct found *f = malloc(sizeof(*f));
+        for (int i = 1; i < NCENTRES; i++) {
+            diff_all(&cs[0], &cs[i], f);
+            assert_int_equal(f->n, 0);
+        }
+        free(f);
         /* Observers: one reads dc3's log, then dc1's twice; the other dc1's, then dc2's. */
         centre_open(&obs[0], "obs1");
         centre_open(&obs[1], "obs2");
@@ -328,6 +717,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conflict_winner_and_idempotency),
+        cmocka_unit_test(test_range_digest_shape),
+        cmocka_unit_test(test_range_diff_narrows_to_the_key),
+        cmocka_unit_test(test_range_diff_leaf_against_buckets),
+        cmocka_unit_test(test_range_diff_refuses_inconsistent_answers),
         cmocka_unit_test(test_random_histories_converge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
