@@ -253,8 +253,8 @@ int audit_origin_checkpoint_accept(repo_db *db, json_t *cp, char *why, size_t wh
 
 /*
  * The body of GET /api/v1/audit/origins: {centre, origins: [...]}, one entry
- * per origin this centre holds events or an accepted checkpoint of, sorted by
- * origin: {origin, self (this centre's own), events (held here), root (of its
+ * for this centre and one per origin it holds events or an accepted
+ * checkpoint of, sorted by origin: {origin, self (this centre's own), events (held here), root (of its
  * tree at that size), key_id (pinned, or null), checkpoint (null, or {size,
  * root, key_id, time, accepted}), verified (true: the tree here has the
  * checkpoint's root at its size; false: it has not, or its size record is

@@ -411,7 +411,9 @@ int audit_origins(repo_db *db, json_t **out)
     *out = NULL;
     if (!names || !arr)
         goto out;
-    /* Every origin with a tree (size records 's' origin) or an accepted checkpoint. */
+    /* This centre, and every origin with a tree (size records 's' origin) or a checkpoint. */
+    if (db->centre[0])
+        json_object_set_new(names, db->centre, json_true());
     if ((rc = collect_origins(db, CF_OMERKLE, "s", 1, names)) != 0 ||
         (rc = collect_origins(db, CF_OCHECKPOINTS, "", 0, names)) != 0)
         goto out;

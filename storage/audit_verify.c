@@ -500,8 +500,8 @@ static void verify_checkpoint(struct verifier *v, const uint8_t *trusted_key)
 }
 
 /*
- * Before the scan: an entry for every origin with a tree (size records) or an
- * accepted checkpoint, so that a tree or checkpoint whose events are all gone
+ * Before the scan: an entry for this centre and every origin with a tree
+ * (size records) or an accepted checkpoint, so that a tree or checkpoint whose events are all gone
  * is still looked at, and each checkpoint's root is caught as its origin's
  * recomputed tree passes its size.
  */
@@ -511,6 +511,8 @@ static int verify_origins_load(struct verifier *v)
     char *err = NULL;
     int rc = 0;
     struct vorigin *vo;
+    if (r->db->centre[0] && (rc = vorigin_get(v, r->db->centre, &vo)) != 0)
+        return rc;
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r->db->db, r->ro, r->db->cf[CF_OMERKLE]);
     for (rocksdb_iter_seek(it, "s", 1); rocksdb_iter_valid(it) && rc == 0;
          rocksdb_iter_next(it)) {
