@@ -47,6 +47,10 @@ static const struct setting settings[] = {
     {"centre", "id", T_STR, F(centre_id), "dc1", 0, 0},
     {"tls", "client_ca_file", T_STR, F(tls_client_ca_file), "", 0, 0},
     {"tls", "client_auth", T_STR, F(tls_client_auth), "off", 0, 0},
+    {"replication", "poll_interval_ms", T_UINT, F(repl_poll_ms), "200", 10, 60000},
+    {"replication", "batch", T_UINT, F(repl_batch), "500", 1, 1000},
+    {"replication", "retry_max_seconds", T_UINT, F(repl_retry_max), "30", 1, 3600},
+    {"replication", "connect_timeout", T_UINT, F(repl_connect_timeout), "5", 1, 300},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -120,6 +124,8 @@ int config_set(struct arca_config *cfg, const char *section, const char *key, co
 {
     if (strcmp(section, "tls.clients") == 0)
         return config_tls_client_set(cfg, key, value, err, errlen);
+    if (strncmp(section, "peer.", 5) == 0)
+        return config_peer_set(cfg, section + 5, key, value, err, errlen);
     bool known_section = false;
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (strcmp(settings[i].section, section) != 0)
@@ -283,6 +289,101 @@ int config_tls_client_set(struct arca_config *cfg, const char *key, const char *
     return 0;
 }
 
+/* ---- replication peers: [peer.NAME] ---- */
+
+static bool peer_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= CONFIG_PEER_NAME_MAX &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == n;
+}
+
+int config_peer_set(struct arca_config *cfg, const char *name, const char *key, const char *value,
+                    char *err, size_t errlen)
+{
+    static const struct {
+        const char *key;
+        size_t off, size;
+    } keys[] = {
+        {"url", offsetof(struct config_peer, url), sizeof(((struct config_peer *)0)->url)},
+        {"token", offsetof(struct config_peer, token), sizeof(((struct config_peer *)0)->token)},
+        {"token_file", offsetof(struct config_peer, token_file),
+         sizeof(((struct config_peer *)0)->token_file)},
+        {"ca_file", offsetof(struct config_peer, ca_file),
+         sizeof(((struct config_peer *)0)->ca_file)},
+        {"cert_file", offsetof(struct config_peer, cert_file),
+         sizeof(((struct config_peer *)0)->cert_file)},
+        {"key_file", offsetof(struct config_peer, key_file),
+         sizeof(((struct config_peer *)0)->key_file)},
+    };
+    if (!peer_name_ok(name)) {
+        snprintf(err, errlen, "[peer.%.80s]: a peer name is 1-%d letters, digits, '-' or '_'",
+                 name, CONFIG_PEER_NAME_MAX);
+        return ARCA_E_CONFIG;
+    }
+    size_t k = 0;
+    while (k < sizeof(keys) / sizeof(keys[0]) && strcmp(keys[k].key, key) != 0)
+        k++;
+    if (k == sizeof(keys) / sizeof(keys[0])) {
+        snprintf(err, errlen, "unknown key '%.80s' in section [peer.%s] (url, token, token_file, "
+                              "ca_file, cert_file, key_file)", key, name);
+        return ARCA_E_CONFIG;
+    }
+    struct config_peer *p = NULL;
+    for (size_t i = 0; i < cfg->npeers && !p; i++)
+        if (strcmp(cfg->peers[i].name, name) == 0)
+            p = &cfg->peers[i];
+    if (!p) {
+        if (cfg->npeers == CONFIG_PEERS_MAX) {
+            snprintf(err, errlen, "[peer.%s]: at most %d peers", name, CONFIG_PEERS_MAX);
+            return ARCA_E_CONFIG;
+        }
+        p = &cfg->peers[cfg->npeers++];
+        memset(p, 0, sizeof(*p));
+        snprintf(p->name, sizeof(p->name), "%s", name);
+    }
+    if (strlen(value) >= keys[k].size) {
+        snprintf(err, errlen, "peer.%s.%s: value longer than %zu bytes", name, key,
+                 keys[k].size - 1);
+        return ARCA_E_CONFIG;
+    }
+    memcpy((char *)p + keys[k].off, value, strlen(value) + 1);
+    return 0;
+}
+
+static int validate_peers(const struct arca_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        const struct config_peer *p = &cfg->peers[i];
+        const char *u = p->url;
+        bool tls = strncmp(u, "https://", 8) == 0;
+        const char *host = tls ? u + 8 : strncmp(u, "http://", 7) == 0 ? u + 7 : NULL;
+        if (!host || !*host || strpbrk(host, "/?# \t") || !strchr(host, ':')) {
+            snprintf(err, errlen, "peer.%s.url: expected http://HOST:PORT or https://HOST:PORT "
+                                  "(no path), got '%s'", p->name, u);
+            return ARCA_E_CONFIG;
+        }
+        if (p->token[0] && p->token_file[0]) {
+            snprintf(err, errlen, "peer.%s: give token or token_file, not both", p->name);
+            return ARCA_E_CONFIG;
+        }
+        if (!!p->cert_file[0] != !!p->key_file[0]) {
+            snprintf(err, errlen, "peer.%s: cert_file and key_file go together", p->name);
+            return ARCA_E_CONFIG;
+        }
+        if (!p->token[0] && !p->token_file[0] && !p->cert_file[0]) {
+            snprintf(err, errlen, "peer.%s: give a credential with the replicate scope (token, "
+                                  "token_file, or cert_file + key_file)", p->name);
+            return ARCA_E_CONFIG;
+        }
+        if (!tls && (p->cert_file[0] || p->ca_file[0])) {
+            snprintf(err, errlen, "peer.%s: ca_file and cert_file need an https:// url", p->name);
+            return ARCA_E_CONFIG;
+        }
+    }
+    return 0;
+}
+
 /* The [tls] client-certificate settings, each other and tls.listen. */
 static int validate_client_auth(const struct arca_config *cfg, char *err, size_t errlen)
 {
@@ -352,7 +453,7 @@ int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
                  cfg->centre_id);
         return ARCA_E_CONFIG;
     }
-    if (validate_client_auth(cfg, err, errlen) != 0)
+    if (validate_client_auth(cfg, err, errlen) != 0 || validate_peers(cfg, err, errlen) != 0)
         return ARCA_E_CONFIG;
     return 0;
 }
@@ -392,4 +493,13 @@ void config_dump(const struct arca_config *cfg, FILE *out)
     }
     for (size_t i = 0; i < cfg->ntls_clients; i++)
         fprintf(out, "tls.clients.%s = %s\n", cfg->tls_clients[i].key, cfg->tls_clients[i].scopes);
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        const struct config_peer *pe = &cfg->peers[i];
+        fprintf(out, "peer.%s.url = %s\n", pe->name, pe->url);
+        fprintf(out, "peer.%s.token = %s\n", pe->name, pe->token[0] ? "(set)" : "");
+        fprintf(out, "peer.%s.token_file = %s\n", pe->name, pe->token_file);
+        fprintf(out, "peer.%s.ca_file = %s\n", pe->name, pe->ca_file);
+        fprintf(out, "peer.%s.cert_file = %s\n", pe->name, pe->cert_file);
+        fprintf(out, "peer.%s.key_file = %s\n", pe->name, pe->key_file);
+    }
 }

@@ -17,6 +17,8 @@
 #define CONFIG_TLS_CLIENTS_MAX 64
 #define CONFIG_TLS_CLIENT_KEY_MAX 71      /* "sha256/" + 64 hex digits */
 #define CONFIG_TLS_CLIENT_SCOPES_MAX 1023
+#define CONFIG_PEERS_MAX 16
+#define CONFIG_PEER_NAME_MAX 63
 
 /*
  * One [tls.clients] entry: a verified client certificate, by subject CN or by
@@ -26,6 +28,23 @@
 struct config_tls_client {
     char key[CONFIG_TLS_CLIENT_KEY_MAX + 1];
     char scopes[CONFIG_TLS_CLIENT_SCOPES_MAX + 1];
+};
+
+/*
+ * One [peer.NAME] section: another centre this one pulls events and blobs
+ * from.  NAME is the operator's label (letters, digits, '-', '_'); the peer's
+ * centre id is whatever its events say.  Credentials: a token with the
+ * replicate scope (token, or token_file holding it), and/or a client
+ * certificate (cert_file + key_file) for an HTTPS peer that maps it.
+ */
+struct config_peer {
+    char name[CONFIG_PEER_NAME_MAX + 1];
+    char url[512];          /* http://HOST:PORT or https://HOST:PORT, no path */
+    char token[128];
+    char token_file[1024];
+    char ca_file[1024];     /* PEM CAs for an https:// peer; "" = the system's */
+    char cert_file[1024];
+    char key_file[1024];
 };
 
 struct arca_config {
@@ -62,6 +81,14 @@ struct arca_config {
     /* [tls.clients]: not in the settings table (the keys are the operator's) */
     size_t ntls_clients;
     struct config_tls_client tls_clients[CONFIG_TLS_CLIENTS_MAX];
+    /* [replication] */
+    uint64_t repl_poll_ms;       /* wait between polls of a peer that had nothing new */
+    uint64_t repl_batch;         /* events per request */
+    uint64_t repl_retry_max;     /* seconds: the longest back-off after a failure */
+    uint64_t repl_connect_timeout; /* seconds */
+    /* [peer.NAME]: not in the settings table (the names are the operator's) */
+    size_t npeers;
+    struct config_peer peers[CONFIG_PEERS_MAX];
     /* The file this was loaded from ("" for none): SIGHUP reads [tls.clients] from it again. */
     char config_file[1024];
 };
@@ -89,6 +116,13 @@ int config_set(struct arca_config *cfg, const char *section, const char *key, co
  */
 int config_tls_client_set(struct arca_config *cfg, const char *key, const char *scopes, char *err,
                           size_t errlen);
+
+/*
+ * Sets one key of a [peer.NAME] section (url, token, token_file, ca_file,
+ * cert_file, key_file).  0 or ARCA_E_CONFIG with err naming the key.
+ */
+int config_peer_set(struct arca_config *cfg, const char *name, const char *key, const char *value,
+                    char *err, size_t errlen);
 
 /* Cross-field checks after loading; 0 or ARCA_E_CONFIG with err set. */
 int config_validate(const struct arca_config *cfg, char *err, size_t errlen);

@@ -1,6 +1,967 @@
+/*
+ * The pullers (see repl.h): one thread per peer, each a loop of
+ *   page of events after the cursor → for each event: blob if missing → apply
+ *   → cursor persisted → wait for more.
+ */
 #include "repl.h"
+
+#include "arca_err.h"
+#include "blob.h"
+#include "hlc.h"
+#include "log.h"
+#include "replica.h"
+#include "repo.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A page of events is at most 4 MiB on the server side; a little room beyond that. */
+#define PAGE_MAX (8u << 20)
+#define ERR_BODY_MAX 2048
+
+struct peer {
+    struct repl *r;
+    struct config_peer cfg;
+    char auth_header[160];
+    pthread_t thread;
+    bool started;
+    CURL *curl;
+    pthread_mutex_t mu; /* guards st */
+    struct repl_peer_status st;
+    uint64_t failures; /* consecutive, for the back-off */
+};
+
+struct repl {
+    repo_db *db;
+    blob_store *bs;
+    char centre[64];
+    uint64_t poll_ms, batch, retry_max_s, connect_timeout_s;
+    atomic_bool stop;
+    bool curl_init;
+    pthread_mutex_t wait_mu;
+    pthread_cond_t wait_cv;
+    /* Blobs being fetched right now: two pullers never write one partial file. */
+    pthread_mutex_t fetch_mu;
+    pthread_cond_t fetch_cv;
+    uint8_t (*fetching)[32];
+    size_t nfetching;
+    size_t npeers;
+    struct peer *peers;
+};
 
 int repl_protocol_version(void)
 {
+    return 1;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Sleeps up to ms, waking early on repl_stop or a repair request. */
+static void nap(struct repl *r, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    /* A broadcast (stop, a repair asked for) ends every nap early; pullers re-check. */
+    pthread_mutex_lock(&r->wait_mu);
+    if (!atomic_load(&r->stop))
+        pthread_cond_timedwait(&r->wait_cv, &r->wait_mu, &until);
+    pthread_mutex_unlock(&r->wait_mu);
+}
+
+static void peer_error(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void peer_error(struct peer *p, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&p->mu);
+    va_start(ap, fmt);
+    vsnprintf(p->st.last_error, sizeof(p->st.last_error), fmt, ap);
+    va_end(ap);
+    p->st.last_error_ms = now_ms();
+    p->st.errors++;
+    LOG_W("replication: peer %s: %s", p->cfg.name, p->st.last_error);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- HTTP --------------------------------------------------------------------------------- */
+
+struct membuf {
+    char *data;
+    size_t len, cap, max;
+    bool overflow;
+};
+
+static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct membuf *m = arg;
+    size_t n = size * nmemb;
+    if (m->len + n + 1 > m->max) {
+        m->overflow = true;
+        return 0;
+    }
+    if (m->len + n + 1 > m->cap) {
+        size_t cap = m->cap ? m->cap : 65536;
+        while (cap < m->len + n + 1)
+            cap *= 2;
+        char *d = realloc(m->data, cap);
+        if (!d)
+            return 0;
+        m->data = d;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, ptr, n);
+    m->len += n;
+    m->data[m->len] = '\0';
+    return n;
+}
+
+/* Response headers a puller reads. */
+struct resp_hdrs {
+    uint64_t log_size;
+    bool have_log_size;
+    bool more;
+    uint64_t range_start;
+    bool have_range;
+};
+
+static bool header_u64(const char *line, size_t n, const char *name, uint64_t *out)
+{
+    size_t k = strlen(name);
+    if (n <= k + 1 || strncasecmp(line, name, k) != 0 || line[k] != ':')
+        return false;
+    char buf[32];
+    size_t i = k + 1, j = 0;
+    while (i < n && line[i] == ' ')
+        i++;
+    while (i < n && j + 1 < sizeof(buf) && line[i] >= '0' && line[i] <= '9')
+        buf[j++] = line[i++];
+    buf[j] = '\0';
+    if (j == 0)
+        return false;
+    *out = strtoull(buf, NULL, 10);
+    return true;
+}
+
+static size_t on_header(char *line, size_t size, size_t nitems, void *arg)
+{
+    struct resp_hdrs *h = arg;
+    size_t n = size * nitems;
+    uint64_t v;
+    if (header_u64(line, n, "X-Audit-Size", &v)) {
+        h->log_size = v;
+        h->have_log_size = true;
+    } else if (header_u64(line, n, "X-Next-After", &v)) {
+        h->more = true;
+    } else if (n > 20 && strncasecmp(line, "Content-Range: bytes ", 21) == 0) {
+        h->range_start = strtoull(line + 21, NULL, 10);
+        h->have_range = true;
+    }
+    return n;
+}
+
+/* Aborts a transfer when the server stops. */
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    struct peer *p = arg;
+    return atomic_load(&p->r->stop) ? 1 : 0;
+}
+
+/* Sets up p->curl for GET url; the caller adds its write target. */
+static void request_setup(struct peer *p, const char *url, struct curl_slist *hdrs,
+                          struct resp_hdrs *rh)
+{
+    CURL *c = p->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)p->r->connect_timeout_s);
+    /* A peer that stops sending for 30 s is given up on (the transfer resumes later). */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, rh);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    if (p->cfg.ca_file[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, p->cfg.ca_file);
+    if (p->cfg.cert_file[0]) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, p->cfg.cert_file);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, p->cfg.key_file);
+    }
+}
+
+static struct curl_slist *base_headers(struct peer *p)
+{
+    struct curl_slist *h = NULL;
+    if (p->auth_header[0])
+        h = curl_slist_append(h, p->auth_header);
+    return curl_slist_append(h, "Accept: application/x-ndjson, application/json");
+}
+
+/* Describes a failed answer: "HTTP 403: <the server's message>". */
+static void http_error(struct peer *p, const char *what, long status, const struct membuf *body,
+                       CURLcode cc)
+{
+    if (cc != CURLE_OK) {
+        peer_error(p, "%s: %s", what, curl_easy_strerror(cc));
+        return;
+    }
+    const char *msg = "";
+    json_t *j = body && body->data ? json_loads(body->data, 0, NULL) : NULL;
+    json_t *m = json_object_get(json_object_get(j, "error"), "message");
+    if (json_is_string(m))
+        msg = json_string_value(m);
+    peer_error(p, "%s: HTTP %ld%s%.200s", what, status, *msg ? ": " : "", msg);
+    json_decref(j);
+}
+
+static void set_connected(struct peer *p, bool ok)
+{
+    pthread_mutex_lock(&p->mu);
+    p->st.connected = ok;
+    if (ok)
+        p->st.last_contact_ms = now_ms();
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- blobs -------------------------------------------------------------------------------- */
+
+/* Waits until no other puller fetches sha256, then claims it. */
+static void fetch_claim(struct repl *r, const uint8_t sha256[32])
+{
+    pthread_mutex_lock(&r->fetch_mu);
+    for (;;) {
+        bool busy = false;
+        for (size_t i = 0; i < r->nfetching && !busy; i++)
+            busy = memcmp(r->fetching[i], sha256, 32) == 0;
+        if (!busy)
+            break;
+        pthread_cond_wait(&r->fetch_cv, &r->fetch_mu);
+    }
+    memcpy(r->fetching[r->nfetching++], sha256, 32);
+    pthread_mutex_unlock(&r->fetch_mu);
+}
+
+static void fetch_release(struct repl *r, const uint8_t sha256[32])
+{
+    pthread_mutex_lock(&r->fetch_mu);
+    for (size_t i = 0; i < r->nfetching; i++) {
+        if (memcmp(r->fetching[i], sha256, 32) == 0) {
+            memmove(r->fetching[i], r->fetching[r->nfetching - 1], 32);
+            r->nfetching--;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&r->fetch_cv);
+    pthread_mutex_unlock(&r->fetch_mu);
+}
+
+struct blob_sink {
+    struct peer *p;
+    blob_writer *w;
+    struct resp_hdrs *rh;
+    uint64_t have;       /* bytes the partial file held before this transfer */
+    uint64_t got;        /* bytes this transfer wrote */
+    uint64_t size;       /* the blob's size, from the event */
+    bool checked;        /* the answer's status and range were checked */
+    bool range_ignored;  /* a 200 to a ranged request: start over */
+    int werr;
+    struct membuf err;   /* the body of an error answer */
+};
+
+static size_t blob_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct blob_sink *s = arg;
+    size_t n = size * nmemb;
+    long status = 0;
+    if (!s->checked) {
+        curl_easy_getinfo(s->p->curl, CURLINFO_RESPONSE_CODE, &status);
+        s->checked = true;
+        if (status != 200 && status != 206) {
+            s->err.max = ERR_BODY_MAX;
+            s->checked = false;
+            return mem_write(ptr, size, nmemb, &s->err) == n ? n : 0;
+        }
+        if (s->have > 0 && (status == 200 || !s->rh->have_range || s->rh->range_start != s->have)) {
+            s->range_ignored = true;
+            return 0;
+        }
+    } else if (s->err.max) {
+        return mem_write(ptr, size, nmemb, &s->err) == n ? n : 0;
+    }
+    if (s->have + s->got + n > s->size) {
+        s->werr = ARCA_E_CORRUPT; /* longer than the event says */
+        return 0;
+    }
+    int rc = blob_writer_write(s->w, ptr, n);
+    if (rc != 0) {
+        s->werr = rc;
+        return 0;
+    }
+    blob_writer_md5(s->w, ptr, n);
+    s->got += n;
+    pthread_mutex_lock(&s->p->mu);
+    s->p->st.bytes_behind -= s->p->st.bytes_behind >= n ? n : s->p->st.bytes_behind;
+    pthread_mutex_unlock(&s->p->mu);
+    return n;
+}
+
+/*
+ * Makes the blob sha256 (size bytes) whole in the local store, fetched from
+ * p.  *blocks gets its block sums when it was fetched (count 0 and *fetched
+ * false when the index already knew it: another puller got it first).
+ * 0, or an error already recorded in p's status.
+ */
+static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
+                      struct blob_blocks *blocks, bool *fetched, bool repair)
+{
+    struct repl *r = p->r;
+    char hex[65], url[700], range[64];
+    struct blob_digests dig;
+    int rc = 0;
+    *fetched = false;
+    hex_encode(sha256, 32, hex);
+    fetch_claim(r, sha256);
+    if (!repair && repo_get_blob(r->db, sha256, &dig, NULL) == 0)
+        goto out; /* another puller brought it in meanwhile */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct resp_hdrs rh = {0};
+        struct blob_sink s = {.p = p, .rh = &rh, .size = size};
+        if ((rc = blob_writer_resume(r->bs, sha256, &s.w, &s.have)) != 0) {
+            peer_error(p, "blob %s: cannot open its partial file: %s", hex, arca_strerror(rc));
+            goto out;
+        }
+        if (s.have > size) {
+            blob_writer_discard(s.w); /* not this blob's prefix: start over */
+            blob_writer_free(s.w);
+            continue;
+        }
+        if (s.have > 0) {
+            LOG_I("replication: peer %s: resuming blob %s at byte %llu of %llu", p->cfg.name,
+                  hex, (unsigned long long)s.have, (unsigned long long)size);
+            pthread_mutex_lock(&p->mu);
+            p->st.bytes_resumed += s.have;
+            pthread_mutex_unlock(&p->mu);
+        }
+        CURLcode cc = CURLE_OK;
+        long status = s.have == size ? 206 : 0;
+        if (s.have < size) {
+            struct curl_slist *h = base_headers(p);
+            if (s.have > 0) {
+                snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)s.have);
+                h = curl_slist_append(h, range);
+            }
+            snprintf(url, sizeof(url), "%s/api/v1/replication/blobs/%s", p->cfg.url, hex);
+            request_setup(p, url, h, &rh);
+            curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, blob_write);
+            curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &s);
+            cc = curl_easy_perform(p->curl);
+            curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+            curl_slist_free_all(h);
+        }
+        if (s.range_ignored) {
+            blob_writer_discard(s.w);
+            blob_writer_free(s.w);
+            continue;
+        }
+        if (cc != CURLE_OK || (status != 200 && status != 206) || s.werr) {
+            if (s.werr == ARCA_E_CORRUPT) {
+                blob_writer_discard(s.w);
+                peer_error(p, "blob %s: the peer sent more than the %llu bytes its event names",
+                           hex, (unsigned long long)size);
+            } else if (s.werr) {
+                peer_error(p, "blob %s: local write failed: %s", hex, arca_strerror(s.werr));
+            } else {
+                set_connected(p, cc == CURLE_OK);
+                http_error(p, "fetching a blob", status, &s.err, cc);
+            }
+            free(s.err.data);
+            blob_writer_free(s.w); /* the partial file stays for the next attempt */
+            rc = -EIO;
+            goto out;
+        }
+        free(s.err.data);
+        rc = blob_writer_finish(s.w, &dig);
+        if (rc == 0 && (memcmp(dig.sha256, sha256, 32) != 0 || dig.size != size)) {
+            char got[65];
+            hex_encode(dig.sha256, 32, got);
+            blob_writer_discard(s.w);
+            blob_writer_free(s.w);
+            peer_error(p, "blob %s failed verification on arrival (got %llu bytes, SHA-256 %s); "
+                          "discarded, fetching again", hex, (unsigned long long)dig.size, got);
+            rc = ARCA_E_CORRUPT;
+            goto out;
+        }
+        if (rc == 0)
+            rc = blob_writer_commit(s.w);
+        if (rc == 0)
+            blob_writer_take_blocks(s.w, blocks);
+        blob_writer_free(s.w);
+        if (rc != 0) {
+            peer_error(p, "blob %s: storing it failed: %s", hex, arca_strerror(rc));
+            goto out;
+        }
+        *fetched = true;
+        pthread_mutex_lock(&p->mu);
+        p->st.blobs_fetched++;
+        p->st.bytes_fetched += s.got;
+        if (p->st.blobs_behind && !repair)
+            p->st.blobs_behind--;
+        pthread_mutex_unlock(&p->mu);
+        goto out;
+    }
+    peer_error(p, "blob %s: the peer did not honour the resume range twice", hex);
+    rc = -EIO;
+out:
+    fetch_release(r, sha256);
+    return rc;
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+/* The fields of one event line a puller needs before applying it. */
+struct line_info {
+    uint64_t seq, origin_seq, hlc, size;
+    char origin[64];
+    bool put;
+    uint8_t sha256[32];
+};
+
+static bool line_parse(const char *line, size_t len, struct line_info *li)
+{
+    json_t *e = json_loadb(line, len, 0, NULL);
+    json_t *d = json_object_get(e, "details");
+    bool ok = false;
+    memset(li, 0, sizeof(*li));
+    json_t *seq = json_object_get(e, "seq"), *os = json_object_get(e, "origin_seq");
+    json_t *hlc = json_object_get(e, "hlc");
+    const char *origin = json_string_value(json_object_get(e, "origin"));
+    const char *action = json_string_value(json_object_get(e, "action"));
+    if (!json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_integer(os) ||
+        json_integer_value(os) <= 0 || !json_is_integer(hlc) || !origin || !action ||
+        strlen(origin) >= sizeof(li->origin))
+        goto out;
+    li->seq = (uint64_t)json_integer_value(seq);
+    li->origin_seq = (uint64_t)json_integer_value(os);
+    li->hlc = (uint64_t)json_integer_value(hlc);
+    snprintf(li->origin, sizeof(li->origin), "%s", origin);
+    if (strcmp(action, "artifact.put") == 0) {
+        const char *sha = json_string_value(json_object_get(d, "sha256"));
+        json_t *size = json_object_get(d, "size");
+        if (!sha || strlen(sha) != 64 || hex_decode(sha, 64, li->sha256, 32) != 0 ||
+            !json_is_integer(size) || json_integer_value(size) < 0)
+            goto out;
+        li->size = (uint64_t)json_integer_value(size);
+        li->put = true;
+    }
+    ok = true;
+out:
+    json_decref(e);
+    return ok;
+}
+
+/* True when the event is already here (or is this centre's own, come back). */
+static bool already_here(struct repl *r, const struct line_info *li)
+{
+    uint64_t last = 0;
+    if (strcmp(li->origin, r->centre) == 0)
+        return true;
+    return repo_origin_applied(r->db, li->origin, &last) == 0 && li->origin_seq <= last;
+}
+
+/* The blobs this page still needs, for the status. */
+static void count_behind(struct peer *p, const char *data, size_t len)
+{
+    uint64_t blobs = 0, bytes = 0, oldest = 0;
+    const char *s = data, *end = data + len;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        struct line_info li;
+        if (n > 0 && line_parse(s, n, &li) && !already_here(p->r, &li)) {
+            if (!oldest)
+                oldest = li.hlc;
+            struct blob_digests dig;
+            if (li.put && repo_get_blob(p->r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
+                blobs++;
+                bytes += li.size;
+            }
+        }
+        s += n + 1;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->st.blobs_behind = blobs;
+    p->st.bytes_behind = bytes;
+    if (oldest) {
+        uint64_t now = now_ms(), t = HLC_MS(oldest);
+        p->st.lag_seconds = now > t ? (double)(now - t) / 1000.0 : 0.0;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/*
+ * Applies one page.  *cursor advances past every event taken in.  0 (all of
+ * it), or an error already recorded (the rest waits for the next round).
+ */
+static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cursor)
+{
+    struct repl *r = p->r;
+    const char *s = data, *end = data + len;
+    count_behind(p, data, len);
+    while (s < end && !atomic_load(&r->stop)) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        struct line_info li;
+        if (n == 0) {
+            s += 1;
+            continue;
+        }
+        if (!line_parse(s, n, &li) || li.seq <= *cursor) {
+            peer_error(p, "malformed or out-of-order event after seq %llu in the peer's log",
+                       (unsigned long long)*cursor);
+            return ARCA_E_INVALID;
+        }
+        pthread_mutex_lock(&p->mu);
+        p->st.events_seen++;
+        pthread_mutex_unlock(&p->mu);
+        if (!already_here(r, &li)) {
+            struct blob_blocks blocks = {0};
+            bool fetched = false;
+            struct blob_digests dig;
+            int rc = 0;
+            if (li.put && repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND)
+                rc = fetch_blob(p, li.sha256, li.size, &blocks, &fetched, false);
+            bool applied = false;
+            if (rc == 0)
+                rc = repo_apply_remote(r->db, s, n, fetched ? &blocks : NULL, &applied);
+            blob_blocks_cleanup(&blocks);
+            if (rc == ARCA_E_NOTFOUND && !fetched) {
+                /* The index lost sight of the blob between the check and the apply: next round. */
+                peer_error(p, "event %s/%llu: its blob is not here yet", li.origin,
+                           (unsigned long long)li.origin_seq);
+                return rc;
+            }
+            if (rc != 0) {
+                if (rc != -EIO && rc != ARCA_E_CORRUPT)
+                    peer_error(p, "applying event %s/%llu failed: %s", li.origin,
+                               (unsigned long long)li.origin_seq, arca_strerror(rc));
+                return rc;
+            }
+            pthread_mutex_lock(&p->mu);
+            if (applied)
+                p->st.events_applied++;
+            snprintf(p->st.last_origin, sizeof(p->st.last_origin), "%s", li.origin);
+            p->st.last_origin_seq = li.origin_seq;
+            p->st.last_hlc = li.hlc;
+            pthread_mutex_unlock(&p->mu);
+        }
+        *cursor = li.seq;
+        pthread_mutex_lock(&p->mu);
+        p->st.cursor = li.seq;
+        pthread_mutex_unlock(&p->mu);
+        s += n + 1;
+    }
     return 0;
+}
+
+/*
+ * One round: fetch a page after the cursor and apply it.  *more: the peer
+ * has further events right away.  0 or an error (recorded).
+ */
+static int pull_once(struct peer *p, uint64_t *cursor, bool *more)
+{
+    struct repl *r = p->r;
+    char url[700];
+    struct membuf body = {.max = PAGE_MAX};
+    struct resp_hdrs rh = {0};
+    long status = 0;
+    int rc = 0;
+    *more = false;
+    snprintf(url, sizeof(url), "%s/api/v1/replication/events?after=%llu&limit=%llu", p->cfg.url,
+             (unsigned long long)*cursor, (unsigned long long)r->batch);
+    struct curl_slist *h = base_headers(p);
+    request_setup(p, url, h, &rh);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &body);
+    CURLcode cc = curl_easy_perform(p->curl);
+    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    if (cc != CURLE_OK || status != 200 || body.overflow) {
+        set_connected(p, cc == CURLE_OK);
+        if (body.overflow)
+            peer_error(p, "a page of events was larger than %u bytes", PAGE_MAX);
+        else
+            http_error(p, "fetching events", status, &body, cc);
+        rc = -EIO;
+        goto out;
+    }
+    set_connected(p, true);
+    if (rh.have_log_size && rh.log_size < *cursor) {
+        /* The peer's log is shorter than where we were: it was rebuilt.  Read it again. */
+        LOG_W("replication: peer %s: its log has %llu events but the cursor is at %llu; "
+              "starting over from 0 (events already here are skipped)",
+              p->cfg.name, (unsigned long long)rh.log_size, (unsigned long long)*cursor);
+        *cursor = 0;
+        *more = true;
+        goto out;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (rh.have_log_size)
+        p->st.head = rh.log_size;
+    pthread_mutex_unlock(&p->mu);
+    uint64_t before = *cursor;
+    rc = apply_page(p, body.data ? body.data : "", body.len, cursor);
+    if (*cursor != before) {
+        int wrc = repo_peer_cursor_set(r->db, p->cfg.name, *cursor);
+        if (wrc != 0)
+            peer_error(p, "cannot persist the cursor: %s", arca_strerror(wrc));
+    }
+    *more = rc == 0 && rh.more;
+    pthread_mutex_lock(&p->mu);
+    if (rc == 0 && p->st.cursor >= p->st.head) {
+        p->st.lag_seconds = 0;
+        p->st.blobs_behind = p->st.bytes_behind = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+out:
+    free(body.data);
+    return rc;
+}
+
+/* ---- repair -------------------------------------------------------------------------------- */
+
+struct bad_blobs {
+    struct repl *r;
+    struct peer *p;
+    bool deep;
+    struct {
+        uint8_t sha256[32];
+        uint64_t size;
+    } *items;
+    size_t n, cap;
+    int err;
+};
+
+/* One blob of the index: collected when missing, the wrong size, or (deep) damaged. */
+static int check_blob(void *arg, const struct blob_digests *dig, const struct blob_blocks *blocks)
+{
+    struct bad_blobs *bb = arg;
+    int rc;
+    if (atomic_load(&bb->r->stop))
+        return 1;
+    if (bb->deep) {
+        rc = blob_verify(bb->r->bs, dig, blocks);
+    } else {
+        int fd = -1;
+        uint64_t size = 0;
+        rc = blob_open(bb->r->bs, dig->sha256, &fd, &size);
+        if (fd >= 0)
+            close(fd);
+        if (rc == 0 && size != dig->size)
+            rc = ARCA_E_CORRUPT;
+    }
+    pthread_mutex_lock(&bb->p->mu);
+    bb->p->st.repair.blobs_checked++;
+    pthread_mutex_unlock(&bb->p->mu);
+    if (rc == 0)
+        return 0;
+    if (rc != -ENOENT && rc != ARCA_E_CORRUPT) {
+        bb->err = rc;
+        return 1;
+    }
+    if (bb->n == bb->cap) {
+        size_t cap = bb->cap ? bb->cap * 2 : 64;
+        void *n = realloc(bb->items, cap * sizeof(*bb->items));
+        if (!n) {
+            bb->err = -ENOMEM;
+            return 1;
+        }
+        bb->items = n;
+        bb->cap = cap;
+    }
+    memcpy(bb->items[bb->n].sha256, dig->sha256, 32);
+    bb->items[bb->n++].size = dig->size;
+    return 0;
+}
+
+static void repair(struct peer *p, bool deep)
+{
+    struct repl *r = p->r;
+    struct bad_blobs bb = {.r = r, .p = p, .deep = deep};
+    uint64_t refetched = 0, failed = 0;
+    LOG_I("replication: repairing from peer %s (%s blob check); its log is read again from 0",
+          p->cfg.name, deep ? "deep" : "size");
+    int rc = repo_walk_blobs(r->db, check_blob, &bb);
+    if (rc == 0 && bb.err)
+        rc = bb.err;
+    if (rc != 0 && rc != 1)
+        peer_error(p, "repair: checking the blobs failed: %s", arca_strerror(rc));
+    pthread_mutex_lock(&p->mu);
+    p->st.repair.blobs_bad = bb.n;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < bb.n && !atomic_load(&r->stop); i++) {
+        char hex[65], path[4096];
+        struct blob_blocks blocks = {0};
+        bool fetched = false;
+        hex_encode(bb.items[i].sha256, 32, hex);
+        /* A damaged copy must go: the store keeps an existing file of the right size. */
+        if (blob_store_path(r->bs, bb.items[i].sha256, path, sizeof(path)) == 0)
+            unlink(path);
+        LOG_W("replication: repair: blob %s is missing or damaged here; fetching it from %s", hex,
+              p->cfg.name);
+        rc = fetch_blob(p, bb.items[i].sha256, bb.items[i].size, &blocks, &fetched, true);
+        blob_blocks_cleanup(&blocks);
+        if (rc == 0 && fetched)
+            refetched++;
+        else
+            failed++;
+        pthread_mutex_lock(&p->mu);
+        p->st.repair.blobs_refetched = refetched;
+        p->st.repair.blobs_failed = failed;
+        pthread_mutex_unlock(&p->mu);
+    }
+    free(bb.items);
+    LOG_I("replication: repair from %s: %llu blob(s) bad, %llu fetched again, %llu failed",
+          p->cfg.name, (unsigned long long)bb.n, (unsigned long long)refetched,
+          (unsigned long long)failed);
+}
+
+int repl_repair_start(repl *r, const char *peer, bool deep)
+{
+    for (size_t i = 0; r && i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
+        if (strcmp(p->cfg.name, peer) != 0)
+            continue;
+        int rc = 0;
+        pthread_mutex_lock(&p->mu);
+        if (p->st.repair.requested || p->st.repair.running) {
+            rc = ARCA_E_EXISTS;
+        } else {
+            memset(&p->st.repair, 0, sizeof(p->st.repair));
+            p->st.repair.requested = true;
+            p->st.repair.deep = deep;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (rc == 0) {
+            pthread_mutex_lock(&r->wait_mu);
+            pthread_cond_broadcast(&r->wait_cv); /* wakes every napping puller; they re-check */
+            pthread_mutex_unlock(&r->wait_mu);
+        }
+        return rc;
+    }
+    return ARCA_E_NOTFOUND;
+}
+
+/* Runs an asked-for repair on the puller's thread. */
+static void maybe_repair(struct peer *p, uint64_t *cursor)
+{
+    pthread_mutex_lock(&p->mu);
+    bool go = p->st.repair.requested;
+    bool deep = p->st.repair.deep;
+    if (go) {
+        p->st.repair.requested = false;
+        p->st.repair.running = true;
+        p->st.repair.started_ms = now_ms();
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!go)
+        return;
+    repair(p, deep);
+    *cursor = 0;
+    int rc = repo_peer_cursor_set(p->r->db, p->cfg.name, 0);
+    if (rc != 0)
+        peer_error(p, "repair: cannot reset the cursor: %s", arca_strerror(rc));
+    pthread_mutex_lock(&p->mu);
+    p->st.cursor = 0;
+    p->st.repair.running = false;
+    p->st.repair.finished_ms = now_ms();
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *puller(void *arg)
+{
+    struct peer *p = arg;
+    struct repl *r = p->r;
+    uint64_t cursor = 0;
+    if (repo_peer_cursor_get(r->db, p->cfg.name, &cursor) != 0)
+        cursor = 0;
+    pthread_mutex_lock(&p->mu);
+    p->st.cursor = cursor;
+    pthread_mutex_unlock(&p->mu);
+    LOG_I("replication: pulling from peer %s (%s) after seq %llu", p->cfg.name, p->cfg.url,
+          (unsigned long long)cursor);
+    while (!atomic_load(&r->stop)) {
+        bool more = false;
+        maybe_repair(p, &cursor);
+        int rc = pull_once(p, &cursor, &more);
+        if (rc != 0) {
+            p->failures++;
+            uint64_t ms = 500u << (p->failures < 10 ? p->failures - 1 : 9);
+            if (ms > r->retry_max_s * 1000)
+                ms = r->retry_max_s * 1000;
+            nap(r, ms);
+            continue;
+        }
+        if (p->failures) {
+            LOG_I("replication: peer %s: back in contact", p->cfg.name);
+            p->failures = 0;
+        }
+        if (!more)
+            nap(r, r->poll_ms);
+    }
+    return NULL;
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+static int read_token_file(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -errno;
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        out[--n] = '\0';
+    return n > 0 ? 0 : -ENODATA;
+}
+
+int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl **out)
+{
+    int rc = 0;
+    struct repl *r = calloc(1, sizeof(*r));
+    *out = NULL;
+    if (!r)
+        return -ENOMEM;
+    r->db = db;
+    r->bs = bs;
+    snprintf(r->centre, sizeof(r->centre), "%s", cfg->centre_id);
+    r->poll_ms = cfg->repl_poll_ms;
+    r->batch = cfg->repl_batch;
+    r->retry_max_s = cfg->repl_retry_max;
+    r->connect_timeout_s = cfg->repl_connect_timeout;
+    pthread_mutex_init(&r->wait_mu, NULL);
+    pthread_cond_init(&r->wait_cv, NULL);
+    pthread_mutex_init(&r->fetch_mu, NULL);
+    pthread_cond_init(&r->fetch_cv, NULL);
+    if (cfg->npeers == 0)
+        goto done;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        LOG_E("replication: libcurl initialisation failed");
+        rc = ARCA_E_CONFIG;
+        goto fail;
+    }
+    r->curl_init = true;
+    r->peers = calloc(cfg->npeers, sizeof(*r->peers));
+    r->fetching = calloc(cfg->npeers, sizeof(*r->fetching));
+    if (!r->peers || !r->fetching) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    r->npeers = cfg->npeers;
+    for (size_t i = 0; i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
+        char token[160] = "";
+        p->r = r;
+        p->cfg = cfg->peers[i];
+        pthread_mutex_init(&p->mu, NULL);
+        snprintf(p->st.name, sizeof(p->st.name), "%s", p->cfg.name);
+        snprintf(p->st.url, sizeof(p->st.url), "%s", p->cfg.url);
+        if (p->cfg.token_file[0]) {
+            if ((rc = read_token_file(p->cfg.token_file, token, sizeof(token))) != 0) {
+                LOG_E("replication: peer %s: cannot read token_file %s: %s", p->cfg.name,
+                      p->cfg.token_file, rc == -ENODATA ? "it is empty" : strerror(-rc));
+                rc = ARCA_E_CONFIG;
+                goto fail;
+            }
+        } else {
+            snprintf(token, sizeof(token), "%s", p->cfg.token);
+        }
+        if (token[0])
+            snprintf(p->auth_header, sizeof(p->auth_header), "Authorization: Bearer %s", token);
+        if (!(p->curl = curl_easy_init())) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < r->npeers; i++) {
+        if ((rc = pthread_create(&r->peers[i].thread, NULL, puller, &r->peers[i])) != 0) {
+            rc = -rc;
+            goto fail;
+        }
+        r->peers[i].started = true;
+    }
+done:
+    *out = r;
+    return 0;
+fail:
+    repl_stop(r);
+    return rc;
+}
+
+void repl_stop(repl *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->wait_mu);
+    atomic_store(&r->stop, true);
+    pthread_cond_broadcast(&r->wait_cv);
+    pthread_mutex_unlock(&r->wait_mu);
+    for (size_t i = 0; i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
+        if (p->started)
+            pthread_join(p->thread, NULL);
+        if (p->curl)
+            curl_easy_cleanup(p->curl);
+        pthread_mutex_destroy(&p->mu);
+    }
+    if (r->curl_init)
+        curl_global_cleanup();
+    pthread_mutex_destroy(&r->wait_mu);
+    pthread_cond_destroy(&r->wait_cv);
+    pthread_mutex_destroy(&r->fetch_mu);
+    pthread_cond_destroy(&r->fetch_cv);
+    free(r->fetching);
+    free(r->peers);
+    free(r);
+}
+
+size_t repl_status(repl *r, struct repl_peer_status *out, size_t max)
+{
+    if (!r)
+        return 0;
+    for (size_t i = 0; i < r->npeers && i < max; i++) {
+        struct peer *p = &r->peers[i];
+        pthread_mutex_lock(&p->mu);
+        out[i] = p->st;
+        pthread_mutex_unlock(&p->mu);
+    }
+    return r->npeers;
 }

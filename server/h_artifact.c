@@ -802,19 +802,29 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
         resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
         return;
     }
-    char sha256[65], etag[68], lastmod[40];
-    hex_encode(a.dig.sha256, 32, sha256);
+    char what[COORD_REPO_MAX + 2 * COORD_SEGMENT_MAX + COORD_PATH_MAX + 4];
+    snprintf(what, sizeof(what), "%s/%s/%s/%s", coord.repo, coord.name, coord.version, coord.path);
+    serve_blob(c, &a.dig, a.created_ms, content_type_for(coord.path), resolved, what);
+}
+
+void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
+                const char *content_type, const char *resolved, const char *what)
+{
+    struct server *srv = conn_server(c);
+    int rc;
+    char sha256[65], etag[68], lastmod[40] = "";
+    hex_encode(d->sha256, 32, sha256);
     snprintf(etag, sizeof(etag), "\"%s\"", sha256);
-    time_format_http((int64_t)(a.created_ms / 1000), lastmod);
+    if (created_ms)
+        time_format_http((int64_t)(created_ms / 1000), lastmod);
 
     struct blob_blocks *blocks = NULL;
     int fd = -1;
     uint64_t size = 0;
-    rc = blob_open(srv->blobs, a.dig.sha256, &fd, &size);
-    if (rc != 0 || size != a.dig.size) {
+    rc = blob_open(srv->blobs, d->sha256, &fd, &size);
+    if (rc != 0 || size != d->size) {
         atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
-        LOG_E("req %s: blob %s for %s/%s/%s/%s is %s", conn_request_id(c), sha256, coord.repo,
-              coord.name, coord.version, coord.path,
+        LOG_E("req %s: blob %s for %s is %s", conn_request_id(c), sha256, what,
               rc == -ENOENT ? "missing" : rc != 0 ? arca_strerror(rc) : "the wrong size");
         if (fd >= 0)
             close(fd);
@@ -837,7 +847,7 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
             if (if_range[0] == '"' || (if_range[0] == 'W' && if_range[1] == '/'))
                 honour = strcmp(if_range, etag) == 0; /* strong comparison only */
             else
-                honour = strcmp(if_range, lastmod) == 0;
+                honour = lastmod[0] && strcmp(if_range, lastmod) == 0;
         }
         if (honour) {
             enum range_result rr = range_parse(range, size, &start, &len);
@@ -863,7 +873,7 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
         if (srv->cfg.verify_on_download && len > 0) {
             struct blob_digests bdig;
             blocks = calloc(1, sizeof(*blocks));
-            rc = blocks ? repo_get_blob(srv->db, a.dig.sha256, &bdig, blocks) : -ENOMEM;
+            rc = blocks ? repo_get_blob(srv->db, d->sha256, &bdig, blocks) : -ENOMEM;
             if (rc != 0) {
                 free(blocks);
                 close(fd);
@@ -884,11 +894,12 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
     }
 
     char sha1[41], md5[33];
-    hex_encode(a.dig.sha1, 20, sha1);
-    hex_encode(a.dig.md5, 16, md5);
+    hex_encode(d->sha1, 20, sha1);
+    hex_encode(d->md5, 16, md5);
     resp_start(c, status);
     resp_header(c, "ETag", "%s", etag);
-    resp_header(c, "Last-Modified", "%s", lastmod);
+    if (lastmod[0])
+        resp_header(c, "Last-Modified", "%s", lastmod);
     resp_header(c, "Accept-Ranges", "bytes");
     resp_header(c, "X-Checksum-Sha256", "%s", sha256);
     resp_header(c, "X-Checksum-Sha1", "%s", sha1);
@@ -899,7 +910,7 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
         resp_finish_mem(c, NULL, NULL, 0);
         return;
     }
-    resp_header(c, "Content-Type", "%s", content_type_for(coord.path));
+    resp_header(c, "Content-Type", "%s", content_type);
     if (status == 206)
         resp_header(c, "Content-Range", "bytes %llu-%llu/%llu", (unsigned long long)start,
                     (unsigned long long)(start + len - 1), (unsigned long long)size);

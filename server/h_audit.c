@@ -175,7 +175,7 @@ static int add_line(void *arg, uint64_t seq, const char *rec, size_t len)
     return 0;
 }
 
-static void list_events(struct conn *c)
+void audit_list_events(struct conn *c)
 {
     struct params p = {.name = {"after", "limit"}, .n = 2};
     struct page_buf pb = {0};
@@ -438,7 +438,7 @@ static void audit_headers(struct conn *c)
     if (!conn_authorize(c, "read", NULL))
         return;
     if (len == 0)
-        list_events(c);
+        audit_list_events(c);
     else if (len == 11 && memcmp(sub, "/checkpoint", 11) == 0)
         checkpoint(c);
     else if (len == 6 && memcmp(sub, "/proof", 6) == 0)

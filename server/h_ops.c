@@ -2,6 +2,7 @@
 #include "arca_err.h"
 #include "auth.h"
 #include "repo.h"
+#include "repl.h"
 #include "server_int.h"
 
 #include <event2/buffer.h>
@@ -68,6 +69,44 @@ static void storage(struct conn *c)
                         (json_int_t)st.event_count));
 }
 
+/* The pullers' status per peer (GET /api/v1/replication), as gauges and counters. */
+static void replication_metrics(struct server *srv, struct evbuffer *b)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } g[] = {
+        {"arca_replication_connected", "gauge", "1 when the last request to the peer succeeded."},
+        {"arca_replication_events_behind", "gauge", "Events in the peer's log not yet taken in."},
+        {"arca_replication_blobs_behind", "gauge", "Blobs of the page being applied still to fetch."},
+        {"arca_replication_bytes_behind", "gauge", "Bytes of those blobs still to fetch."},
+        {"arca_replication_lag_seconds", "gauge", "Age (HLC) of the oldest event not yet applied."},
+        {"arca_replication_events_applied_total", "counter", "Peer events new here (this run)."},
+        {"arca_replication_blob_bytes_fetched_total", "counter", "Blob bytes fetched (this run)."},
+        {"arca_replication_errors_total", "counter", "Failed rounds (this run)."},
+    };
+    struct repl_peer_status st[CONFIG_PEERS_MAX];
+    size_t n = repl_status(srv->repl, st, CONFIG_PEERS_MAX);
+    for (size_t k = 0; k < sizeof(g) / sizeof(g[0]) && n > 0; k++) {
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", g[k].name, g[k].help, g[k].name,
+                            g[k].type);
+        for (size_t i = 0; i < n; i++) {
+            const struct repl_peer_status *s = &st[i];
+            double v = 0;
+            switch (k) {
+            case 0: v = s->connected; break;
+            case 1: v = (double)(s->head > s->cursor ? s->head - s->cursor : 0); break;
+            case 2: v = (double)s->blobs_behind; break;
+            case 3: v = (double)s->bytes_behind; break;
+            case 4: v = s->lag_seconds; break;
+            case 5: v = (double)s->events_applied; break;
+            case 6: v = (double)s->bytes_fetched; break;
+            default: v = (double)s->errors; break;
+            }
+            evbuffer_add_printf(b, "%s{peer=\"%s\"} %.17g\n", g[k].name, s->name, v);
+        }
+    }
+}
+
 static void metrics(struct conn *c)
 {
     if (reject_unless_get(c))
@@ -128,6 +167,7 @@ static void metrics(struct conn *c)
                         (unsigned long long)st.blob_count, (unsigned long long)st.stored_bytes,
                         (unsigned long long)st.artifact_count, (unsigned long long)st.logical_bytes,
                         (unsigned long long)st.event_count);
+    replication_metrics(srv, b);
     size_t len = evbuffer_get_length(b);
     resp_start(c, 200);
     resp_finish_mem(c, "text/plain; version=0.0.4", evbuffer_pullup(b, -1), len);

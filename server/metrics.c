@@ -11,7 +11,8 @@ const char *const route_names[ROUTE_COUNT] = {
     [ROUTE_HEALTH] = "health",             [ROUTE_METRICS] = "metrics",
     [ROUTE_VERSION] = "version",           [ROUTE_STAGE] = "stage",
     [ROUTE_DEPLOY] = "deployments",        [ROUTE_SEARCH] = "search",
-    [ROUTE_TRACE] = "trace",               [ROUTE_OTHER] = "other"};
+    [ROUTE_TRACE] = "trace",               [ROUTE_REPLICATION] = "replication",
+    [ROUTE_OTHER] = "other"};
 
 void metrics_observe(struct metrics *m, int route, int status, uint64_t dur_ns)
 {

@@ -66,6 +66,10 @@ const struct handler *router_match(struct conn *c, int *route)
         *route = ROUTE_TOKENS;
         return &tokens_handler;
     }
+    if (path_is(p, len, "/api/v1/replication") || path_under(p, len, "/api/v1/replication/")) {
+        *route = ROUTE_REPLICATION;
+        return &replication_handler;
+    }
     if (path_is(p, len, "/api/v1/audit") || path_under(p, len, "/api/v1/audit/")) {
         *route = ROUTE_AUDIT;
         return &audit_handler;

@@ -10,6 +10,7 @@
 #include "blob.h"
 #include "log.h"
 #include "lifecycle.h"
+#include "repl.h"
 #include "repo.h"
 #include "server_int.h"
 #include "tls.h"
@@ -445,14 +446,26 @@ int server_run(const struct arca_config *cfg)
     LOG_I("serving (data %s, %zu workers, %zu io threads, centre %s)", cfg->data_dir,
           srv->nworkers, nio, cfg->centre_id);
 
+    if ((rc = repl_start(cfg, srv->db, srv->blobs, &srv->repl)) != 0) {
+        LOG_E("replication: cannot start the peer pullers: %s", arca_strerror(rc));
+        goto out;
+    }
+    if (cfg->npeers)
+        LOG_I("replication: %zu peer(s) configured", cfg->npeers);
+
     for (size_t i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
     event_base_dispatch(main_base);
+    /* Shutdown: the pullers stop first (an unfinished blob stays resumable). */
+    repl_stop(srv->repl);
+    srv->repl = NULL;
     for (size_t i = 0; i < srv->nworkers; i++)
         pthread_join(srv->workers[i].thread, NULL);
     LOG_I("all workers stopped");
 
 out:
+    repl_stop(srv->repl);
+    srv->repl = NULL;
     /* The pool first: after it, no job runs or completes, so connections can go. */
     iopool_free(srv->pool);
     srv->pool = NULL;

@@ -36,6 +36,7 @@ enum route_id {
     ROUTE_DEPLOY,
     ROUTE_SEARCH,
     ROUTE_TRACE,
+    ROUTE_REPLICATION,
     ROUTE_OTHER,
     ROUTE_COUNT
 };
@@ -87,6 +88,7 @@ struct server {
     size_t nworkers;
     struct worker *workers;
     int port, tls_port;
+    struct repl *repl;          /* the pullers of [peer.*]; idle without peers */
 };
 
 /* Routing: picks the handler for a request; never NULL (a 404/405 handler). */
@@ -110,6 +112,7 @@ extern const struct handler ready_handler;
 extern const struct handler metrics_handler;
 extern const struct handler tokens_handler;
 extern const struct handler audit_handler;
+extern const struct handler replication_handler;
 extern const struct handler notfound_handler;
 
 /*
@@ -124,6 +127,18 @@ void resp_list_error(struct conn *c, int rc, const char *what);
 json_t *next_cursor_json(const char *next);
 /* An ISO 8601 UTC time ("2026-11-23T10:00:00.123Z"), or null for 0. */
 json_t *time_json(uint64_t ms);
+
+/*
+ * h_artifact.c: answers a GET/HEAD with a stored blob: ETag, checksums,
+ * Range/If-Range/If-None-Match, block verification while sending.  A missing
+ * or damaged blob is a 500 naming it (what: the subject, for the log line).
+ * created_ms 0: no Last-Modified.  resolved: X-Arca-Resolved-Version, or NULL.
+ */
+struct blob_digests;
+void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
+                const char *content_type, const char *resolved, const char *what);
+/* h_audit.c: GET ?after=&limit= over the event log as NDJSON (the caller authorized it). */
+void audit_list_events(struct conn *c);
 
 /* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
 bool reject_unless_get(struct conn *c);

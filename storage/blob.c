@@ -39,6 +39,7 @@ struct blob_writer {
     char tmp_path[PATH_MAX];
     bool finished;
     bool committed;
+    bool keep;  /* a resumable partial file: kept when freed uncommitted (blob_writer_resume) */
     int err; /* the first write error; a failed writer stays failed */
 
     /* Touched only by blob_writer_write() and finish. */
@@ -298,17 +299,14 @@ out:
     return rc;
 }
 
-int blob_writer_new(blob_store *bs, blob_writer **out)
+/* A writer with its hash contexts, and no file yet. */
+static int writer_alloc(blob_store *bs, blob_writer **out)
 {
     int rc = 0;
-    uint8_t rnd[16];
-    char hex[33];
     blob_writer *w = calloc(1, sizeof(*w));
     *out = NULL;
-    if (!w) {
-        rc = -ENOMEM;
-        goto out;
-    }
+    if (!w)
+        return -ENOMEM;
     w->bs = bs;
     w->fd = -1;
     if (bs->readonly) {
@@ -329,11 +327,26 @@ int blob_writer_new(blob_store *bs, blob_writer **out)
         rc = ARCA_E_CRYPTO;
         goto out;
     }
-    if ((rc = rand_bytes(rnd, sizeof(rnd))) != 0)
+    *out = w;
+    w = NULL;
+out:
+    blob_writer_free(w);
+    return rc;
+}
+
+int blob_writer_new(blob_store *bs, blob_writer **out)
+{
+    int rc;
+    uint8_t rnd[16];
+    char hex[33];
+    blob_writer *w = NULL;
+    *out = NULL;
+    if ((rc = writer_alloc(bs, &w)) != 0 || (rc = rand_bytes(rnd, sizeof(rnd))) != 0)
         goto out;
     hex_encode(rnd, sizeof(rnd), hex);
     int n = snprintf(w->tmp_path, sizeof(w->tmp_path), "%s/%s", bs->tmpdir, hex);
     if (n < 0 || (size_t)n >= sizeof(w->tmp_path)) {
+        w->tmp_path[0] = '\0';
         rc = -ENAMETOOLONG;
         goto out;
     }
@@ -341,15 +354,83 @@ int blob_writer_new(blob_store *bs, blob_writer **out)
     if (w->fd < 0) {
         rc = -errno;
         LOG_E("blob store: cannot create temp file in %s: %s", bs->tmpdir, strerror(errno));
+        w->tmp_path[0] = '\0'; /* no file was created: never unlink that name */
         goto out;
     }
     *out = w;
     w = NULL;
 out:
-    if (w && w->fd < 0)
-        w->tmp_path[0] = '\0'; /* no file was created: never unlink that name */
     blob_writer_free(w);
     return rc;
+}
+
+static int hash_update(blob_writer *w, const void *buf, size_t len);
+
+int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **out, uint64_t *have)
+{
+    int rc;
+    char hex[65], dir[PATH_MAX];
+    blob_writer *w = NULL;
+    char *buf = NULL;
+    *out = NULL;
+    *have = 0;
+    if ((rc = writer_alloc(bs, &w)) != 0)
+        goto out;
+    hex_encode(sha256, 32, hex);
+    int n = snprintf(dir, sizeof(dir), "%s/partial", bs->dir);
+    int m = snprintf(w->tmp_path, sizeof(w->tmp_path), "%s/partial/%s", bs->dir, hex);
+    if (n < 0 || (size_t)n >= sizeof(dir) || m < 0 || (size_t)m >= sizeof(w->tmp_path)) {
+        w->tmp_path[0] = '\0';
+        rc = -ENAMETOOLONG;
+        goto out;
+    }
+    if ((rc = fs_mkdirs(dir, 0755)) != 0) {
+        w->tmp_path[0] = '\0';
+        goto out;
+    }
+    w->keep = true;
+    w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        rc = -errno;
+        LOG_E("blob store: cannot open %s: %s", w->tmp_path, strerror(errno));
+        w->tmp_path[0] = '\0';
+        goto out;
+    }
+    /* What an earlier transfer left is hashed again (read only), then appended to. */
+    if (!(buf = malloc(BLOB_BLOCK_SIZE))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        ssize_t got = pread_full(w->fd, buf, BLOB_BLOCK_SIZE, w->size);
+        if (got < 0) {
+            rc = (int)got;
+            goto out;
+        }
+        if (got == 0)
+            break;
+        if ((rc = hash_update(w, buf, (size_t)got)) != 0)
+            goto out;
+        EVP_DigestUpdate(w->md5, buf, (size_t)got);
+        w->size += (uint64_t)got;
+    }
+    if (lseek(w->fd, (off_t)w->size, SEEK_SET) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    *have = w->size;
+    *out = w;
+    w = NULL;
+out:
+    free(buf);
+    blob_writer_free(w);
+    return rc;
+}
+
+void blob_writer_discard(blob_writer *w)
+{
+    if (w)
+        w->keep = false;
 }
 
 static int push_sum(blob_writer *w, uint64_t sum)
@@ -392,6 +473,30 @@ static int write_full(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* SHA-256, SHA-1 and the block sums over the next len bytes (not MD5, not the file). */
+static int hash_update(blob_writer *w, const void *buf, size_t len)
+{
+    if (!EVP_DigestUpdate(w->sha256, buf, len) || !EVP_DigestUpdate(w->sha1, buf, len))
+        return ARCA_E_CRYPTO;
+    /* Block boundaries sit at multiples of BLOB_BLOCK_SIZE whatever the chunking. */
+    int rc;
+    const char *p = buf;
+    size_t left = len;
+    while (left > 0) {
+        size_t n = BLOB_BLOCK_SIZE - w->block_fill;
+        if (n > left)
+            n = left;
+        if (XXH3_64bits_update(w->xxh, p, n) != XXH_OK)
+            return ARCA_E_CRYPTO;
+        w->block_fill += (uint32_t)n;
+        p += n;
+        left -= n;
+        if (w->block_fill == BLOB_BLOCK_SIZE && (rc = close_block(w)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int blob_writer_write(blob_writer *w, const void *buf, size_t len)
 {
     int rc = w->err;
@@ -401,27 +506,8 @@ int blob_writer_write(blob_writer *w, const void *buf, size_t len)
         rc = -EINVAL;
         goto out;
     }
-    if (!EVP_DigestUpdate(w->sha256, buf, len) || !EVP_DigestUpdate(w->sha1, buf, len)) {
-        rc = ARCA_E_CRYPTO;
+    if ((rc = hash_update(w, buf, len)) != 0)
         goto out;
-    }
-    /* Block boundaries sit at multiples of BLOB_BLOCK_SIZE whatever the chunking. */
-    const char *p = buf;
-    size_t left = len;
-    while (left > 0) {
-        size_t n = BLOB_BLOCK_SIZE - w->block_fill;
-        if (n > left)
-            n = left;
-        if (XXH3_64bits_update(w->xxh, p, n) != XXH_OK) {
-            rc = ARCA_E_CRYPTO;
-            goto out;
-        }
-        w->block_fill += (uint32_t)n;
-        p += n;
-        left -= n;
-        if (w->block_fill == BLOB_BLOCK_SIZE && (rc = close_block(w)) != 0)
-            goto out;
-    }
     if ((rc = write_full(w->fd, buf, len)) != 0) {
         LOG_E("blob store: write to %s failed: %s", w->tmp_path, strerror(-rc));
         goto out;
@@ -549,7 +635,7 @@ void blob_writer_free(blob_writer *w)
         return;
     if (w->fd >= 0)
         close(w->fd);
-    if (!w->committed && w->tmp_path[0] != '\0')
+    if (!w->committed && !w->keep && w->tmp_path[0] != '\0')
         unlink(w->tmp_path);
     EVP_MD_CTX_free(w->sha256);
     EVP_MD_CTX_free(w->sha1);

@@ -80,6 +80,19 @@ int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blo
 typedef struct blob_writer blob_writer;
 
 int blob_writer_new(blob_store *bs, blob_writer **out);
+/*
+ * A writer for a blob fetched from elsewhere, that survives a broken transfer:
+ * it writes <dir>/partial/<sha256 hex>, whatever an earlier transfer of the
+ * same blob left there being hashed again (read, not rewritten) and appended
+ * to.  *have: the bytes already there (ask the source for the rest).  Freed
+ * uncommitted, the file is kept for the next attempt, unless
+ * blob_writer_discard() was called (e.g. the finished content did not match).
+ * Commit verifies nothing by itself: compare the digests first.
+ */
+int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **out,
+                       uint64_t *have);
+/* Makes blob_writer_free remove a resumable writer's file. */
+void blob_writer_discard(blob_writer *w);
 /* Appends len bytes: SHA-256, SHA-1, block sums and the file write.  0 or -errno. */
 int blob_writer_write(blob_writer *w, const void *buf, size_t len);
 /* Feeds the same bytes, in the same order, to MD5.  Never fails. */

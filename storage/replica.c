@@ -50,6 +50,45 @@ int repo_origin_applied(repo_db *db, const char *origin, uint64_t *seq)
     return origin_last(db, origin, seq);
 }
 
+/* CF_META key of a peer's cursor: "peer/" + name. */
+static size_t peer_key(const char *peer, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "peer/%s", peer);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+int repo_peer_cursor_get(repo_db *db, const char *peer, uint64_t *seq)
+{
+    char key[128], *v = NULL;
+    size_t klen = peer_key(peer, key, sizeof(key)), vlen = 0;
+    *seq = 0;
+    if (klen == 0)
+        return ARCA_E_INVALID;
+    int rc = db_get(db, CF_META, key, klen, &v, &vlen);
+    if (rc == ARCA_E_NOTFOUND)
+        return 0;
+    if (rc == 0 && vlen == 8)
+        *seq = get_be64((const uint8_t *)v);
+    else if (rc == 0)
+        rc = ARCA_E_DB;
+    rocksdb_free(v);
+    return rc;
+}
+
+int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq)
+{
+    char key[128], *err = NULL;
+    uint8_t be[8];
+    size_t klen = peer_key(peer, key, sizeof(key));
+    if (klen == 0)
+        return ARCA_E_INVALID;
+    if (db->readonly)
+        return ARCA_E_DB;
+    put_be64(be, seq);
+    rocksdb_put_cf(db->db, db->wopts, db->cf[CF_META], key, klen, (const char *)be, 8, &err);
+    return err ? db_error("peer cursor", err) : 0;
+}
+
 int repo_apply_remote(repo_db *db, const char *event_json, size_t len,
                       const struct blob_blocks *blocks, bool *applied)
 {

@@ -39,6 +39,14 @@ int repo_apply_remote(repo_db *db, const char *event_json, size_t len,
 int repo_origin_applied(repo_db *db, const char *origin, uint64_t *seq);
 
 /*
+ * A peer's replication cursor: the last seq of the peer's log this centre has
+ * taken in (0: none).  Local bookkeeping, not replicated; a lost update only
+ * makes the next pull repeat events, which apply idempotently.
+ */
+int repo_peer_cursor_get(repo_db *db, const char *peer, uint64_t *seq);
+int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq);
+
+/*
  * xxh3-64 over the replicated state in key order: artifacts, versions,
  * properties and their index, stage index, build records, conflicts, blobs,
  * tokens, content references (keys), origins.  Local bookkeeping (local

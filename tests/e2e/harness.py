@@ -1131,3 +1131,193 @@ class ServerTestCase(ArcaTestMixin, unittest.TestCase):
 
     def tearDown(self):
         self.srv.assert_alive()
+
+
+# --------------------------------------------------------------------------
+# Replication: several centres on loopback, peer links through cuttable proxies
+
+
+class Proxy:
+    """A TCP forwarder 127.0.0.1:port -> 127.0.0.1:target that a test can cut
+    (every open connection is closed and new ones are refused until heal())
+    or throttle (rate bytes/s per direction, 0 = unlimited)."""
+
+    def __init__(self, target_port, rate=0):
+        self.target_port = target_port
+        self.rate = rate
+        self._cut = threading.Event()
+        self._lock = threading.Lock()
+        self._socks = set()
+        self._ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._ls.bind((HOST, 0))
+        self._ls.listen(64)
+        self.port = self._ls.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                c, _ = self._ls.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                c.close()
+                continue
+            try:
+                u = socket.create_connection((HOST, self.target_port), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            # Like arcad and libcurl: no Nagle, or small writes wait on delayed ACKs here.
+            for s in (c, u):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._socks.update((c, u))
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while not self._cut.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if self.rate:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+            with self._lock:
+                self._socks.discard(s)
+
+    def cut(self):
+        self._cut.set()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def heal(self):
+        self._cut.clear()
+
+    def close(self):
+        self._closed = True
+        self.cut()
+        self._ls.close()
+
+
+class Centre(ArcaServer):
+    """arcad with a centre id; after the first start it keeps its port, so
+    that peers' configuration can name it."""
+
+    def __init__(self, centre, config="", **kw):
+        self.centre = centre
+        self.fixed_port = None
+        super().__init__(config="[centre]\nid = %s\n%s" % (centre, config), **kw)
+
+    def command(self):
+        cmd = super().command()
+        if self.fixed_port:
+            cmd[cmd.index("%s:0" % HOST)] = "%s:%d" % (HOST, self.fixed_port)
+        return cmd
+
+    def rewrite_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write("[centre]\nid = %s\n%s" % (self.centre, text))
+
+    def status(self):
+        return self.json("/api/v1/replication")
+
+    def digest(self):
+        return self.json("/api/v1/replication/digest")["state_digest"]
+
+
+class Cluster:
+    """n centres dc1..dcn.  links: pairs (i, j) meaning i pulls from j (default:
+    everyone from everyone).  Every link goes through its own Proxy (so a test
+    can cut or throttle it): cluster.proxy[(i, j)].  Each centre gets a token
+    with the replicate scope that its pullers' peers present."""
+
+    REPL_CONF = "[replication]\npoll_interval_ms = 50\nretry_max_seconds = 1\n"
+
+    def __init__(self, n, links=None, extra_config="", rate=0):
+        self.n = n
+        self.links = links if links is not None else [
+            (i, j) for i in range(n) for j in range(n) if i != j]
+        self.centres = [Centre("dc%d" % (i + 1)) for i in range(n)]
+        self.proxy = {}
+        self.repl_tokens = []
+        try:
+            for c in self.centres:
+                c.start()
+                c.fixed_port = c.port
+                r = c.post_json("/api/v1/tokens", {"name": "replicator-" + c.centre,
+                                                   "scopes": ["replicate"]})
+                if r.status != 201:
+                    raise AssertionError("token: %r" % r)
+                self.repl_tokens.append(r.json()["token"])
+                c.stop()
+            for (i, j) in self.links:
+                self.proxy[(i, j)] = Proxy(self.centres[j].fixed_port, rate=rate)
+            for i, c in enumerate(self.centres):
+                peers = "".join(
+                    "[peer.%s]\nurl = http://%s:%d\ntoken = %s\n"
+                    % (self.centres[j].centre, HOST, self.proxy[(a, j)].port, self.repl_tokens[j])
+                    for (a, j) in self.links if a == i)
+                c.rewrite_config(self.REPL_CONF + extra_config + peers)
+                c.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __getitem__(self, i):
+        return self.centres[i]
+
+    def cut(self, i=None):
+        """Cuts every link to and from centre i (every link when i is None)."""
+        for (a, b), p in self.proxy.items():
+            if i is None or i in (a, b):
+                p.cut()
+
+    def heal(self):
+        for p in self.proxy.values():
+            p.heal()
+
+    def wait_converged(self, timeout=60.0):
+        """Waits until every centre has taken in all its peers' logs and all
+        state digests are equal; returns the digest."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                digests = [c.digest() for c in self.centres]
+                behind = [(c.centre, p["name"], p["events_behind"], p["last_error"])
+                          for c in self.centres for p in c.status()["peers"]
+                          if p["events_behind"] or not p["connected"]]
+            except (AssertionError, OSError) as e:
+                last = str(e)
+                time.sleep(0.2)
+                continue
+            last = (digests, behind)
+            if len(set(digests)) == 1 and not behind:
+                return digests[0]
+            time.sleep(0.1)
+        raise AssertionError("centres did not converge within %.0f s: %r" % (timeout, last))
+
+    def close(self):
+        for p in self.proxy.values():
+            p.close()
+        for c in self.centres:
+            c.cleanup()

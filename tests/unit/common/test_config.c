@@ -212,6 +212,66 @@ static void test_tls_client_errors(void **state)
     expect_error(many, "at most 64 clients");
 }
 
+static void test_peers(void **state)
+{
+    (void)state;
+    struct arca_config c;
+    char err[256] = "";
+    config_init_defaults(&c);
+    assert_int_equal(c.npeers, 0);
+    assert_int_equal(c.repl_poll_ms, 200);
+    assert_int_equal(c.repl_batch, 500);
+    char *p = write_conf("[replication]\npoll_interval_ms = 50\nbatch = 100\n"
+                         "[peer.dc2]\nurl = http://10.0.0.2:8080\ntoken = arca_x\n"
+                         "[peer.dc-3]\nurl = https://dc3.example.com:8443\n"
+                         "token_file = /etc/arca/dc3.token\nca_file = /etc/arca/ca.pem\n"
+                         "cert_file = c.pem\nkey_file = k.pem\n");
+    assert_int_equal(config_load_file(&c, p, err, sizeof(err)), 0);
+    unlink(p);
+    assert_int_equal(c.repl_poll_ms, 50);
+    assert_int_equal(c.repl_batch, 100);
+    assert_int_equal(c.npeers, 2);
+    assert_string_equal(c.peers[0].name, "dc2");
+    assert_string_equal(c.peers[0].url, "http://10.0.0.2:8080");
+    assert_string_equal(c.peers[0].token, "arca_x");
+    assert_string_equal(c.peers[1].name, "dc-3");
+    assert_string_equal(c.peers[1].token_file, "/etc/arca/dc3.token");
+    assert_string_equal(c.peers[1].key_file, "k.pem");
+    /* The dump names the token as set, never its value. */
+    char *dump = NULL;
+    size_t dlen = 0;
+    FILE *f = open_memstream(&dump, &dlen);
+    config_dump(&c, f);
+    fclose(f);
+    assert_non_null(strstr(dump, "peer.dc2.token = (set)\n"));
+    assert_null(strstr(dump, "arca_x"));
+    free(dump);
+}
+
+static void test_peer_errors(void **state)
+{
+    (void)state;
+    expect_error("[peer.dc2]\ntoken = t\n", "peer.dc2.url: expected http://HOST:PORT");
+    expect_error("[peer.dc2]\nurl = ftp://a:1\ntoken = t\n", "peer.dc2.url: expected");
+    expect_error("[peer.dc2]\nurl = http://a:1/path\ntoken = t\n", "(no path)");
+    expect_error("[peer.dc2]\nurl = http://a\ntoken = t\n", "peer.dc2.url");
+    expect_error("[peer.dc2]\nurl = http://a:1\n", "peer.dc2: give a credential");
+    expect_error("[peer.dc2]\nurl = http://a:1\ntoken = t\ntoken_file = f\n",
+                 "give token or token_file, not both");
+    expect_error("[peer.dc2]\nurl = https://a:1\ncert_file = c\n",
+                 "cert_file and key_file go together");
+    expect_error("[peer.dc2]\nurl = http://a:1\ntoken = t\nca_file = ca.pem\n",
+                 "need an https:// url");
+    expect_error("[peer.dc 2]\nurl = http://a:1\n", ":2: [peer.dc 2]: a peer name is");
+    expect_error("[peer.dc2]\nuri = http://a:1\n", ":2: unknown key 'uri' in section [peer.dc2]");
+    expect_error("[replication]\nbatch = 0\n", ":2: replication.batch");
+    char many[4096];
+    size_t n = 0;
+    for (int i = 0; i <= CONFIG_PEERS_MAX; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "[peer.p%d]\nurl = http://a:1\n", i);
+    expect_error(many, "at most 16 peers");
+}
+
 static void test_missing_file(void **state)
 {
     struct arca_config c;
@@ -233,6 +293,8 @@ int main(void)
         cmocka_unit_test(test_stage_errors_name_the_line),
         cmocka_unit_test(test_tls_clients),
         cmocka_unit_test(test_tls_client_errors),
+        cmocka_unit_test(test_peers),
+        cmocka_unit_test(test_peer_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -433,6 +433,84 @@ static void test_empty_blob(void **state)
     blob_blocks_cleanup(&blocks); /* idempotent */
 }
 
+/*
+ * A transfer broken anywhere, even mid-block, resumes from its partial file:
+ * the digests and block sums equal a writer that saw all bytes in one go.
+ */
+static void test_resume(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 3 * MiB + 12345;
+    uint8_t *buf = pattern(len, 77);
+    uint8_t sha[32];
+    digest("SHA256", buf, len, sha);
+    const size_t cuts[] = {0, 1, MiB, MiB + 7, 2 * MiB + 100000};
+    for (size_t k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++) {
+        blob_writer *w = NULL;
+        uint64_t have = 99;
+        assert_int_equal(blob_writer_resume(f->bs, sha, &w, &have), 0);
+        assert_int_equal(have, 0);
+        assert_int_equal(blob_writer_write(w, buf, cuts[k]), 0);
+        blob_writer_free(w); /* broken: the partial file stays */
+        char part[256];
+        char hex[65];
+        hex_encode(sha, 32, hex);
+        snprintf(part, sizeof(part), "%s/partial/%s", f->dir, hex);
+        struct stat st;
+        assert_int_equal(stat(part, &st), 0);
+        assert_int_equal((size_t)st.st_size, cuts[k]);
+
+        assert_int_equal(blob_writer_resume(f->bs, sha, &w, &have), 0);
+        assert_int_equal(have, cuts[k]);
+        assert_int_equal(blob_writer_write(w, buf + have, len - have), 0);
+        blob_writer_md5(w, buf + have, len - have);
+        struct blob_digests d;
+        struct blob_blocks blocks = {0};
+        assert_int_equal(blob_writer_finish(w, &d), 0);
+        assert_memory_equal(d.sha256, sha, 32);
+        uint8_t md5[16];
+        digest("MD5", buf, len, md5);
+        assert_memory_equal(d.md5, md5, 16);
+        assert_int_equal(d.size, len);
+        blob_writer_take_blocks(w, &blocks);
+        assert_int_equal(blocks.count, 4);
+        for (uint32_t b = 0; b < blocks.count; b++) {
+            size_t off = (size_t)b * MiB, n = off + MiB <= len ? MiB : len - off;
+            assert_true(blocks.sums[b] == blob_block_sum(buf + off, n));
+        }
+        blob_blocks_cleanup(&blocks);
+        if (k + 1 < sizeof(cuts) / sizeof(cuts[0])) {
+            /* Not committed and discarded: the next round starts from nothing. */
+            blob_writer_discard(w);
+            blob_writer_free(w);
+            assert_int_equal(stat(part, &st), -1);
+            continue;
+        }
+        assert_int_equal(blob_writer_commit(w), 0);
+        blob_writer_free(w);
+        assert_int_equal(stat(part, &st), -1);
+        int fd = -1;
+        uint64_t size = 0;
+        assert_int_equal(blob_open(f->bs, sha, &fd, &size), 0);
+        close(fd);
+        assert_int_equal(size, len);
+    }
+    /* A partial file survives a store reopen (unlike temp files). */
+    blob_writer *w = NULL;
+    uint64_t have = 0;
+    uint8_t other[32] = {1};
+    assert_int_equal(blob_writer_resume(f->bs, other, &w, &have), 0);
+    assert_int_equal(blob_writer_write(w, buf, 1000), 0);
+    blob_writer_free(w);
+    blob_store_free(f->bs);
+    assert_int_equal(blob_store_open(f->dir, &f->bs), 0);
+    assert_int_equal(blob_writer_resume(f->bs, other, &w, &have), 0);
+    assert_int_equal(have, 1000);
+    blob_writer_discard(w);
+    blob_writer_free(w);
+    free(buf);
+}
+
 static void test_misuse(void **state)
 {
     struct fixture *f = *state;
@@ -461,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,345 @@
+"""Active-active replication between centres (issue 5), end to end.
+
+Several real arcad processes on loopback, each with its own data dir and
+centre id, pulling from each other through TCP proxies the tests can cut and
+throttle (harness.Cluster).  Every test writes, lets the centres converge and
+checks what every centre serves, byte for byte, plus the state digests.
+"""
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+import unittest
+
+from harness import (ArcaTestMixin, Cluster, bearer, sha256_hex, uniq)
+
+
+def upload_many(srv, prefix, count, rng, out, errors):
+    """count uploads to srv under prefix; every 201 goes into out {path: bytes}."""
+    for k in range(count):
+        size = rng.choice([0, 1, 7, 4096, 65537, rng.randrange(1, 300000)])
+        data = rng.randbytes(size)
+        path = "/repos/libs/%s/1.%d/file-%d.bin" % (prefix, k, k)
+        try:
+            r = srv.put(path, data)
+        except OSError as e:
+            errors.append("%s: %s" % (path, e))
+            continue
+        if r.status == 201:
+            out[path] = data
+        else:
+            errors.append("%s: %r" % (path, r))
+
+
+class ReplicationBase(ArcaTestMixin, unittest.TestCase):
+    def assertServesAll(self, cluster, files):
+        for c in cluster.centres:
+            for path, data in files.items():
+                r = c.get(path)
+                self.assertEqual(r.status, 200, "%s at %s: %r" % (path, c.centre, r))
+                self.assertEqual(sha256_hex(r.body), sha256_hex(data),
+                                 "%s at %s differs" % (path, c.centre))
+
+    def vpath(self, name, version, action=""):
+        p = "/api/v1/repos/libs/%s/%s" % (name, version)
+        return p + ("/" + action if action else "")
+
+
+class TwoCentres(ReplicationBase):
+    def setUp(self):
+        self.cl = Cluster(2)
+        self.addCleanup(self.cl.close)
+
+    def test_concurrent_uploads_converge(self):
+        files, errors = {}, []
+        threads = [threading.Thread(target=upload_many,
+                                    args=(self.cl[i], "app%d-%d" % (i, t), 12,
+                                          random.Random(i * 10 + t), files, errors))
+                   for i in range(2) for t in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(files), 48)
+        self.cl.wait_converged()
+        self.assertServesAll(self.cl, files)
+        s = [c.storage() for c in self.cl.centres]
+        self.assertEqual(s[0]["artifact_count"], s[1]["artifact_count"])
+        self.assertEqual(s[0]["blob_count"], s[1]["blob_count"])
+        # Each centre fetched the other's blobs and applied its events once.
+        for c in self.cl.centres:
+            (p,) = c.status()["peers"]
+            self.assertTrue(p["connected"], p)
+            self.assertEqual(p["events_behind"], 0, p)
+            self.assertGreaterEqual(p["events_applied"], 24, p)
+            self.assertEqual(p["lag_seconds"], 0, p)
+            m = c.get("/metrics").body.decode()
+            self.assertIn('arca_replication_connected{peer="%s"} 1\n' % p["name"], m)
+            self.assertIn('arca_replication_events_behind{peer="%s"} 0\n' % p["name"], m)
+            self.assertIn('arca_replication_events_applied_total{peer="%s"} %d\n'
+                          % (p["name"], p["events_applied"]), m)
+
+    def test_same_coordinate_different_bytes_same_winner_everywhere(self):
+        self.cl.cut()
+        path = "/repos/libs/clash-%s/1.0/app.jar" % uniq()
+        a, b = os.urandom(1000), os.urandom(2000)
+        self.assertEqual(self.cl[0].put(path, a).status, 201)
+        self.assertEqual(self.cl[1].put(path, b).status, 201)
+        # Cut off, each centre serves what it accepted.
+        self.assertEqual(self.cl[0].get(path).body, a)
+        self.assertEqual(self.cl[1].get(path).body, b)
+        self.cl.heal()
+        self.cl.wait_converged()
+        winner = self.cl[0].get(path).body
+        self.assertIn(winner, (a, b))
+        self.assertEqual(self.cl[1].get(path).body, winner)
+        loser = b if winner == a else a
+        name = path.split("/")[3]
+        for c in self.cl.centres:
+            t = c.json("/api/v1/trace/libs/%s/1.0" % name)
+            (conf,) = t["conflicts"]
+            self.assertEqual(conf["path"], "app.jar")
+            self.assertEqual(conf["sha256"], sha256_hex(loser), conf)
+            self.assertEqual(conf["winner"]["sha256"], sha256_hex(winner), conf)
+
+    def test_promote_here_revoke_there_and_racing_properties(self):
+        name = "rel-" + uniq()
+        self.assertEqual(self.cl[0].put("/repos/libs/%s/1.0/a.bin" % name, b"x").status, 201)
+        self.cl.wait_converged()
+        self.cl.cut()
+        for to in ("test", "prod"):
+            r = self.cl[0].post_json(self.vpath(name, "1.0", "promote"), {"to": to})
+            self.assertEqual(r.status, 200, r)
+        r = self.cl[1].post_json(self.vpath(name, "1.0", "revoke"), {"reason": "CVE"})
+        self.assertEqual(r.status, 200, r)
+        for i, v in ((0, "from-dc1"), (1, "from-dc2"), (0, "again-dc1")):
+            r = self.cl[i].request("PATCH", self.vpath(name, "1.0", "properties"),
+                                   body=json.dumps({"k": v, "only.%d" % i: "y"}).encode())
+            self.assertEqual(r.status, 200, r)
+        self.cl.heal()
+        self.cl.wait_converged()
+        states = [c.json(self.vpath(name, "1.0")) for c in self.cl.centres]
+        props = [c.json(self.vpath(name, "1.0", "properties"))["properties"]
+                 for c in self.cl.centres]
+        for s in states:
+            s.pop("files", None)
+        self.assertEqual(states[0], states[1])
+        self.assertEqual(states[0]["stage"], "prod")   # the furthest promotion
+        self.assertIsNotNone(states[0]["revoked"])     # and revoked: nothing serves it
+        self.assertEqual(props[0], props[1])
+        self.assertEqual(props[0]["only.0"], "y")
+        self.assertEqual(props[0]["only.1"], "y")
+        for c in self.cl.centres:
+            self.assertEqual(c.get("/stages/prod/libs/%s/1.0/a.bin" % name).status, 410)
+
+    def test_cut_off_both_keep_writing_then_heal(self):
+        self.cl.cut()
+        files, errors = {}, []
+        for rnd in range(3):
+            for i in range(2):
+                upload_many(self.cl[i], "cut%d-%d" % (i, rnd), 5,
+                            random.Random(100 + rnd * 2 + i), files, errors)
+            time.sleep(0.3)
+        self.assertEqual(errors, [])
+        # Each side serves its own writes alone and reports the broken link.
+        for c in self.cl.centres:
+            (p,) = c.status()["peers"]
+            self.assertFalse(p["connected"], p)
+            self.assertIsNotNone(p["last_error"], p)
+            self.assertIn('arca_replication_connected{peer="%s"} 0\n' % p["name"],
+                          c.get("/metrics").body.decode())
+            self.assertEqual(c.get("/healthz").status, 200)
+        self.cl.heal()
+        self.cl.wait_converged()
+        self.assertEqual(len(files), 30)
+        self.assertServesAll(self.cl, files)
+
+    def test_restart_keeps_the_cursor(self):
+        files, errors = {}, []
+        upload_many(self.cl[0], "restart", 6, random.Random(7), files, errors)
+        self.cl.wait_converged()
+        before = self.cl[1].status()["peers"][0]["cursor"]
+        self.assertGreater(before, 0)
+        self.cl[1].restart()
+        upload_many(self.cl[0], "restart2", 2, random.Random(8), files, errors)
+        self.cl.wait_converged()
+        p = self.cl[1].status()["peers"][0]
+        self.assertGreater(p["cursor"], before)
+        # Only the new events were read again, not the whole log.
+        self.assertLessEqual(p["events_seen"], p["cursor"] - before, p)
+        self.assertEqual(errors, [])
+        self.assertServesAll(self.cl, files)
+
+    def test_peer_credential_only_replicates(self):
+        c = self.cl[0]
+        tok = self.cl.repl_tokens[0]
+        name = "cred-" + uniq()
+        self.assertEqual(c.put("/repos/libs/%s/1.0/a" % name, b"abc").status, 201)
+        self.assertError(c.put("/repos/libs/%s/1.0/b" % name, b"x", token=tok), 403)
+        self.assertError(c.get("/repos/libs/%s/1.0/a" % name, token=tok), 403)
+        # Listings show a peer nothing (it reads no repository).
+        r = c.get("/api/v1/repos", token=tok)
+        self.assertEqual((r.status, r.json()["items"]), (200, []), r)
+        self.assertError(c.get("/api/v1/audit", token=tok), 403)
+        self.assertError(c.post_json("/api/v1/tokens", {"name": "x", "scopes": ["admin"]},
+                                     token=tok), 403)
+        r = c.get("/api/v1/replication/events?after=0&limit=2", token=tok)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.body.splitlines()), 2)
+        self.assertIn("x-next-after", r.headers)
+        sha = sha256_hex(b"abc")
+        r = c.get("/api/v1/replication/blobs/" + sha, token=tok)
+        self.assertEqual((r.status, r.body), (200, b"abc"))
+        r = c.get("/api/v1/replication/blobs/" + sha, token=tok, headers={"Range": "bytes=1-"})
+        self.assertEqual((r.status, r.body), (206, b"bc"))
+        # A read token is not a peer credential.
+        rd = c.post_json("/api/v1/tokens", {"name": "reader-" + uniq(), "scopes": ["read"]})
+        self.assertEqual(rd.status, 201)
+        self.assertError(c.get("/api/v1/replication/events", token=rd.json()["token"]), 403)
+        self.assertError(c.get("/api/v1/replication/events", auth=None), 401)
+
+    def wait_repair(self, c, peer, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (p,) = [x for x in c.status()["peers"] if x["name"] == peer]
+            if p["repair"] and p["repair"]["state"] == "done":
+                return p["repair"]
+            time.sleep(0.05)
+        raise AssertionError("repair did not finish: %r" % p)
+
+    def test_repair_refetches_lost_and_damaged_blobs(self):
+        name = "repair-" + uniq()
+        a, b = os.urandom(3000), os.urandom(5000)
+        pa, pb = ("/repos/libs/%s/1.0/%s" % (name, f) for f in ("a.bin", "b.bin"))
+        self.assertEqual(self.cl[0].put(pa, a).status, 201)
+        self.assertEqual(self.cl[0].put(pb, b).status, 201)
+        self.cl.wait_converged()
+        dc2 = self.cl[1]
+        os.unlink(dc2.blob_path(sha256_hex(a)))            # lost
+        with open(dc2.blob_path(sha256_hex(b)), "r+b") as f:  # damaged, same size
+            f.seek(100)
+            f.write(bytes([b[100] ^ 0xff]))
+        self.assertError(dc2.get(pa), 500, "corrupt_blob")
+        self.assertError(dc2.get(pb), 500, "corrupt_blob")
+        # A size check finds the lost one; the damaged one needs deep.
+        r = dc2.request("POST", "/api/v1/replication/repair?peer=dc1")
+        self.assertEqual(r.status, 202, r)
+        rep = self.wait_repair(dc2, "dc1")
+        self.assertEqual((rep["blobs_bad"], rep["blobs_refetched"], rep["blobs_failed"]),
+                         (1, 1, 0), rep)
+        self.assertEqual(dc2.get(pa).body, a)
+        self.assertError(dc2.get(pb), 500, "corrupt_blob")
+        r = dc2.request("POST", "/api/v1/replication/repair?peer=dc1&deep=true")
+        self.assertEqual(r.status, 202, r)
+        rep = self.wait_repair(dc2, "dc1")
+        self.assertTrue(rep["deep"])
+        self.assertEqual((rep["blobs_bad"], rep["blobs_refetched"]), (1, 1), rep)
+        self.assertGreaterEqual(rep["blobs_checked"], 2)
+        self.assertEqual(dc2.get(pb).body, b)
+        self.assertEqual(dc2.cli("verify", "--data", dc2.data).returncode, 0)
+        self.cl.wait_converged()
+        # What the repair endpoint refuses.
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair"), 400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer="), 400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=nope"), 404)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&deep=maybe"),
+                         400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&x=1"), 400)
+        self.assertError(dc2.get("/api/v1/replication/repair?peer=dc1"), 405)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1",
+                                     token=self.cl.repl_tokens[1]), 403)
+
+    def test_bad_input(self):
+        c = self.cl[0]
+        before = c.digest()
+        for q in ("limit=0", "limit=1001", "after=x", "after=-1", "bogus=1", "limit=1&limit=2"):
+            self.assertError(c.get("/api/v1/replication/events?" + q), 400, msg=q)
+        for bad in ("xyz", "0" * 63, "g" * 64, "0" * 65):
+            self.assertError(c.get("/api/v1/replication/blobs/" + bad), 400, msg=bad)
+        self.assertError(c.get("/api/v1/replication/blobs/" + "0" * 64), 404, "not_found")
+        self.assertError(c.get("/api/v1/replication/nope"), 404, "not_found")
+        self.assertError(c.get("/api/v1/replication?x=1"), 400)
+        self.assertError(c.request("POST", "/api/v1/replication/events", body=b"{}"), 405)
+        self.assertError(c.request("DELETE", "/api/v1/replication"), 405)
+        self.assertEqual(c.digest(), before)
+        self.assertEqual(c.get("/healthz").status, 200)
+
+
+class ThreeCentres(ReplicationBase):
+    def test_relay_through_the_middle_centre(self):
+        # dc1 <-> dc2 <-> dc3: dc1 and dc3 never talk; dc2 relays both ways.
+        cl = Cluster(3, links=[(0, 1), (1, 0), (1, 2), (2, 1)])
+        self.addCleanup(cl.close)
+        files, errors = {}, []
+        threads = [threading.Thread(target=upload_many,
+                                    args=(cl[i], "three%d" % i, 10, random.Random(50 + i),
+                                          files, errors)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        cl.wait_converged()
+        self.assertServesAll(cl, files)
+        # dc3's view of dc1's events came only through dc2.
+        (p,) = cl[2].status()["peers"]
+        self.assertEqual(p["name"], "dc2")
+
+    def test_full_mesh_conflict_and_stage(self):
+        cl = Cluster(3)
+        self.addCleanup(cl.close)
+        name = "mesh-" + uniq()
+        cl.cut()
+        datas = [os.urandom(100 + i) for i in range(3)]
+        for i in range(3):
+            self.assertEqual(cl[i].put("/repos/libs/%s/1.0/x.bin" % name, datas[i]).status, 201)
+        cl.heal()
+        cl.wait_converged()
+        got = {cl[i].get("/repos/libs/%s/1.0/x.bin" % name).body for i in range(3)}
+        self.assertEqual(len(got), 1)
+        for i in range(3):
+            t = cl[i].json("/api/v1/trace/libs/%s/1.0" % name)
+            self.assertEqual(len(t["conflicts"]), 2, t["conflicts"])
+
+
+class KillWhileReceiving(ReplicationBase):
+    def test_sigkill_mid_blob_resumes(self):
+        # dc2 pulls dc1 through a proxy throttled to 16 MB/s: a 48 MiB blob takes ~3 s.
+        cl = Cluster(2)
+        self.addCleanup(cl.close)
+        cl.proxy[(1, 0)].rate = 16 << 20
+        size = 48 << 20
+        data = random.Random(3).randbytes(size)
+        sha = hashlib.sha256(data).hexdigest()
+        path = "/repos/libs/big-%s/1.0/big.bin" % uniq()
+        self.assertEqual(cl[0].put(path, data).status, 201)
+        partial = os.path.join(cl[1].blobs_dir, "partial", sha)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(partial) and os.path.getsize(partial) > (8 << 20):
+                break
+            time.sleep(0.05)
+        got = os.path.getsize(partial)
+        self.assertGreater(got, 8 << 20)
+        self.assertLess(got, size, "the transfer finished before the kill")
+        cl[1].kill()
+        cl[1].start()
+        # Nothing of the blob is visible at dc2 while it is partial.
+        self.assertEqual(cl[1].get(path).status, 404)
+        cl.proxy[(1, 0)].rate = 0
+        cl.wait_converged(timeout=120)
+        r = cl[1].get(path)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(hashlib.sha256(r.body).hexdigest(), sha)
+        (p,) = cl[1].status()["peers"]
+        self.assertGreater(p["bytes_resumed"], 0, p)
+        self.assertLess(p["bytes_fetched"], size, p)  # only the rest travelled again
+        self.assertFalse(os.path.exists(partial))
+
+
+if __name__ == "__main__":
+    unittest.main()
