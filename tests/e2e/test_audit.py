@@ -4,7 +4,8 @@ tree recomputed here with hashlib, signed checkpoints (Ed25519, checked with
 `openssl pkeyutl`), inclusion and consistency proofs verified by an
 independent RFC 9162 verifier written here, this centre's origin tree and
 its signed origin checkpoint (/origins, /origins/checkpoints, readable with
-the replicate scope and nothing else of the audit log is), the scopes each
+the replicate scope and nothing else of the audit log is), the same origin
+roots at two real centres replicating (harness.Cluster), the scopes each
 route needs, a 400/404 for every bad parameter, and tampering: with arcad stopped, the
 test-only tools/arca_tamper alters, deletes and swaps stored events with raw
 RocksDB writes, and both `arcad audit verify --data` and
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import ServerTestCase, ArcaServer, ArcaTestMixin, run_arcad, HERE
+from harness import ServerTestCase, ArcaServer, ArcaTestMixin, Cluster, run_arcad, HERE
 
 TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
     os.path.join(HERE, "..", "..", "build", "tests", "tools", "arca_tamper"))
@@ -497,6 +498,47 @@ class AuditLogTest(AuditMixin, ServerTestCase):
         # Nothing was changed by any of that: the log still verifies.
         rep = self.report(self.srv.get("/api/v1/audit/verify"))
         self.assertIs(rep["ok"], True, rep)
+
+
+class OriginTreesAcrossCentresTest(AuditMixin, unittest.TestCase):
+    """Two real centres replicating (harness.Cluster): each origin's tree is the same at both,
+    though each numbers the events its own way, and each centre's signed origin checkpoint
+    matches the other's copy of its history."""
+
+    def test_origin_roots_equal_after_replication(self):
+        cl = Cluster(2)
+        self.addCleanup(cl.close)
+        for i in range(2):
+            for k in range(7 + 3 * i):
+                r = cl[i].put("/repos/libs/o%d/1.%d/f%d.bin" % (i, k // 3, k), os.urandom(30 + k))
+                self.assertEqual(r.status, 201, repr(r))
+        cl.wait_converged()
+        views = [{o["origin"]: o for o in cl[i].json("/api/v1/audit/origins")["origins"]}
+                 for i in range(2)]
+        self.assertEqual(set(views[0]), {"dc1", "dc2"})
+        self.assertEqual(set(views[1]), {"dc1", "dc2"})
+        for origin in ("dc1", "dc2"):
+            a, b = views[0][origin], views[1][origin]
+            self.assertEqual((a["events"], a["root"]), (b["events"], b["root"]), origin)
+            self.assertIs(a["self"], origin == "dc1")
+            self.assertIs(b["self"], origin == "dc2")
+        # Recomputed from each centre's own NDJSON: the same leaves, from different logs.
+        for i in range(2):
+            lines = self.read_log(srv=cl[i], limit=1000)[0]
+            for origin in ("dc1", "dc2"):
+                mine = [l for l in lines if json.loads(l)["origin"] == origin]
+                self.assertEqual([json.loads(l)["origin_seq"] for l in mine],
+                                 list(range(1, len(mine) + 1)))
+                self.assertEqual(mth([origin_leaf(l) for l in mine]).hex(),
+                                 views[i][origin]["root"], (i, origin))
+        # Each centre signs its own history; the other holds exactly that history.
+        for i in range(2):
+            cp = cl[i].json("/api/v1/audit/origins/checkpoints")[0]
+            other = views[1 - i][cp["origin"]]
+            self.assertEqual((cp["size"], cp["root"]), (other["events"], other["root"]))
+            rep = self.report(cl[i].get("/api/v1/audit/verify"))
+            self.assertIs(rep["ok"], True, rep)
+            self.assertEqual(rep["origin_count"], 2)
 
 
 class AuditTamperTest(AuditMixin, unittest.TestCase):
