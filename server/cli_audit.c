@@ -1,7 +1,10 @@
 /*
  * `arcad audit verify [--checkpoint FILE] --data DIR`: re-derives the audit
  * log from the stored events (storage/audit.h: audit_verify) and says OK or
- * names the first event that was altered, removed or reordered.  It opens the
+ * names the first event that was altered, removed or reordered.  Every
+ * origin's tree is re-derived too and checked against the latest checkpoint
+ * this centre accepted from that origin; a mismatch names the origin and,
+ * where the events show it, the origin_seq.  It opens the
  * index read-only, like `arcad verify`, so it runs beside a live server (it
  * then sees the log as of its start).
  *
@@ -37,8 +40,14 @@ static int load_checkpoint(const char *file, struct audit_checkpoint *cp)
         return rc;
     }
     rc = audit_checkpoint_parse(text, len, cp, &why);
-    if (rc != 0)
+    if (rc != 0) {
         fprintf(stderr, "arcad audit verify: %s is not a checkpoint: %s\n", file, why);
+    } else if (cp->tree != AUDIT_TREE_LOCAL) {
+        /* Origin checkpoints are accepted from peers and checked on every verify. */
+        fprintf(stderr, "arcad audit verify: %s is a checkpoint of origin %s's tree, not of this "
+                        "log (GET /api/v1/audit/checkpoint gives those)\n", file, cp->origin);
+        rc = ARCA_E_INVALID;
+    }
     free(text);
     return rc;
 }
@@ -98,10 +107,16 @@ int cli_audit(const struct arca_config *cfg, const char *sub, const char *checkp
     fflush(stdout);
     free(text);
     if (rep->ok) {
+        size_t checked = 0;
+        for (size_t i = 0; i < rep->norigins; i++)
+            checked += rep->origins[i].verified == 1;
         hex_encode(rep->root, AUDIT_HASH_LEN, root);
-        fprintf(stderr, "arcad audit verify: OK: %llu events, root %s%s\n",
+        fprintf(stderr, "arcad audit verify: OK: %llu events, root %s%s; %llu origin%s, %zu "
+                        "matching %s signed checkpoint%s\n",
                 (unsigned long long)rep->size, root,
-                checkpoint_file ? ", extends the checkpoint" : "");
+                checkpoint_file ? ", extends the checkpoint" : "",
+                (unsigned long long)rep->origin_count, rep->origin_count == 1 ? "" : "s", checked,
+                checked == 1 ? "its" : "their", checked == 1 ? "" : "s");
         status = 0;
     } else {
         const struct audit_problem *p = &rep->problems[0];
@@ -110,6 +125,10 @@ int cli_audit(const struct arca_config *cfg, const char *sub, const char *checkp
                 p->kind);
         if (p->seq)
             fprintf(stderr, " at event %llu", (unsigned long long)p->seq);
+        if (p->origin[0] && p->origin_seq)
+            fprintf(stderr, " (origin %s #%llu)", p->origin, (unsigned long long)p->origin_seq);
+        else if (p->origin[0])
+            fprintf(stderr, " (origin %s)", p->origin);
         fprintf(stderr, ": %s\n", p->message);
         status = 1;
     }

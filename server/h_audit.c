@@ -6,17 +6,23 @@
  *   GET /api/v1/audit/proof?seq=N[&size=M]       inclusion proof of event N in the tree of size M
  *   GET /api/v1/audit/consistency?first=M[&second=N]  consistency proof between two sizes
  *   GET /api/v1/audit/verify                     re-derives everything from the stored events
+ *   GET /api/v1/audit/origins                    every origin's tree here and its accepted checkpoint
+ *   GET /api/v1/audit/origins/checkpoints        this centre's signed origin checkpoint, then the
+ *                                                latest accepted of every other origin
  *
  * Reading needs the read scope not tied to a repository (read without "@", or
- * admin): the log names every repository.  verify scans the whole log (O(n))
- * and needs admin, so that a reader cannot make the server do that work; it
- * runs on the I/O pool.  The other routes read one page or O(log n) nodes and
- * run inline, as the metadata listings do.  Every parameter is checked: an
- * unknown, repeated or malformed one is a 400 naming it; a size beyond the
- * log is a 404.
+ * admin): the log names every repository.  /origins/checkpoints is what a
+ * replication peer fetches, so the replicate scope reads it too (and nothing
+ * else here): it names no repository, only origins, sizes and roots.  verify
+ * scans the whole log (O(n)) and needs admin, so that a reader cannot make
+ * the server do that work; it runs on the I/O pool.  The other routes read
+ * one page or O(log n) nodes (per origin) and run inline, as the metadata
+ * listings do.  Every parameter is checked: an unknown, repeated or malformed
+ * one is a 400 naming it; a size beyond the log is a 404.
  */
 #include "arca_err.h"
 #include "audit.h"
+#include "auth.h"
 #include "log.h"
 #include "repo.h"
 #include "server_int.h"
@@ -322,6 +328,40 @@ static void consistency(struct conn *c)
                         hex_json(r2), "proof", hash_list(prf, n)));
 }
 
+/* ---- GET /api/v1/audit/origins[/checkpoints] --------------------------------------------- */
+
+static void origins(struct conn *c)
+{
+    struct params p = {.n = 0};
+    json_t *body = NULL;
+    if (!parse_params(c, &p))
+        return;
+    int rc = audit_origins(conn_server(c)->db, &body);
+    if (rc != 0) {
+        storage_error(c, "reading the origins' trees", rc);
+        return;
+    }
+    resp_start(c, 200);
+    resp_header(c, "Cache-Control", "no-store");
+    resp_finish_json(c, body);
+}
+
+static void origin_checkpoints(struct conn *c)
+{
+    struct params p = {.n = 0};
+    json_t *body = NULL;
+    if (!parse_params(c, &p))
+        return;
+    int rc = audit_origin_checkpoints(conn_server(c)->db, conn_server(c)->signer, &body);
+    if (rc != 0) {
+        storage_error(c, "signing this centre's origin checkpoint", rc);
+        return;
+    }
+    resp_start(c, 200);
+    resp_header(c, "Cache-Control", "no-store");
+    resp_finish_json(c, body);
+}
+
 /* ---- GET /api/v1/audit/verify (I/O pool) --------------------------------------------------- */
 
 struct verify_req {
@@ -386,7 +426,16 @@ static void audit_headers(struct conn *c)
     static const char base[] = "/api/v1/audit";
     const char *sub = conn_path(c) + sizeof(base) - 1;
     size_t len = conn_path_len(c) - (sizeof(base) - 1);
-    if (reject_unless_get(c) || !conn_authorize(c, "read", NULL))
+    if (reject_unless_get(c))
+        return;
+    if (len == 20 && memcmp(sub, "/origins/checkpoints", 20) == 0) {
+        /* A peer's replicate credential, or a reader's. */
+        if (auth_allows(conn_server(c)->auth, conn_principal(c), "replicate", NULL) ||
+            conn_authorize(c, "read", NULL))
+            origin_checkpoints(c);
+        return;
+    }
+    if (!conn_authorize(c, "read", NULL))
         return;
     if (len == 0)
         audit_list_events(c);
@@ -398,9 +447,12 @@ static void audit_headers(struct conn *c)
         consistency(c);
     else if (len == 7 && memcmp(sub, "/verify", 7) == 0)
         verify(c);
+    else if (len == 8 && memcmp(sub, "/origins", 8) == 0)
+        origins(c);
     else
         resp_error(c, 404, "not_found", NULL, "no such audit endpoint (/api/v1/audit, "
-                   "/checkpoint, /proof, /consistency, /verify)");
+                   "/checkpoint, /proof, /consistency, /verify, /origins, "
+                   "/origins/checkpoints)");
 }
 
 const struct handler audit_handler = {

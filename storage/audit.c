@@ -1,46 +1,42 @@
 /*
- * The audit log's Merkle tree (RFC 6962 / RFC 9162) over the event log, its
- * proofs, and verification.  Checkpoint signing is in audit_sign.c.
+ * The audit log's Merkle trees (RFC 6962 / RFC 9162) and their proofs.
+ * Verification is in audit_verify.c, checkpoint signing in audit_sign.c,
+ * origin checkpoints in audit_origin.c.
  *
- * Stored nodes (cf merkle): every perfect subtree that is complete, keyed by
- * level (1 byte; 0 = leaves) and BE64 index within the level, so node
- * (L, i) covers leaves [i * 2^L, (i + 1) * 2^L).  A node never changes once
- * written: appending a leaf only adds the nodes it completes.  The root of
- * any size n is the right fold of the perfect subtrees of n's binary
+ * Two kinds of tree share this code (audit_int.h, struct mtree): the local
+ * tree over this centre's log (cf merkle), and one tree per origin over that
+ * origin's events in origin_seq order (cf omerkle), whose leaves are the
+ * origin-canonical records, the same bytes at every centre.
+ *
+ * Stored nodes: every perfect subtree that is complete, keyed by the tree's
+ * prefix, level (1 byte; 0 = leaves) and BE64 index within the level, so
+ * node (L, i) covers leaves [i * 2^L, (i + 1) * 2^L).  A node never changes
+ * once written: appending a leaf only adds the nodes it completes.  The root
+ * of any size n is the right fold of the perfect subtrees of n's binary
  * decomposition, and a proof needs one such subtree per level: O(log n)
  * point reads, and readers need no lock (a node they read is final).
  */
-#include "audit.h"
-#include "repo_int.h"
+#include "audit_int.h"
 
 #include "arca_err.h"
 #include "log.h"
 #include "util.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NODE_KEY_LEN 9
-#define LEVELS 64
-/* Events per write batch while building the tree over an old log. */
+#define NODE_KEY_MAX (AUDIT_ORIGIN_MAX + 2 + 9)
+#define LEVELS MTREE_LEVELS
+/* Events per write batch while building a tree over an old log. */
 #define CATCH_UP_BATCH 4096
-
-static const char size_key[] = "size";
-
-/* Reads go through a reader: the index's own options, or a snapshot's (verify). */
-struct reader {
-    repo_db *db;
-    const rocksdb_readoptions_t *ro;
-};
 
 /* ---- hashing ---------------------------------------------------------------- */
 
-static void sha256_parts(const void *a, size_t alen, const void *b, size_t blen, const void *c,
+void audit_sha256_parts(const void *a, size_t alen, const void *b, size_t blen, const void *c,
                          size_t clen, uint8_t out[AUDIT_HASH_LEN])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -57,19 +53,19 @@ static void sha256_parts(const void *a, size_t alen, const void *b, size_t blen,
 void audit_hash_leaf(const void *data, size_t len, uint8_t out[AUDIT_HASH_LEN])
 {
     static const uint8_t zero = 0x00;
-    sha256_parts(&zero, 1, data, len, NULL, 0, out);
+    audit_sha256_parts(&zero, 1, data, len, NULL, 0, out);
 }
 
 void audit_hash_children(const uint8_t left[AUDIT_HASH_LEN], const uint8_t right[AUDIT_HASH_LEN],
                          uint8_t out[AUDIT_HASH_LEN])
 {
     static const uint8_t one = 0x01;
-    sha256_parts(&one, 1, left, AUDIT_HASH_LEN, right, AUDIT_HASH_LEN, out);
+    audit_sha256_parts(&one, 1, left, AUDIT_HASH_LEN, right, AUDIT_HASH_LEN, out);
 }
 
-static void empty_root(uint8_t out[AUDIT_HASH_LEN])
+void audit_empty_root(uint8_t out[AUDIT_HASH_LEN])
 {
-    sha256_parts("", 0, NULL, 0, NULL, 0, out);
+    audit_sha256_parts("", 0, NULL, 0, NULL, 0, out);
 }
 
 /* The largest power of two strictly below n (n >= 2): RFC 6962's split point k. */
@@ -78,24 +74,99 @@ static uint64_t split_point(uint64_t n)
     return 1ull << (63 - __builtin_clzll(n - 1));
 }
 
+/* ---- the origin-canonical form ------------------------------------------------ */
+
+/* A stored record's origin (1..AUDIT_ORIGIN_MAX bytes, no NUL) and origin_seq (>= 1). */
+bool origin_fields(json_t *rec, char origin[AUDIT_ORIGIN_MAX + 1], uint64_t *origin_seq)
+{
+    json_t *o = json_object_get(rec, "origin"), *s = json_object_get(rec, "origin_seq");
+    size_t n = json_string_length(o);
+    if (!json_is_string(o) || n == 0 || n > AUDIT_ORIGIN_MAX ||
+        strlen(json_string_value(o)) != n || !json_is_integer(s) || json_integer_value(s) < 1)
+        return false;
+    memcpy(origin, json_string_value(o), n + 1);
+    *origin_seq = (uint64_t)json_integer_value(s);
+    return true;
+}
+
+int origin_canonical_json(json_t *rec, char **canon, char origin[AUDIT_ORIGIN_MAX + 1],
+                          uint64_t *origin_seq)
+{
+    *canon = NULL;
+    if (!json_is_object(rec) || !origin_fields(rec, origin, origin_seq))
+        return ARCA_E_INVALID;
+    /* What the receiving centre changes; everything else it keeps as the origin wrote it. */
+    json_object_del(rec, "seq");
+    json_object_del(rec, "prev");
+    json_object_del(rec, "hash");
+    *canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    return *canon ? 0 : -ENOMEM;
+}
+
+int audit_origin_canonical(const char *rec, size_t len, char **canon,
+                           char origin[AUDIT_ORIGIN_MAX + 1], uint64_t *origin_seq)
+{
+    json_t *o = json_loadb(rec, len, 0, NULL);
+    int rc = origin_canonical_json(o, canon, origin, origin_seq);
+    json_decref(o);
+    return rc;
+}
+
+/* ---- where a tree lives --------------------------------------------------------- */
+
+void mtree_local(struct mtree *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->cf = CF_MERKLE;
+    memcpy(t->size_key, "size", 4);
+    t->sklen = 4;
+}
+
+int mtree_origin(struct mtree *t, const char *origin)
+{
+    size_t n = origin ? strlen(origin) : 0;
+    memset(t, 0, sizeof(*t));
+    if (n == 0 || n > AUDIT_ORIGIN_MAX)
+        return ARCA_E_INVALID;
+    t->cf = CF_OMERKLE;
+    t->prefix[0] = 'n';
+    memcpy(t->prefix + 1, origin, n);
+    t->plen = n + 2; /* with the NUL separator: no origin's prefix is another's */
+    t->size_key[0] = 's';
+    memcpy(t->size_key + 1, origin, n);
+    t->sklen = n + 1;
+    return 0;
+}
+
+/* For log lines: "the Merkle tree" or "origin X's Merkle tree". */
+static const char *tree_name(const struct mtree *t, char buf[AUDIT_ORIGIN_MAX + 32])
+{
+    if (t->cf == CF_MERKLE)
+        return "the Merkle tree";
+    snprintf(buf, AUDIT_ORIGIN_MAX + 32, "origin %s's Merkle tree", t->size_key + 1);
+    return buf;
+}
+
 /* ---- stored nodes ------------------------------------------------------------ */
 
-static void node_key(uint8_t key[NODE_KEY_LEN], unsigned level, uint64_t index)
+static size_t node_key(const struct mtree *t, uint8_t key[NODE_KEY_MAX], unsigned level,
+                       uint64_t index)
 {
-    key[0] = (uint8_t)level;
-    put_be64(key + 1, index);
+    memcpy(key, t->prefix, t->plen);
+    key[t->plen] = (uint8_t)level;
+    put_be64(key + t->plen + 1, index);
+    return t->plen + 9;
 }
 
 /* 0, ARCA_E_NOTFOUND, ARCA_E_CORRUPT (a value of the wrong length), ARCA_E_DB. */
-static int node_get(const struct reader *r, unsigned level, uint64_t index,
+int mtree_node(const struct reader *r, unsigned level, uint64_t index,
                     uint8_t out[AUDIT_HASH_LEN])
 {
-    uint8_t key[NODE_KEY_LEN];
+    uint8_t key[NODE_KEY_MAX];
     char *err = NULL;
-    size_t len = 0;
-    node_key(key, level, index);
-    char *v = rocksdb_get_cf(r->db->db, r->ro, r->db->cf[CF_MERKLE], (const char *)key,
-                             sizeof(key), &len, &err);
+    size_t len = 0, klen = node_key(r->t, key, level, index);
+    char *v = rocksdb_get_cf(r->db->db, r->ro, r->db->cf[r->t->cf], (const char *)key, klen,
+                             &len, &err);
     if (err)
         return db_error("get merkle node", err);
     if (!v)
@@ -113,21 +184,22 @@ static int node_get(const struct reader *r, unsigned level, uint64_t index,
 static int node_need(const struct reader *r, unsigned level, uint64_t index,
                      uint8_t out[AUDIT_HASH_LEN])
 {
-    int rc = node_get(r, level, index, out);
+    char name[AUDIT_ORIGIN_MAX + 32];
+    int rc = mtree_node(r, level, index, out);
     if (rc == ARCA_E_NOTFOUND || rc == ARCA_E_CORRUPT) {
-        LOG_E("audit: Merkle node (level %u, index %llu) is %s", level,
+        LOG_E("audit: a node of %s (level %u, index %llu) is %s", tree_name(r->t, name), level,
               (unsigned long long)index, rc == ARCA_E_NOTFOUND ? "missing" : "malformed");
         rc = ARCA_E_CORRUPT;
     }
     return rc;
 }
 
-static int tree_size(const struct reader *r, uint64_t *size)
+int mtree_size(const struct reader *r, uint64_t *size)
 {
-    char *err = NULL;
+    char *err = NULL, name[AUDIT_ORIGIN_MAX + 32];
     size_t len = 0;
-    char *v = rocksdb_get_cf(r->db->db, r->ro, r->db->cf[CF_MERKLE], size_key,
-                             sizeof(size_key) - 1, &len, &err);
+    char *v = rocksdb_get_cf(r->db->db, r->ro, r->db->cf[r->t->cf], r->t->size_key, r->t->sklen,
+                             &len, &err);
     if (err)
         return db_error("get merkle size", err);
     *size = 0;
@@ -137,7 +209,7 @@ static int tree_size(const struct reader *r, uint64_t *size)
     if (len == 8) {
         *size = get_be64((const uint8_t *)v);
     } else {
-        LOG_E("audit: the Merkle tree's size record is malformed");
+        LOG_E("audit: the size record of %s is malformed", tree_name(r->t, name));
         rc = ARCA_E_CORRUPT;
     }
     rocksdb_free(v);
@@ -173,19 +245,21 @@ static int range_hash(const struct reader *r, uint64_t a, uint64_t b, uint8_t ou
  * the leaf node, then each perfect subtree it completes.  The left siblings
  * come from fr (the tree's frontier: fr[L] is the perfect subtree at level L
  * when bit L of index is set; updated here) or, when fr is NULL, from the
- * stored nodes, which earlier batches wrote.
+ * stored nodes, which earlier batches wrote.  top (may be NULL) receives the
+ * largest subtree completed: the one ending at the new leaf.
  */
-static int append_leaf(repo_db *db, rocksdb_writebatch_t *b, uint64_t index,
-                       const uint8_t leaf[AUDIT_HASH_LEN], uint8_t (*fr)[AUDIT_HASH_LEN])
+static int append_leaf(repo_db *db, rocksdb_writebatch_t *b, const struct mtree *t,
+                       uint64_t index, const uint8_t leaf[AUDIT_HASH_LEN],
+                       uint8_t (*fr)[AUDIT_HASH_LEN], uint8_t top[AUDIT_HASH_LEN])
 {
-    struct reader r = {db, db->ropts};
-    uint8_t h[AUDIT_HASH_LEN], left[AUDIT_HASH_LEN], key[NODE_KEY_LEN];
+    struct reader r = {db, db->ropts, t};
+    uint8_t h[AUDIT_HASH_LEN], left[AUDIT_HASH_LEN], key[NODE_KEY_MAX];
     unsigned level = 0;
     uint64_t i = index;
+    size_t klen = node_key(t, key, 0, i);
     memcpy(h, leaf, AUDIT_HASH_LEN);
-    node_key(key, 0, i);
-    rocksdb_writebatch_put_cf(b, db->cf[CF_MERKLE], (const char *)key, sizeof(key),
-                              (const char *)h, AUDIT_HASH_LEN);
+    rocksdb_writebatch_put_cf(b, db->cf[t->cf], (const char *)key, klen, (const char *)h,
+                              AUDIT_HASH_LEN);
     while (i & 1) {
         if (fr) {
             memcpy(left, fr[level], AUDIT_HASH_LEN);
@@ -197,31 +271,118 @@ static int append_leaf(repo_db *db, rocksdb_writebatch_t *b, uint64_t index,
         audit_hash_children(left, h, h);
         level++;
         i >>= 1;
-        node_key(key, level, i);
-        rocksdb_writebatch_put_cf(b, db->cf[CF_MERKLE], (const char *)key, sizeof(key),
-                                  (const char *)h, AUDIT_HASH_LEN);
+        klen = node_key(t, key, level, i);
+        rocksdb_writebatch_put_cf(b, db->cf[t->cf], (const char *)key, klen, (const char *)h,
+                                  AUDIT_HASH_LEN);
     }
     if (fr)
         memcpy(fr[level], h, AUDIT_HASH_LEN);
+    if (top)
+        memcpy(top, h, AUDIT_HASH_LEN);
     return 0;
 }
 
-static void stage_size(repo_db *db, rocksdb_writebatch_t *b, uint64_t size)
+static void stage_size(repo_db *db, rocksdb_writebatch_t *b, const struct mtree *t,
+                       uint64_t size)
 {
     uint8_t v[8];
     put_be64(v, size);
-    rocksdb_writebatch_put_cf(b, db->cf[CF_MERKLE], size_key, sizeof(size_key) - 1,
-                              (const char *)v, sizeof(v));
+    rocksdb_writebatch_put_cf(b, db->cf[t->cf], t->size_key, t->sklen, (const char *)v,
+                              sizeof(v));
+}
+
+/*
+ * The root of a tree of n leaves whose last completed subtree (top, ending
+ * at leaf n - 1) is still in a batch: top folded with the stored perfect
+ * subtrees to its left.
+ */
+static int root_after_append(const struct reader *r, uint64_t n,
+                             const uint8_t top[AUDIT_HASH_LEN], uint8_t root[AUDIT_HASH_LEN])
+{
+    uint8_t left[AUDIT_HASH_LEN];
+    memcpy(root, top, AUDIT_HASH_LEN);
+    for (unsigned level = (unsigned)__builtin_ctzll(n) + 1; level < LEVELS; level++) {
+        if (!(n >> level & 1))
+            continue;
+        uint64_t start = level + 1 < LEVELS ? n >> (level + 1) << (level + 1) : 0;
+        int rc = node_need(r, level, start >> level, left);
+        if (rc != 0)
+            return rc;
+        audit_hash_children(left, root, root);
+    }
+    return 0;
+}
+
+/*
+ * An event of another origin completed that origin's tree up to the size of
+ * its accepted checkpoint: the checkpoint that could not be checked when it
+ * came is checked now.  A mismatch does not stop the event (the log must keep
+ * relaying that origin); it is logged, and GET /api/v1/audit/origins and
+ * verify report it.
+ */
+static void check_arrival(repo_db *db, const struct reader *r, const char *origin,
+                          uint64_t origin_seq, const uint8_t top[AUDIT_HASH_LEN])
+{
+    struct ocp_record rec;
+    uint8_t root[AUDIT_HASH_LEN];
+    char got[65], want[65];
+    bool found = false;
+    struct reader plain = {db, db->ropts, NULL};
+    if (ocp_get(&plain, origin, &rec, &found) != 0 || !found || rec.cp.size != origin_seq)
+        return;
+    if (root_after_append(r, origin_seq, top, root) != 0)
+        return;
+    if (memcmp(root, rec.cp.root, AUDIT_HASH_LEN) == 0) {
+        LOG_I("audit: origin %s's first %llu events here match its signed checkpoint",
+              origin, (unsigned long long)origin_seq);
+        return;
+    }
+    hex_encode(root, AUDIT_HASH_LEN, got);
+    hex_encode(rec.cp.root, AUDIT_HASH_LEN, want);
+    LOG_E("audit: origin %s's first %llu events here have root %.16s..., its signed checkpoint "
+          "(key %s) says %.16s...: that origin's history differs here (see GET "
+          "/api/v1/audit/origins and `arcad audit verify`)", origin,
+          (unsigned long long)origin_seq, got, rec.cp.key_id, want);
 }
 
 int merkle_stage(repo_db *db, rocksdb_writebatch_t *b, uint64_t seq, const char *rec, size_t len)
 {
-    uint8_t leaf[AUDIT_HASH_LEN];
+    struct mtree local, ot;
+    uint8_t leaf[AUDIT_HASH_LEN], top[AUDIT_HASH_LEN];
+    char origin[AUDIT_ORIGIN_MAX + 1], *canon = NULL;
+    uint64_t origin_seq = 0, osize = 0;
+    mtree_local(&local);
     audit_hash_leaf(rec, len, leaf);
-    int rc = append_leaf(db, b, seq - 1, leaf, NULL);
-    if (rc == 0)
-        stage_size(db, b, seq);
-    return rc;
+    int rc = append_leaf(db, b, &local, seq - 1, leaf, NULL, NULL);
+    if (rc != 0)
+        return rc;
+    stage_size(db, b, &local, seq);
+
+    /* The same event as a leaf of its origin's tree, at index origin_seq - 1. */
+    if ((rc = audit_origin_canonical(rec, len, &canon, origin, &origin_seq)) != 0) {
+        if (rc == ARCA_E_INVALID)
+            LOG_E("audit: event %llu has no origin or origin_seq", (unsigned long long)seq);
+        return rc;
+    }
+    audit_hash_leaf(canon, strlen(canon), leaf);
+    free(canon);
+    if ((rc = mtree_origin(&ot, origin)) != 0)
+        return rc;
+    struct reader r = {db, db->ropts, &ot};
+    if ((rc = mtree_size(&r, &osize)) != 0)
+        return rc;
+    if (osize != origin_seq - 1) {
+        LOG_E("audit: origin %s's Merkle tree holds %llu events but event %llu is its number "
+              "%llu; the index was altered (run `arcad audit verify`)", origin,
+              (unsigned long long)osize, (unsigned long long)seq, (unsigned long long)origin_seq);
+        return ARCA_E_CORRUPT;
+    }
+    if ((rc = append_leaf(db, b, &ot, origin_seq - 1, leaf, NULL, top)) != 0)
+        return rc;
+    stage_size(db, b, &ot, origin_seq);
+    if (strcmp(origin, db->centre) != 0)
+        check_arrival(db, &r, origin, origin_seq, top);
+    return 0;
 }
 
 /* Loads the frontier of a tree of size leaves from its stored nodes. */
@@ -238,15 +399,17 @@ static int frontier_load(const struct reader *r, uint64_t size, uint8_t (*fr)[AU
     return 0;
 }
 
-int merkle_catch_up(repo_db *db)
+static int local_catch_up(repo_db *db)
 {
-    struct reader r = {db, db->ropts};
+    struct mtree t;
+    mtree_local(&t);
+    struct reader r = {db, db->ropts, &t};
     uint64_t size = 0, events = db->ctr.next_seq - 1, pending = 0;
     uint8_t fr[LEVELS][AUDIT_HASH_LEN];
     rocksdb_iterator_t *it = NULL;
     rocksdb_writebatch_t *b = NULL;
     char *err = NULL;
-    int rc = tree_size(&r, &size);
+    int rc = mtree_size(&r, &size);
     if (rc != 0 || size == events)
         return rc;
     if (size > events) {
@@ -276,11 +439,11 @@ int merkle_catch_up(repo_db *db)
             goto out;
         }
         audit_hash_leaf(v, vl, leaf);
-        if ((rc = append_leaf(db, b, size, leaf, fr)) != 0)
+        if ((rc = append_leaf(db, b, &t, size, leaf, fr, NULL)) != 0)
             goto out;
         size++;
         if (++pending == CATCH_UP_BATCH || size == events) {
-            stage_size(db, b, size);
+            stage_size(db, b, &t, size);
             rocksdb_write(db->db, db->wopts, b, &err);
             if (err) {
                 rc = db_error("write merkle nodes", err);
@@ -310,41 +473,230 @@ out:
     return rc;
 }
 
-/* ---- roots and proofs ------------------------------------------------------------ */
-
-int audit_size(repo_db *db, uint64_t *size)
+/*
+ * Whether the per-origin trees need building: each origin's tree must hold
+ * exactly the events cf origins says were applied from it.  *behind when one
+ * holds fewer (a data directory from before per-origin trees, or a build cut
+ * short); ARCA_E_CORRUPT when one holds more.
+ */
+static int origin_trees_behind(repo_db *db, bool *behind)
 {
-    struct reader r = {db, db->ropts};
-    return tree_size(&r, size);
+    char *err = NULL;
+    int rc = 0;
+    *behind = false;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[CF_ORIGINS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == 0;
+         rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        char origin[AUDIT_ORIGIN_MAX + 1];
+        struct mtree t;
+        uint64_t size = 0;
+        if (kl == 0 || kl > AUDIT_ORIGIN_MAX || memchr(k, '\0', kl) || vl != 8)
+            continue; /* not a record apply wrote: verify is the place to say so */
+        memcpy(origin, k, kl);
+        origin[kl] = '\0';
+        uint64_t last = get_be64((const uint8_t *)v);
+        mtree_origin(&t, origin);
+        struct reader r = {db, db->ropts, &t};
+        if ((rc = mtree_size(&r, &size)) != 0)
+            break;
+        if (size > last) {
+            LOG_E("audit: origin %s's Merkle tree covers %llu events but %llu were applied from "
+                  "it; the index was altered (run `arcad audit verify`)", origin,
+                  (unsigned long long)size, (unsigned long long)last);
+            rc = ARCA_E_CORRUPT;
+        } else if (size < last) {
+            *behind = true;
+        }
+    }
+    if (rc == 0) {
+        rocksdb_iter_get_error(it, &err);
+        if (err)
+            rc = db_error("iterate origins", err);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
 }
 
-static int root_at(const struct reader *r, uint64_t size, uint8_t root[AUDIT_HASH_LEN])
+/* One origin's tree while the per-origin trees are built. */
+struct build_tree {
+    struct mtree t;
+    uint64_t size;
+    bool staged;                      /* size changed since the last write */
+    uint8_t fr[LEVELS][AUDIT_HASH_LEN];
+};
+
+static struct build_tree *build_find(struct build_tree ***trees, size_t *n, const char *origin)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*trees)[i]->t.size_key + 1, origin) == 0)
+            return (*trees)[i];
+    struct build_tree **more = realloc(*trees, (*n + 1) * sizeof(**trees));
+    if (!more)
+        return NULL;
+    *trees = more;
+    struct build_tree *bt = calloc(1, sizeof(*bt));
+    if (!bt)
+        return NULL;
+    mtree_origin(&bt->t, origin);
+    more[(*n)++] = bt;
+    return bt;
+}
+
+static int build_write(repo_db *db, rocksdb_writebatch_t *b, struct build_tree **trees, size_t n)
+{
+    char *err = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (trees[i]->staged) {
+            stage_size(db, b, &trees[i]->t, trees[i]->size);
+            trees[i]->staged = false;
+        }
+    rocksdb_write(db->db, db->wopts, b, &err);
+    rocksdb_writebatch_clear(b);
+    return err ? db_error("write per-origin merkle nodes", err) : 0;
+}
+
+/*
+ * Builds every origin's tree from the stored events (one pass over the log).
+ * Nodes depend only on the events, so rebuilding over a partial earlier build
+ * rewrites the same bytes; sizes are written with each batch, so a build cut
+ * short is taken up again at the next start.
+ */
+static int origin_catch_up(repo_db *db)
+{
+    struct build_tree **trees = NULL;
+    size_t ntrees = 0;
+    uint64_t pending = 0, built = 0;
+    bool behind = false;
+    char *err = NULL;
+    rocksdb_iterator_t *it = NULL;
+    rocksdb_writebatch_t *b = NULL;
+    int rc = origin_trees_behind(db, &behind);
+    if (rc != 0 || !behind)
+        return rc;
+    LOG_W("audit: building the per-origin Merkle trees over the %llu events of the log (a log "
+          "from before per-origin trees)", (unsigned long long)db->ctr.next_seq - 1);
+    it = rocksdb_create_iterator_cf(db->db, db->ropts, db->cf[CF_EVENTS]);
+    b = rocksdb_writebatch_create();
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        char origin[AUDIT_ORIGIN_MAX + 1], *canon = NULL;
+        uint64_t origin_seq = 0, seq = kl == 8 ? get_be64((const uint8_t *)k) : 0;
+        uint8_t leaf[AUDIT_HASH_LEN];
+        if (kl != 8)
+            continue; /* not a key apply wrote (verify reports it) */
+        if ((rc = audit_origin_canonical(v, vl, &canon, origin, &origin_seq)) != 0) {
+            if (rc == ARCA_E_INVALID) {
+                LOG_E("audit: event %llu has no origin or origin_seq; not building the "
+                      "per-origin trees (run `arcad audit verify`)", (unsigned long long)seq);
+                rc = ARCA_E_CORRUPT;
+            }
+            goto out;
+        }
+        audit_hash_leaf(canon, strlen(canon), leaf);
+        free(canon);
+        struct build_tree *bt = build_find(&trees, &ntrees, origin);
+        if (!bt) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if (origin_seq != bt->size + 1) {
+            LOG_E("audit: event %llu is origin %s's number %llu, but %llu of its events came "
+                  "before it; not building its tree over a gap (run `arcad audit verify`)",
+                  (unsigned long long)seq, origin, (unsigned long long)origin_seq,
+                  (unsigned long long)bt->size);
+            rc = ARCA_E_CORRUPT;
+            goto out;
+        }
+        if ((rc = append_leaf(db, b, &bt->t, bt->size, leaf, bt->fr, NULL)) != 0)
+            goto out;
+        bt->size++;
+        bt->staged = true;
+        built++;
+        if (++pending == CATCH_UP_BATCH) {
+            if ((rc = build_write(db, b, trees, ntrees)) != 0)
+                goto out;
+            pending = 0;
+        }
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err) {
+        rc = db_error("iterate events", err);
+        goto out;
+    }
+    if ((rc = build_write(db, b, trees, ntrees)) != 0)
+        goto out;
+    /* Every origin cf origins names must now be whole. */
+    if ((rc = origin_trees_behind(db, &behind)) == 0 && behind) {
+        LOG_E("audit: the log lacks events cf origins says were applied; the per-origin trees "
+              "cannot be completed (run `arcad audit verify`)");
+        rc = ARCA_E_CORRUPT;
+        goto out;
+    }
+    LOG_I("audit: the per-origin Merkle trees of %zu origin(s) now cover all %llu events", ntrees,
+          (unsigned long long)built);
+out:
+    for (size_t i = 0; i < ntrees; i++)
+        free(trees[i]);
+    free(trees);
+    if (b)
+        rocksdb_writebatch_destroy(b);
+    if (it)
+        rocksdb_iter_destroy(it);
+    return rc;
+}
+
+int merkle_catch_up(repo_db *db)
+{
+    int rc = local_catch_up(db);
+    return rc == 0 ? origin_catch_up(db) : rc;
+}
+
+/* ---- roots and proofs ------------------------------------------------------------ */
+
+int mtree_root(const struct reader *r, uint64_t size, uint8_t root[AUDIT_HASH_LEN])
 {
     uint64_t have = 0;
-    int rc = tree_size(r, &have);
+    int rc = mtree_size(r, &have);
     if (rc != 0)
         return rc;
     if (size > have)
         return ARCA_E_NOTFOUND;
     if (size == 0) {
-        empty_root(root);
+        audit_empty_root(root);
         return 0;
     }
     return range_hash(r, 0, size, root);
 }
 
+int audit_size(repo_db *db, uint64_t *size)
+{
+    struct mtree t;
+    mtree_local(&t);
+    struct reader r = {db, db->ropts, &t};
+    return mtree_size(&r, size);
+}
+
 int audit_root(repo_db *db, uint64_t size, uint8_t root[AUDIT_HASH_LEN])
 {
-    struct reader r = {db, db->ropts};
-    return root_at(&r, size, root);
+    struct mtree t;
+    mtree_local(&t);
+    struct reader r = {db, db->ropts, &t};
+    return mtree_root(&r, size, root);
 }
 
 int audit_leaf_hash(repo_db *db, uint64_t seq, uint8_t out[AUDIT_HASH_LEN])
 {
-    struct reader r = {db, db->ropts};
+    struct mtree t;
+    mtree_local(&t);
+    struct reader r = {db, db->ropts, &t};
     if (seq == 0)
         return ARCA_E_NOTFOUND;
-    return node_get(&r, 0, seq - 1, out);
+    return mtree_node(&r, 0, seq - 1, out);
 }
 
 struct proof {
@@ -394,20 +746,48 @@ static int subproof_rec(const struct reader *r, uint64_t m, uint64_t a, uint64_t
     return rc;
 }
 
-int audit_inclusion_proof(repo_db *db, uint64_t seq, uint64_t size,
+/* The inclusion proof of leaf number `number` (1-based) in the tree r of size size. */
+static int tree_inclusion(const struct reader *r, uint64_t number, uint64_t size,
                           uint8_t path[][AUDIT_HASH_LEN], size_t *n, uint8_t root[AUDIT_HASH_LEN])
 {
-    struct reader r = {db, db->ropts};
     struct proof p = {path, 0};
     *n = 0;
-    if (seq == 0 || seq > size)
+    if (number == 0 || number > size)
         return ARCA_E_INVALID;
-    int rc = root_at(&r, size, root);
+    int rc = mtree_root(r, size, root);
     if (rc == 0)
-        rc = path_rec(&r, seq - 1, 0, size, &p);
+        rc = path_rec(r, number - 1, 0, size, &p);
     if (rc == 0)
         *n = p.n;
     return rc;
+}
+
+static int tree_consistency(const struct reader *r, uint64_t first, uint64_t second,
+                            uint8_t proof[][AUDIT_HASH_LEN], size_t *n,
+                            uint8_t first_root[AUDIT_HASH_LEN],
+                            uint8_t second_root[AUDIT_HASH_LEN])
+{
+    struct proof p = {proof, 0};
+    *n = 0;
+    if (first == 0 || first > second)
+        return ARCA_E_INVALID;
+    int rc = mtree_root(r, second, second_root);
+    if (rc == 0)
+        rc = range_hash(r, 0, first, first_root);
+    if (rc == 0 && first < second)
+        rc = subproof_rec(r, first, 0, second, true, &p);
+    if (rc == 0)
+        *n = p.n;
+    return rc;
+}
+
+int audit_inclusion_proof(repo_db *db, uint64_t seq, uint64_t size,
+                          uint8_t path[][AUDIT_HASH_LEN], size_t *n, uint8_t root[AUDIT_HASH_LEN])
+{
+    struct mtree t;
+    mtree_local(&t);
+    struct reader r = {db, db->ropts, &t};
+    return tree_inclusion(&r, seq, size, path, n, root);
 }
 
 int audit_consistency_proof(repo_db *db, uint64_t first, uint64_t second,
@@ -415,19 +795,69 @@ int audit_consistency_proof(repo_db *db, uint64_t first, uint64_t second,
                             uint8_t first_root[AUDIT_HASH_LEN],
                             uint8_t second_root[AUDIT_HASH_LEN])
 {
-    struct reader r = {db, db->ropts};
-    struct proof p = {proof, 0};
-    *n = 0;
-    if (first == 0 || first > second)
+    struct mtree t;
+    mtree_local(&t);
+    struct reader r = {db, db->ropts, &t};
+    return tree_consistency(&r, first, second, proof, n, first_root, second_root);
+}
+
+/* ---- per-origin trees ------------------------------------------------------------- */
+
+int audit_origin_size(repo_db *db, const char *origin, uint64_t *size)
+{
+    struct mtree t;
+    *size = 0;
+    if (mtree_origin(&t, origin) != 0)
         return ARCA_E_INVALID;
-    int rc = root_at(&r, second, second_root);
-    if (rc == 0)
-        rc = range_hash(&r, 0, first, first_root);
-    if (rc == 0 && first < second)
-        rc = subproof_rec(&r, first, 0, second, true, &p);
-    if (rc == 0)
-        *n = p.n;
-    return rc;
+    struct reader r = {db, db->ropts, &t};
+    return mtree_size(&r, size);
+}
+
+int audit_origin_root(repo_db *db, const char *origin, uint64_t size,
+                      uint8_t root[AUDIT_HASH_LEN])
+{
+    struct mtree t;
+    if (mtree_origin(&t, origin) != 0)
+        return ARCA_E_INVALID;
+    struct reader r = {db, db->ropts, &t};
+    return mtree_root(&r, size, root);
+}
+
+int audit_origin_leaf_hash(repo_db *db, const char *origin, uint64_t origin_seq,
+                           uint8_t out[AUDIT_HASH_LEN])
+{
+    struct mtree t;
+    if (mtree_origin(&t, origin) != 0)
+        return ARCA_E_INVALID;
+    struct reader r = {db, db->ropts, &t};
+    if (origin_seq == 0)
+        return ARCA_E_NOTFOUND;
+    return mtree_node(&r, 0, origin_seq - 1, out);
+}
+
+int audit_origin_inclusion_proof(repo_db *db, const char *origin, uint64_t origin_seq,
+                                 uint64_t size, uint8_t path[][AUDIT_HASH_LEN], size_t *n,
+                                 uint8_t root[AUDIT_HASH_LEN])
+{
+    struct mtree t;
+    *n = 0;
+    if (mtree_origin(&t, origin) != 0)
+        return ARCA_E_INVALID;
+    struct reader r = {db, db->ropts, &t};
+    return tree_inclusion(&r, origin_seq, size, path, n, root);
+}
+
+int audit_origin_consistency_proof(repo_db *db, const char *origin, uint64_t first,
+                                   uint64_t second, uint8_t proof[][AUDIT_HASH_LEN], size_t *n,
+                                   uint8_t first_root[AUDIT_HASH_LEN],
+                                   uint8_t second_root[AUDIT_HASH_LEN])
+{
+    struct mtree t;
+    *n = 0;
+    if (mtree_origin(&t, origin) != 0)
+        return ARCA_E_INVALID;
+    struct reader r = {db, db->ropts, &t};
+    return tree_consistency(&r, first, second, proof, n, first_root, second_root);
 }
 
 /* ---- reading the log --------------------------------------------------------------- */
@@ -466,411 +896,4 @@ int audit_events(repo_db *db, uint64_t after, size_t limit,
 out:
     rocksdb_iter_destroy(it);
     return rc;
-}
-
-/* ---- verification ------------------------------------------------------------------ */
-
-struct verifier {
-    struct reader r;
-    struct audit_report *rep;
-    const struct audit_checkpoint *cp;
-    /*
-     * The tree recomputed from the events, as a frontier (fr[L] valid when bit
-     * L of leaves is set).  dirty[L] marks a subtree over a leaf already
-     * reported, so that the interior nodes above it are not reported again.
-     */
-    uint8_t fr[LEVELS][AUDIT_HASH_LEN];
-    bool dirty[LEVELS];
-    uint64_t leaves;
-    bool tree_ok;          /* false after a gap: leaf numbers no longer line up */
-    bool cp_root_known;
-    uint8_t cp_root[AUDIT_HASH_LEN];
-    bool prev_known;       /* prev_hash is the hash of a good previous event */
-    uint8_t prev_hash[AUDIT_HASH_LEN];
-    bool last_hash_known;
-    uint8_t last_hash[AUDIT_HASH_LEN];
-    uint64_t last_seq;
-};
-
-static void problem(struct verifier *v, uint64_t seq, const char *kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void problem(struct verifier *v, uint64_t seq, const char *kind, const char *fmt, ...)
-{
-    struct audit_report *rep = v->rep;
-    rep->ok = false;
-    rep->problem_count++;
-    if (rep->nproblems == AUDIT_PROBLEMS_MAX)
-        return;
-    struct audit_problem *p = &rep->problems[rep->nproblems++];
-    va_list ap;
-    p->seq = seq;
-    p->kind = kind;
-    va_start(ap, fmt);
-    vsnprintf(p->message, sizeof(p->message), fmt, ap);
-    va_end(ap);
-    /* A parser's message may quote the damaged bytes: keep the report valid UTF-8 JSON. */
-    for (char *c = p->message; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-            *c = '?';
-}
-
-/* The root of the recomputed tree so far: the right fold of its frontier. */
-static void frontier_root(const struct verifier *v, uint8_t out[AUDIT_HASH_LEN])
-{
-    bool have = false;
-    if (v->leaves == 0) {
-        empty_root(out);
-        return;
-    }
-    for (unsigned level = 0; level < LEVELS; level++) {
-        if (!(v->leaves >> level & 1))
-            continue;
-        if (have) {
-            audit_hash_children(v->fr[level], out, out);
-        } else {
-            memcpy(out, v->fr[level], AUDIT_HASH_LEN);
-            have = true;
-        }
-    }
-}
-
-/* Adds the recomputed leaf of event seq and compares every interior node it completes. */
-static int verify_append(struct verifier *v, uint64_t seq, const uint8_t leaf[AUDIT_HASH_LEN],
-                         bool dirty)
-{
-    uint8_t h[AUDIT_HASH_LEN], stored[AUDIT_HASH_LEN];
-    unsigned level = 0;
-    uint64_t i = v->leaves;
-    memcpy(h, leaf, AUDIT_HASH_LEN);
-    while (i & 1) {
-        audit_hash_children(v->fr[level], h, h);
-        dirty = dirty || v->dirty[level];
-        level++;
-        i >>= 1;
-        int rc = node_get(&v->r, level, i, stored);
-        if (rc == ARCA_E_DB)
-            return rc;
-        if (!dirty && (rc != 0 || memcmp(stored, h, AUDIT_HASH_LEN) != 0)) {
-            uint64_t first = i << level;
-            problem(v, seq, "merkle",
-                    "the stored Merkle node over events %llu..%llu (level %u, index %llu) is %s",
-                    (unsigned long long)first + 1, (unsigned long long)(first + (1ull << level)),
-                    level, (unsigned long long)i,
-                    rc == ARCA_E_NOTFOUND ? "missing"
-                                          : "not the hash of those events (the tree was altered)");
-            dirty = true;
-        }
-    }
-    memcpy(v->fr[level], h, AUDIT_HASH_LEN);
-    v->dirty[level] = dirty;
-    v->leaves++;
-    if (v->cp && v->leaves == v->cp->size) {
-        frontier_root(v, v->cp_root);
-        v->cp_root_known = true;
-    }
-    return 0;
-}
-
-static int json_hash(json_t *o, const char *key, uint8_t out[AUDIT_HASH_LEN])
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s && hex_decode(s, strlen(s), out, AUDIT_HASH_LEN) == 0 ? 0 : ARCA_E_INVALID;
-}
-
-/*
- * Checks one stored event (key seq, the record's bytes) and feeds its leaf to
- * the recomputed tree.  One problem at most per event: the most telling one.
- */
-static int verify_event(struct verifier *v, uint64_t seq, const char *val, size_t len)
-{
-    uint8_t leaf[AUDIT_HASH_LEN], stored_leaf[AUDIT_HASH_LEN], prev[AUDIT_HASH_LEN];
-    uint8_t hash[AUDIT_HASH_LEN], computed[AUDIT_HASH_LEN];
-    json_error_t jerr;
-    char *canon = NULL;
-    bool bad = true, leaf_bad = false, hash_known = false;
-    int rc = 0;
-    json_t *rec = json_loadb(val, len, 0, &jerr);
-
-    audit_hash_leaf(val, len, leaf);
-    int lrc = v->tree_ok ? node_get(&v->r, 0, seq - 1, stored_leaf) : ARCA_E_NOTFOUND;
-    if (lrc == ARCA_E_DB) {
-        rc = lrc;
-        goto out;
-    }
-    leaf_bad = v->tree_ok && (lrc != 0 || memcmp(leaf, stored_leaf, AUDIT_HASH_LEN) != 0);
-
-    json_t *seqv = json_object_get(rec, "seq");
-    if (!json_is_object(rec)) {
-        problem(v, seq, "altered", "event %llu is not a JSON object (%s)", (unsigned long long)seq,
-                rec ? "another JSON value" : jerr.text);
-    } else if (!json_is_integer(seqv)) {
-        problem(v, seq, "altered", "event %llu has no integer \"seq\"", (unsigned long long)seq);
-    } else if ((uint64_t)json_integer_value(seqv) != seq) {
-        problem(v, seq, "reordered", "the record stored at seq %llu says it is event %lld: events "
-                "were moved or reordered", (unsigned long long)seq,
-                (long long)json_integer_value(seqv));
-    } else if (json_hash(rec, "prev", prev) != 0 || json_hash(rec, "hash", hash) != 0) {
-        problem(v, seq, "altered", "event %llu lacks a well-formed \"prev\" or \"hash\"",
-                (unsigned long long)seq);
-    } else {
-        hash_known = true;
-        json_object_del(rec, "prev");
-        json_object_del(rec, "hash");
-        /* The chain hashes the canonical text: compact, sorted keys, without prev and hash. */
-        canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!canon) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        sha256_parts(prev, AUDIT_HASH_LEN, canon, strlen(canon), NULL, 0, computed);
-        if (memcmp(computed, hash, AUDIT_HASH_LEN) != 0)
-            problem(v, seq, "altered", "event %llu was altered: its content does not match its "
-                    "hash", (unsigned long long)seq);
-        else if (leaf_bad && lrc == ARCA_E_NOTFOUND)
-            problem(v, seq, "merkle", "event %llu has no Merkle leaf", (unsigned long long)seq);
-        else if (leaf_bad)
-            problem(v, seq, "altered", "event %llu was altered: its stored bytes do not match its "
-                    "Merkle leaf (its hash was recomputed, or the leaf was altered)",
-                    (unsigned long long)seq);
-        else if (v->prev_known && memcmp(prev, v->prev_hash, AUDIT_HASH_LEN) != 0)
-            problem(v, seq, "chain", "event %llu's prev is not the hash of event %llu: one of "
-                    "them was altered and rehashed", (unsigned long long)seq,
-                    (unsigned long long)seq - 1);
-        else
-            bad = false;
-    }
-    v->prev_known = !bad && hash_known;
-    if (hash_known)
-        memcpy(v->prev_hash, hash, AUDIT_HASH_LEN);
-    v->last_hash_known = hash_known;
-    memcpy(v->last_hash, hash_known ? hash : leaf, AUDIT_HASH_LEN);
-    if (v->tree_ok)
-        rc = verify_append(v, seq, leaf, leaf_bad || bad);
-out:
-    free(canon);
-    json_decref(rec);
-    return rc;
-}
-
-/* The counters in meta "state", read through the snapshot. */
-struct stored_counters {
-    bool found;
-    uint64_t next_seq, event_count;
-    uint8_t head[AUDIT_HASH_LEN];
-};
-
-static int read_counters(const struct reader *r, struct stored_counters *sc)
-{
-    char *err = NULL;
-    size_t len = 0;
-    memset(sc, 0, sizeof(*sc));
-    sc->next_seq = 1;
-    char *v = rocksdb_get_cf(r->db->db, r->ro, r->db->cf[CF_META], "state", 5, &len, &err);
-    if (err)
-        return db_error("get counters", err);
-    if (!v)
-        return 0;
-    json_t *o = json_loadb(v, len, 0, NULL);
-    rocksdb_free(v);
-    json_t *ns = json_object_get(o, "next_seq"), *ec = json_object_get(o, "event_count");
-    if (json_is_integer(ns) && json_integer_value(ns) >= 1 && json_is_integer(ec) &&
-        json_integer_value(ec) >= 0 && json_hash(o, "head", sc->head) == 0) {
-        sc->found = true;
-        sc->next_seq = (uint64_t)json_integer_value(ns);
-        sc->event_count = (uint64_t)json_integer_value(ec);
-    }
-    json_decref(o);
-    return sc->found ? 0 : ARCA_E_INVALID;
-}
-
-static int verify_end(struct verifier *v, uint64_t next_expected)
-{
-    struct audit_report *rep = v->rep;
-    struct stored_counters sc;
-    uint64_t held = next_expected - 1, tsize = 0;
-    int rc = read_counters(&v->r, &sc);
-    rep->size = held;
-    if (rc == ARCA_E_INVALID) {
-        problem(v, 0, "counters", "the counters record (meta \"state\") is malformed");
-    } else if (rc == 0) {
-        uint64_t want = sc.next_seq - 1;
-        rep->size = want;
-        if (held + 1 == want)
-            problem(v, want, "removed", "event %llu, the last, is missing (the counters say the "
-                    "log holds %llu events)", (unsigned long long)want, (unsigned long long)want);
-        else if (held < want)
-            problem(v, held + 1, "removed", "events %llu..%llu at the end of the log are missing",
-                    (unsigned long long)held + 1, (unsigned long long)want);
-        else if (held > want)
-            problem(v, want + 1, "appended", "events %llu..%llu are in the log but not in the "
-                    "counters (next_seq %llu): they were added outside apply",
-                    (unsigned long long)want + 1, (unsigned long long)held,
-                    (unsigned long long)sc.next_seq);
-        else if (held > 0 && v->last_hash_known && memcmp(sc.head, v->last_hash, 32) != 0)
-            problem(v, held, "counters", "the counters' head is not the hash of the last event "
-                    "(%llu)", (unsigned long long)held);
-        else if (held == 0 && sc.found && memcmp(sc.head, (uint8_t[32]){0}, 32) != 0)
-            problem(v, 0, "counters", "the log is empty but the counters' head is not zero");
-        if (sc.event_count != want)
-            problem(v, 0, "counters", "the counters count %llu events but next_seq says %llu",
-                    (unsigned long long)sc.event_count, (unsigned long long)want);
-        if (tree_size(&v->r, &tsize) != 0 || tsize != want)
-            problem(v, 0, "merkle", "the Merkle tree's size record says %llu events, the "
-                    "counters %llu", (unsigned long long)tsize, (unsigned long long)want);
-    }
-    if (v->tree_ok) {
-        frontier_root(v, rep->root);
-        rep->root_known = true;
-    }
-    return rc == ARCA_E_INVALID ? 0 : rc;
-}
-
-static void verify_checkpoint(struct verifier *v, const uint8_t *trusted_key)
-{
-    const struct audit_checkpoint *cp = v->cp;
-    struct audit_report *rep = v->rep;
-    char want[65], got[65];
-    rep->checkpoint_checked = true;
-    rep->checkpoint_signature_ok = audit_checkpoint_signature_ok(cp);
-    if (!rep->checkpoint_signature_ok)
-        problem(v, 0, "checkpoint", "the checkpoint's signature does not verify");
-    if (trusted_key && memcmp(trusted_key, cp->public_key, 32) != 0)
-        problem(v, 0, "checkpoint", "the checkpoint is signed by key %s, not by this data "
-                "directory's audit key", cp->key_id);
-    if (strcmp(cp->origin, v->r.db->centre) != 0)
-        problem(v, 0, "checkpoint", "the checkpoint is for centre '%s', this log is centre '%s'",
-                cp->origin, v->r.db->centre);
-    if (cp->size > rep->size) {
-        problem(v, rep->size + 1, "checkpoint", "the checkpoint covers %llu events but the log "
-                "holds only %llu: events were removed", (unsigned long long)cp->size,
-                (unsigned long long)rep->size);
-        return;
-    }
-    if (cp->size == 0 && !v->cp_root_known) {
-        empty_root(v->cp_root);
-        v->cp_root_known = true;
-    }
-    if (!v->cp_root_known) {
-        problem(v, 0, "checkpoint", "the log's first %llu events cannot be recomputed (one is "
-                "missing or out of place), so it does not extend the checkpoint",
-                (unsigned long long)cp->size);
-        return;
-    }
-    rep->checkpoint_extended = memcmp(v->cp_root, cp->root, AUDIT_HASH_LEN) == 0;
-    if (!rep->checkpoint_extended) {
-        hex_encode(cp->root, AUDIT_HASH_LEN, want);
-        hex_encode(v->cp_root, AUDIT_HASH_LEN, got);
-        problem(v, 0, "checkpoint", "the log's first %llu events have root %.16s..., the "
-                "checkpoint says %.16s...: the log was rewritten", (unsigned long long)cp->size,
-                got, want);
-    }
-}
-
-int audit_verify(repo_db *db, const struct audit_checkpoint *cp, const uint8_t *trusted_key,
-                 struct audit_report *rep)
-{
-    int rc = 0;
-    char *err = NULL;
-    uint64_t expected = 1;
-    struct verifier *v = calloc(1, sizeof(*v));
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(db->db);
-    rocksdb_iterator_t *it = NULL;
-    memset(rep, 0, sizeof(*rep));
-    rep->ok = true;
-    if (!v) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    /* One snapshot for the whole scan: events, nodes and counters from the same instant. */
-    if (snap)
-        rocksdb_readoptions_set_snapshot(ro, snap);
-    rocksdb_readoptions_set_fill_cache(ro, 0);
-    v->r = (struct reader){db, ro};
-    v->rep = rep;
-    v->cp = cp;
-    v->tree_ok = true;
-    v->prev_known = true; /* the first event's prev is 32 zero bytes */
-    it = rocksdb_create_iterator_cf(db->db, ro, db->cf[CF_EVENTS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = rocksdb_iter_key(it, &kl);
-        const char *val = rocksdb_iter_value(it, &vl);
-        if (kl != 8) {
-            problem(v, 0, "appended", "a key of %zu bytes in the event log (apply writes 8)", kl);
-            continue;
-        }
-        uint64_t seq = get_be64((const uint8_t *)k);
-        if (seq == 0) {
-            problem(v, 0, "appended", "an event at seq 0 (the log starts at 1)");
-            continue;
-        }
-        if (seq > expected) {
-            if (seq - expected == 1)
-                problem(v, expected, "removed", "event %llu is missing (removed from the log)",
-                        (unsigned long long)expected);
-            else
-                problem(v, expected, "removed", "events %llu..%llu are missing (removed from "
-                        "the log)", (unsigned long long)expected, (unsigned long long)seq - 1);
-            /* Leaf numbers no longer match positions: the tree cannot be followed further. */
-            v->tree_ok = false;
-            v->prev_known = false;
-        }
-        expected = seq + 1;
-        rep->events_checked++;
-        if ((rc = verify_event(v, seq, val, vl)) != 0)
-            goto out;
-    }
-    rocksdb_iter_get_error(it, &err);
-    if (err) {
-        rc = db_error("iterate events", err);
-        goto out;
-    }
-    if ((rc = verify_end(v, expected)) != 0)
-        goto out;
-    if (cp)
-        verify_checkpoint(v, trusted_key);
-out:
-    if (it)
-        rocksdb_iter_destroy(it);
-    if (snap)
-        rocksdb_release_snapshot(db->db, snap);
-    rocksdb_readoptions_destroy(ro);
-    free(v);
-    return rc;
-}
-
-json_t *audit_report_json(const struct audit_report *rep, const struct audit_checkpoint *cp)
-{
-    char hex[65];
-    json_t *problems = json_array(), *o = json_object();
-    if (!problems || !o) {
-        json_decref(problems);
-        json_decref(o);
-        return NULL;
-    }
-    for (size_t i = 0; i < rep->nproblems; i++) {
-        const struct audit_problem *p = &rep->problems[i];
-        json_array_append_new(problems, json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)p->seq,
-                                                  "kind", p->kind, "message", p->message));
-    }
-    json_object_set_new(o, "ok", json_boolean(rep->ok));
-    json_object_set_new(o, "size", json_integer((json_int_t)rep->size));
-    json_object_set_new(o, "events_checked", json_integer((json_int_t)rep->events_checked));
-    hex_encode(rep->root, AUDIT_HASH_LEN, hex);
-    json_object_set_new(o, "root", rep->root_known ? json_string(hex) : json_null());
-    json_object_set_new(o, "problem_count", json_integer((json_int_t)rep->problem_count));
-    json_object_set_new(o, "first_problem",
-                        rep->nproblems ? json_deep_copy(json_array_get(problems, 0)) : json_null());
-    json_object_set_new(o, "problems", problems);
-    if (cp && rep->checkpoint_checked) {
-        hex_encode(cp->root, AUDIT_HASH_LEN, hex);
-        json_object_set_new(o, "checkpoint",
-                            json_pack("{s:I,s:s,s:s,s:b,s:b}", "size", (json_int_t)cp->size,
-                                      "root", hex, "key_id", cp->key_id, "signature_ok",
-                                      rep->checkpoint_signature_ok, "extended",
-                                      rep->checkpoint_extended));
-    }
-    return o;
 }

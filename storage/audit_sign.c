@@ -7,8 +7,7 @@
  * silently new key would make every checkpoint saved so far unverifiable
  * against the server's current key.  No key material reaches a log line.
  */
-#include "audit.h"
-#include "repo_int.h"
+#include "audit_int.h"
 
 #include "arca_err.h"
 #include "log.h"
@@ -178,26 +177,20 @@ size_t audit_checkpoint_text(const struct audit_checkpoint *cp, char *buf, size_
 {
     char root[65];
     hex_encode(cp->root, AUDIT_HASH_LEN, root);
-    int n = snprintf(buf, cap, "arca-checkpoint/v1\n%s\n%llu\n%s\n%s\n", cp->origin,
-                     (unsigned long long)cp->size, root, cp->time);
+    int n = snprintf(buf, cap, "%s\n%s\n%llu\n%s\n%s\n",
+                     cp->tree == AUDIT_TREE_ORIGIN ? "arca-origin-checkpoint/v1"
+                                                   : "arca-checkpoint/v1",
+                     cp->origin, (unsigned long long)cp->size, root, cp->time);
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;
 }
 
-int audit_checkpoint_make(repo_db *db, const audit_signer *s, uint64_t size,
-                          struct audit_checkpoint *cp)
+int checkpoint_sign(const audit_signer *s, struct audit_checkpoint *cp)
 {
     char text[TEXT_MAX];
     size_t siglen = sizeof(cp->signature), tlen;
     int rc;
-    memset(cp, 0, sizeof(*cp));
-    if (size == UINT64_MAX && (rc = audit_size(db, &size)) != 0)
-        return rc;
-    if ((rc = audit_root(db, size, cp->root)) != 0)
-        return rc;
-    snprintf(cp->origin, sizeof(cp->origin), "%s", db->centre);
-    cp->size = size;
     time_format_iso(time_now_ms(), cp->time);
     memcpy(cp->public_key, s->pub, 32);
     memcpy(cp->key_id, s->key_id, sizeof(cp->key_id));
@@ -215,6 +208,21 @@ int audit_checkpoint_make(repo_db *db, const audit_signer *s, uint64_t size,
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
     return rc;
+}
+
+int audit_checkpoint_make(repo_db *db, const audit_signer *s, uint64_t size,
+                          struct audit_checkpoint *cp)
+{
+    int rc;
+    memset(cp, 0, sizeof(*cp));
+    if (size == UINT64_MAX && (rc = audit_size(db, &size)) != 0)
+        return rc;
+    if ((rc = audit_root(db, size, cp->root)) != 0)
+        return rc;
+    cp->tree = AUDIT_TREE_LOCAL;
+    snprintf(cp->origin, sizeof(cp->origin), "%s", db->centre);
+    cp->size = size;
+    return checkpoint_sign(s, cp);
 }
 
 bool audit_checkpoint_signature_ok(const struct audit_checkpoint *cp)
@@ -267,10 +275,16 @@ json_t *audit_checkpoint_json(const struct audit_checkpoint *cp)
 {
     char root[65];
     hex_encode(cp->root, AUDIT_HASH_LEN, root);
-    return json_pack("{s:s,s:I,s:s,s:s,s:s,s:o,s:o}", "origin", cp->origin, "size",
-                     (json_int_t)cp->size, "root", root, "time", cp->time, "key_id", cp->key_id,
-                     "public_key", b64_json(cp->public_key, 32), "signature",
-                     b64_json(cp->signature, 64));
+    json_t *o = json_pack("{s:s,s:I,s:s,s:s,s:s,s:o,s:o}", "origin", cp->origin, "size",
+                          (json_int_t)cp->size, "root", root, "time", cp->time, "key_id",
+                          cp->key_id, "public_key", b64_json(cp->public_key, 32), "signature",
+                          b64_json(cp->signature, 64));
+    if (o && cp->tree == AUDIT_TREE_ORIGIN &&
+        json_object_set_new(o, "tree", json_string("origin")) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
 }
 
 /* A one-line field of the signed text: printable ASCII, no newline, 1..cap-1 bytes. */
@@ -285,16 +299,14 @@ static bool text_field(const char *s, size_t cap)
     return true;
 }
 
-int audit_checkpoint_parse(const char *text, size_t len, struct audit_checkpoint *cp,
-                           const char **why)
+int checkpoint_from_json(json_t *o, struct audit_checkpoint *cp, const char **why)
 {
-    json_error_t jerr;
     int rc = ARCA_E_INVALID;
-    json_t *o = json_loadb(text, len, 0, &jerr);
     memset(cp, 0, sizeof(*cp));
     *why = "not a JSON object";
     if (!json_is_object(o))
         goto out;
+    json_t *tree = json_object_get(o, "tree");
     const char *origin = json_string_value(json_object_get(o, "origin"));
     const char *root = json_string_value(json_object_get(o, "root"));
     const char *time = json_string_value(json_object_get(o, "time"));
@@ -302,7 +314,9 @@ int audit_checkpoint_parse(const char *text, size_t len, struct audit_checkpoint
     const char *pub = json_string_value(json_object_get(o, "public_key"));
     const char *sig = json_string_value(json_object_get(o, "signature"));
     json_t *size = json_object_get(o, "size");
-    if (!text_field(origin, sizeof(cp->origin))) {
+    if (tree && !(json_is_string(tree) && strcmp(json_string_value(tree), "origin") == 0)) {
+        *why = "tree must be \"origin\" (an origin checkpoint) or absent (the local log's)";
+    } else if (!text_field(origin, sizeof(cp->origin))) {
         *why = "origin must be a string of 1-64 printable characters";
     } else if (!json_is_integer(size) || json_integer_value(size) < 0) {
         *why = "size must be a non-negative integer";
@@ -321,12 +335,21 @@ int audit_checkpoint_parse(const char *text, size_t len, struct audit_checkpoint
         snprintf(cp->time, sizeof(cp->time), "%s", time);
         memcpy(cp->key_id, key_id, 17);
         cp->size = (uint64_t)json_integer_value(size);
+        cp->tree = tree ? AUDIT_TREE_ORIGIN : AUDIT_TREE_LOCAL;
         *why = NULL;
         rc = 0;
     }
 out:
     if (rc != 0)
         memset(cp, 0, sizeof(*cp)); /* nothing half-parsed is left for a careless caller */
+    return rc;
+}
+
+int audit_checkpoint_parse(const char *text, size_t len, struct audit_checkpoint *cp,
+                           const char **why)
+{
+    json_t *o = json_loadb(text, len, 0, NULL);
+    int rc = checkpoint_from_json(o, cp, why);
     json_decref(o);
     return rc;
 }

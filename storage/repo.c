@@ -34,6 +34,8 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_MERKLE] = "merkle",
     [CF_ORIGINS] = "origins",
     [CF_CONFLICTS] = "conflicts",
+    [CF_OMERKLE] = "omerkle",
+    [CF_OCHECKPOINTS] = "ocheckpoints",
 };
 
 #define BLOCK_CACHE_BYTES (64u << 20)

@@ -33,6 +33,11 @@
  *   token_used id                                       BE64 last-used ms (not an event)
  *   merkle     level (1 byte) BE64(index)              32-byte RFC 6962 node hash (audit.c)
  *              "size"                                   BE64 events the tree covers
+ *   omerkle    'n' origin \0 level (1 byte) BE64(index)  node of origin's tree, whose leaf i
+ *                                                       is its event origin_seq i + 1 (audit.c)
+ *              's' origin                               BE64 events of origin the tree covers
+ *   ocheckpoints origin                                 JSON {public_key, key_id, pinned,
+ *                                                       accepted, checkpoint} (audit_origin.c)
  */
 #ifndef ARCA_REPO_INT_H
 #define ARCA_REPO_INT_H
@@ -71,6 +76,8 @@ enum repo_cf {
     CF_MERKLE,      /* the audit log's Merkle tree nodes (audit.c) */
     CF_ORIGINS,     /* origin centre id → BE64 its last applied origin seq */
     CF_CONFLICTS,   /* coordinate key \0 loser origin \0 BE64(loser hlc) → conflict JSON */
+    CF_OMERKLE,     /* every origin's Merkle tree nodes and size (audit.c) */
+    CF_OCHECKPOINTS, /* origin → its pinned key and latest accepted checkpoint (audit_origin.c) */
     CF_COUNT
 };
 

@@ -2,8 +2,11 @@
 NDJSON paging over the stored events, the hash chain and the RFC 6962 Merkle
 tree recomputed here with hashlib, signed checkpoints (Ed25519, checked with
 `openssl pkeyutl`), inclusion and consistency proofs verified by an
-independent RFC 9162 verifier written here, the scopes each route needs, a
-400/404 for every bad parameter, and tampering: with arcad stopped, the
+independent RFC 9162 verifier written here, this centre's origin tree and
+its signed origin checkpoint (/origins, /origins/checkpoints, readable with
+the replicate scope and nothing else of the audit log is), the same origin
+roots at two real centres replicating (harness.Cluster), the scopes each
+route needs, a 400/404 for every bad parameter, and tampering: with arcad stopped, the
 test-only tools/arca_tamper alters, deletes and swaps stored events with raw
 RocksDB writes, and both `arcad audit verify --data` and
 GET /api/v1/audit/verify name the first damaged event."""
@@ -17,7 +20,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import ServerTestCase, ArcaServer, ArcaTestMixin, run_arcad, HERE
+from harness import ServerTestCase, ArcaServer, ArcaTestMixin, Cluster, run_arcad, HERE
 
 TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
     os.path.join(HERE, "..", "..", "build", "tests", "tools", "arca_tamper"))
@@ -106,6 +109,20 @@ def checkpoint_text(cp):
     """The canonical signed text (docs/API.md)."""
     return ("arca-checkpoint/v1\n%s\n%d\n%s\n%s\n"
             % (cp["origin"], cp["size"], cp["root"], cp["time"])).encode()
+
+
+def origin_checkpoint_text(cp):
+    """The canonical signed text of an origin checkpoint (docs/API.md)."""
+    return ("arca-origin-checkpoint/v1\n%s\n%d\n%s\n%s\n"
+            % (cp["origin"], cp["size"], cp["root"], cp["time"])).encode()
+
+
+def origin_leaf(line):
+    """The leaf of an event in its origin's tree: the record without seq, prev and hash."""
+    rec = json.loads(line)
+    body = {k: v for k, v in rec.items() if k not in ("seq", "prev", "hash")}
+    canon = json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return leaf_hash(canon.encode())
 
 
 def openssl_verify(cp, text=None):
@@ -316,6 +333,62 @@ class AuditLogTest(AuditMixin, ServerTestCase):
         cp = self.srv.json("/api/v1/audit/checkpoint?size=%d" % rep["size"])
         self.assertEqual(rep["root"], cp["root"])
 
+    def test_origin_checkpoints(self):
+        r = self.srv.get("/api/v1/audit/origins/checkpoints")
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(r.header("cache-control"), "no-store")
+        cps = r.json()
+        # No peer yet: only this centre's own, freshly signed.
+        self.assertEqual(len(cps), 1, cps)
+        cp = cps[0]
+        self.assertEqual(set(cp), {"tree", "origin", "size", "root", "time", "key_id",
+                                   "public_key", "signature"})
+        self.assertEqual((cp["tree"], cp["origin"]), ("origin", "dc1"))
+        # Every event here is dc1's own: its origin tree holds them all, leaves without seq,
+        # prev and hash.
+        lines, size, _ = self.read_log(limit=1000)
+        self.assertEqual(cp["size"], size)
+        for i, line in enumerate(lines):
+            self.assertEqual(json.loads(line)["origin_seq"], i + 1)
+        self.assertEqual(cp["root"], mth([origin_leaf(l) for l in lines]).hex())
+        self.assertNotEqual(cp["root"], mth([leaf_hash(l) for l in lines]).hex())
+        local = self.srv.json("/api/v1/audit/checkpoint")
+        self.assertEqual((cp["key_id"], cp["public_key"]), (local["key_id"], local["public_key"]))
+        if not OPENSSL:
+            self.skipTest("no openssl CLI: the signature itself is checked by test_audit (C)")
+        self.assertTrue(openssl_verify(cp, origin_checkpoint_text(cp)))
+        # The same fields as a checkpoint of the local log are not what was signed.
+        self.assertFalse(openssl_verify(cp, checkpoint_text(cp)))
+        self.assertFalse(openssl_verify(cp, origin_checkpoint_text(dict(cp, size=cp["size"] - 1))))
+
+    def test_origins(self):
+        body = self.srv.json("/api/v1/audit/origins")
+        self.assertEqual(body["centre"], "dc1")
+        self.assertEqual(len(body["origins"]), 1, body)
+        o = body["origins"][0]
+        size = int(self.srv.get("/api/v1/audit?limit=1").header("x-audit-size"))
+        self.assertEqual(o["origin"], "dc1")
+        self.assertIs(o["self"], True)
+        self.assertEqual(o["events"], size)
+        lines = self.read_log(limit=1000)[0]
+        self.assertEqual(o["root"], mth([origin_leaf(l) for l in lines]).hex())
+        self.assertIsNone(o["checkpoint"])
+        self.assertIsNone(o["key_id"])
+        self.assertIsNone(o["verified"])
+        self.assertIn("own origin", o["reason"])
+        r = self.srv.get("/api/v1/audit/origins")
+        self.assertEqual(r.header("cache-control"), "no-store")
+        # verify re-derives the origin trees too.
+        rep = self.report(self.srv.get("/api/v1/audit/verify"))
+        self.assertIs(rep["ok"], True, rep)
+        self.assertEqual(rep["origin_count"], 1)
+        self.assertEqual(rep["origins"][0]["origin"], "dc1")
+        self.assertEqual(rep["origins"][0]["events"], rep["size"])
+        self.assertIsNone(rep["origins"][0]["checkpoint"])
+        self.assertIsNone(rep["origins"][0]["verified"])
+        self.assertEqual(rep["origins"][0]["root"],
+                         self.srv.json("/api/v1/audit/origins")["origins"][0]["root"])
+
     def test_scopes(self):
         def token(scopes):
             r = self.srv.post_json("/api/v1/tokens", {"name": "aud-" + os.urandom(3).hex(),
@@ -333,6 +406,26 @@ class AuditLogTest(AuditMixin, ServerTestCase):
         r = self.assertError(self.srv.get("/api/v1/audit/verify", token=reader), 403, "forbidden")
         self.assertEqual(r.json()["error"]["scope"], "admin@*")
         self.assertError(self.srv.get("/api/v1/audit/verify", auth=None), 401, "unauthorized")
+        # A replication peer's credential reads the origin checkpoints and nothing else here.
+        peer = token(["replicate"])
+        r = self.srv.get("/api/v1/audit/origins/checkpoints", token=peer)
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(r.json()[0]["origin"], "dc1")
+        self.assertEqual(self.srv.get("/api/v1/audit/origins/checkpoints", token=reader).status,
+                         200)
+        self.assertEqual(self.srv.get("/api/v1/audit/origins", token=reader).status, 200)
+        for path in ("/api/v1/audit", "/api/v1/audit/checkpoint", "/api/v1/audit/proof?seq=1",
+                     "/api/v1/audit/consistency?first=1", "/api/v1/audit/verify",
+                     "/api/v1/audit/origins"):
+            self.assertError(self.srv.get(path, token=peer), 403, "forbidden")
+        for path in ("/api/v1/audit/origins", "/api/v1/audit/origins/checkpoints"):
+            self.assertError(self.srv.get(path, token=repo_reader), 403, "forbidden")
+            self.assertError(self.srv.get(path, token=writer), 403, "forbidden")
+            self.assertError(self.srv.get(path, auth=None), 401, "unauthorized")
+        # Bad parameters are a 400 for a peer too.
+        r = self.assertError(self.srv.get("/api/v1/audit/origins/checkpoints?size=1", token=peer),
+                             400, "bad_request")
+        self.assertEqual(r.json()["error"]["parameter"], "size")
 
     def test_bad_inputs(self):
         size = int(self.srv.get("/api/v1/audit?limit=1").header("x-audit-size"))
@@ -378,6 +471,11 @@ class AuditLogTest(AuditMixin, ServerTestCase):
             ("/api/v1/audit/consistency?first=1&second=%d" % (size + 1000), 404, "second"),
             ("/api/v1/audit/consistency?first=1&second=-4", 400, "second"),
             ("/api/v1/audit/verify?full=1", 400, "full"),
+            ("/api/v1/audit/origins?origin=dc1", 400, "origin"),
+            ("/api/v1/audit/origins?x", 400, "x"),
+            ("/api/v1/audit/origins?limit=1", 400, "limit"),
+            ("/api/v1/audit/origins/checkpoints?size=1", 400, "size"),
+            ("/api/v1/audit/origins/checkpoints?origin=", 400, "origin"),
         ]
         for path, status, param in cases:
             r = self.srv.get(path)
@@ -386,17 +484,61 @@ class AuditLogTest(AuditMixin, ServerTestCase):
             self.assertEqual(err.get("parameter"), param, "%s: %r" % (path, err))
             self.assertIn(param, err["message"], path)
         for path in ("/api/v1/audit/", "/api/v1/audit/nope", "/api/v1/audit/proof/1",
-                     "/api/v1/auditx", "/api/v1/audit/checkpoint/"):
+                     "/api/v1/auditx", "/api/v1/audit/checkpoint/", "/api/v1/audit/origins/",
+                     "/api/v1/audit/origins/dc1", "/api/v1/audit/origins/checkpoints/",
+                     "/api/v1/audit/origins/checkpoint", "/api/v1/audit/originsx"):
             r = self.srv.get(path)
             self.assertError(r, 404, "not_found", path)
         for method in ("POST", "PUT", "DELETE", "PATCH"):
-            for path in ("/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/checkpoint"):
+            for path in ("/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/checkpoint",
+                         "/api/v1/audit/origins", "/api/v1/audit/origins/checkpoints"):
                 r = self.srv.request(method, path, body=b"{}")
                 self.assertError(r, 405, "method_not_allowed", "%s %s" % (method, path))
                 self.assertEqual(r.header("allow"), "GET, HEAD")
         # Nothing was changed by any of that: the log still verifies.
         rep = self.report(self.srv.get("/api/v1/audit/verify"))
         self.assertIs(rep["ok"], True, rep)
+
+
+class OriginTreesAcrossCentresTest(AuditMixin, unittest.TestCase):
+    """Two real centres replicating (harness.Cluster): each origin's tree is the same at both,
+    though each numbers the events its own way, and each centre's signed origin checkpoint
+    matches the other's copy of its history."""
+
+    def test_origin_roots_equal_after_replication(self):
+        cl = Cluster(2)
+        self.addCleanup(cl.close)
+        for i in range(2):
+            for k in range(7 + 3 * i):
+                r = cl[i].put("/repos/libs/o%d/1.%d/f%d.bin" % (i, k // 3, k), os.urandom(30 + k))
+                self.assertEqual(r.status, 201, repr(r))
+        cl.wait_converged()
+        views = [{o["origin"]: o for o in cl[i].json("/api/v1/audit/origins")["origins"]}
+                 for i in range(2)]
+        self.assertEqual(set(views[0]), {"dc1", "dc2"})
+        self.assertEqual(set(views[1]), {"dc1", "dc2"})
+        for origin in ("dc1", "dc2"):
+            a, b = views[0][origin], views[1][origin]
+            self.assertEqual((a["events"], a["root"]), (b["events"], b["root"]), origin)
+            self.assertIs(a["self"], origin == "dc1")
+            self.assertIs(b["self"], origin == "dc2")
+        # Recomputed from each centre's own NDJSON: the same leaves, from different logs.
+        for i in range(2):
+            lines = self.read_log(srv=cl[i], limit=1000)[0]
+            for origin in ("dc1", "dc2"):
+                mine = [l for l in lines if json.loads(l)["origin"] == origin]
+                self.assertEqual([json.loads(l)["origin_seq"] for l in mine],
+                                 list(range(1, len(mine) + 1)))
+                self.assertEqual(mth([origin_leaf(l) for l in mine]).hex(),
+                                 views[i][origin]["root"], (i, origin))
+        # Each centre signs its own history; the other holds exactly that history.
+        for i in range(2):
+            cp = cl[i].json("/api/v1/audit/origins/checkpoints")[0]
+            other = views[1 - i][cp["origin"]]
+            self.assertEqual((cp["size"], cp["root"]), (other["events"], other["root"]))
+            rep = self.report(cl[i].get("/api/v1/audit/verify"))
+            self.assertIs(rep["ok"], True, rep)
+            self.assertEqual(rep["origin_count"], 2)
 
 
 class AuditTamperTest(AuditMixin, unittest.TestCase):
@@ -455,6 +597,10 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
         self.assertFirst(rep, 9, "altered")
         self.assertEqual(rep["problem_count"], 1, rep)
         self.assertIn("event 9", err)
+        # Named in its origin's numbering too (every event here is dc1's own).
+        self.assertEqual((rep["first_problem"]["origin"], rep["first_problem"]["origin_seq"]),
+                         ("dc1", 9))
+        self.assertIn("(origin dc1 #9)", err)
         rc, rep, err = self.cli_verify(self.srv, cp_file)
         self.assertEqual(rc, 1, err)
         self.assertFirst(rep, 9, "altered")
@@ -510,6 +656,9 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
         bad = os.path.join(self.srv.data, "bad.json")
         with open(bad, "w") as f:
             f.write('{"origin": "dc1"}')
+        origin_cp = os.path.join(self.srv.data, "origin.json")
+        with open(origin_cp, "w") as f:
+            json.dump(self.srv.json("/api/v1/audit/origins/checkpoints")[0], f)
         self.stop_clean()
 
         rc, rep, err = self.cli_verify(self.srv, forged)
@@ -523,6 +672,10 @@ class AuditTamperTest(AuditMixin, unittest.TestCase):
         p = run_arcad(["audit", "verify", "--data", self.srv.data, "--checkpoint", bad])
         self.assertEqual(p.returncode, 2)
         self.assertIn("is not a checkpoint", p.stderr)
+        # An origin checkpoint is not one of this log: checked by verify on its own, not here.
+        p = run_arcad(["audit", "verify", "--data", self.srv.data, "--checkpoint", origin_cp])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("origin dc1's tree", p.stderr)
         p = run_arcad(["audit", "verify", "--data", self.srv.data, "--checkpoint",
                        os.path.join(self.srv.data, "nope.json")])
         self.assertEqual(p.returncode, 2)
