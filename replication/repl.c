@@ -6,6 +6,7 @@
 #include "repl.h"
 
 #include "arca_err.h"
+#include "audit.h"
 #include "blob.h"
 #include "hlc.h"
 #include "log.h"
@@ -39,6 +40,7 @@ struct peer {
     pthread_mutex_t mu; /* guards st */
     struct repl_peer_status st;
     uint64_t failures; /* consecutive, for the back-off */
+    uint64_t checkpoints_at_ms; /* the last exchange of origin checkpoints */
 };
 
 struct repl {
@@ -804,6 +806,73 @@ static void maybe_repair(struct peer *p, uint64_t *cursor)
     pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * Takes in the peer's origin checkpoints (its own, freshly signed, and the
+ * ones it accepted from others): each is checked against this centre's copy
+ * of that origin's log, so a centre whose history was rewritten anywhere on
+ * the way shows up here.  Once a second at most, when caught up.
+ */
+#define CHECKPOINT_EVERY_MS 1000
+
+static void exchange_checkpoints(struct peer *p)
+{
+    struct repl *r = p->r;
+    char url[700];
+    struct membuf body = {.max = 1u << 20};
+    struct resp_hdrs rh = {0};
+    long status = 0;
+    uint64_t now = now_ms();
+    if (now - p->checkpoints_at_ms < CHECKPOINT_EVERY_MS)
+        return;
+    p->checkpoints_at_ms = now;
+    snprintf(url, sizeof(url), "%s/api/v1/audit/origins/checkpoints", p->cfg.url);
+    struct curl_slist *h = base_headers(p);
+    request_setup(p, url, h, &rh);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &body);
+    CURLcode cc = curl_easy_perform(p->curl);
+    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    if (cc != CURLE_OK || status != 200) {
+        http_error(p, "fetching origin checkpoints", status, &body, cc);
+        free(body.data);
+        return;
+    }
+    json_t *arr = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+    free(body.data);
+    if (!json_is_array(arr)) {
+        peer_error(p, "origin checkpoints: the answer is not a JSON array");
+        json_decref(arr);
+        return;
+    }
+    size_t i;
+    json_t *cp;
+    uint64_t accepted = 0;
+    json_array_foreach(arr, i, cp)
+    {
+        char why[256] = "";
+        int rc = audit_origin_checkpoint_accept(r->db, cp, why, sizeof(why));
+        const char *origin = json_string_value(json_object_get(cp, "origin"));
+        if (rc == 0) {
+            accepted++;
+        } else if (rc == ARCA_E_CONFLICT) {
+            pthread_mutex_lock(&p->mu);
+            p->st.checkpoint_conflicts++;
+            pthread_mutex_unlock(&p->mu);
+            LOG_E("replication: peer %s: origin %s's signed history disagrees with ours: %s",
+                  p->cfg.name, origin ? origin : "?", why);
+            peer_error(p, "origin checkpoint of %s refused: %s", origin ? origin : "?", why);
+        } else {
+            peer_error(p, "origin checkpoint of %s refused: %s", origin ? origin : "?",
+                       why[0] ? why : arca_strerror(rc));
+        }
+    }
+    json_decref(arr);
+    pthread_mutex_lock(&p->mu);
+    p->st.checkpoints_accepted += accepted;
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void *puller(void *arg)
 {
     struct peer *p = arg;
@@ -832,8 +901,10 @@ static void *puller(void *arg)
             LOG_I("replication: peer %s: back in contact", p->cfg.name);
             p->failures = 0;
         }
-        if (!more)
+        if (!more) {
+            exchange_checkpoints(p);
             nap(r, r->poll_ms);
+        }
     }
     return NULL;
 }

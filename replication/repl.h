@@ -16,6 +16,11 @@
  * for it.  Memory is bounded by one page and one 1 MiB block per peer,
  * whatever the backlog.
  *
+ * When caught up (at most once a second) a puller also takes in the peer's
+ * origin checkpoints (GET /api/v1/audit/origins/checkpoints): each origin's
+ * signed statement of its log, checked against this centre's copy of that
+ * origin's events (storage/audit.h, audit_origin_checkpoint_accept).
+ *
  * Thread safety: repl_status may be called from any thread.
  */
 #ifndef ARCA_REPL_H
@@ -61,6 +66,8 @@ struct repl_peer_status {
     uint64_t blobs_behind, bytes_behind; /* in the page being applied: blobs still to fetch */
     double lag_seconds;       /* now − HLC time of the oldest event not yet applied; 0 caught up */
     uint64_t last_contact_ms; /* wall clock of the last successful request */
+    uint64_t checkpoints_accepted; /* this run: origin checkpoints taken in from this peer */
+    uint64_t checkpoint_conflicts; /* this run: ones that disagree with our copy of the origin */
     uint64_t errors;          /* this run */
     char last_error[256];
     uint64_t last_error_ms;

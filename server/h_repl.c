@@ -53,7 +53,7 @@ static json_t *peer_json(const struct repl_peer_status *s)
                        : json_null();
     uint64_t behind = s->head > s->cursor ? s->head - s->cursor : 0;
     return json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o,s:I,"
-                     "s:o,s:o,s:o}",
+                     "s:I,s:I,s:o,s:o,s:o}",
                      "name", s->name, "url", s->url, "connected", s->connected, "cursor",
                      (json_int_t)s->cursor, "peer_log_size", (json_int_t)s->head,
                      "events_behind", (json_int_t)behind, "last_applied", last,
@@ -62,8 +62,10 @@ static json_t *peer_json(const struct repl_peer_status *s)
                      "bytes_fetched", (json_int_t)s->bytes_fetched, "bytes_resumed",
                      (json_int_t)s->bytes_resumed, "blobs_behind", (json_int_t)s->blobs_behind,
                      "bytes_behind", (json_int_t)s->bytes_behind, "lag_seconds", s->lag_seconds,
-                     "last_contact", time_json(s->last_contact_ms), "errors",
-                     (json_int_t)s->errors, "last_error",
+                     "last_contact", time_json(s->last_contact_ms), "checkpoints_accepted",
+                     (json_int_t)s->checkpoints_accepted, "checkpoint_conflicts",
+                     (json_int_t)s->checkpoint_conflicts, "errors", (json_int_t)s->errors,
+                     "last_error",
                      s->last_error[0] ? json_string(s->last_error) : json_null(),
                      "last_error_at", time_json(s->last_error_ms), "repair",
                      repair_json(&s->repair));

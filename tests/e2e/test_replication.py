@@ -10,11 +10,15 @@ import hashlib
 import json
 import os
 import random
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import (ArcaTestMixin, Cluster, bearer, sha256_hex, uniq)
+from harness import (HERE, ArcaTestMixin, Cluster, sha256_hex, uniq)
+
+TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
+    os.path.join(HERE, "..", "..", "build", "tests", "tools", "arca_tamper"))
 
 
 def upload_many(srv, prefix, count, rng, out, errors):
@@ -67,6 +71,18 @@ class TwoCentres(ReplicationBase):
         self.assertEqual(len(files), 48)
         self.cl.wait_converged()
         self.assertServesAll(self.cl, files)
+        # Each centre holds the other's signed origin checkpoint, matching its copy of that log.
+        for c, other in ((self.cl[0], "dc2"), (self.cl[1], "dc1")):
+            deadline = time.monotonic() + 10
+            while True:
+                o = {x["origin"]: x for x in c.json("/api/v1/audit/origins")["origins"]}
+                if o.get(other, {}).get("verified") is True:
+                    break
+                self.assertLess(time.monotonic(), deadline, o)
+                time.sleep(0.1)
+            self.assertGreater(o[other]["checkpoint"]["size"], 0)
+            self.assertGreater(c.status()["peers"][0]["checkpoints_accepted"], 0)
+            self.assertEqual(c.status()["peers"][0]["checkpoint_conflicts"], 0)
         s = [c.storage() for c in self.cl.centres]
         self.assertEqual(s[0]["artifact_count"], s[1]["artifact_count"])
         self.assertEqual(s[0]["blob_count"], s[1]["blob_count"])
@@ -201,6 +217,35 @@ class TwoCentres(ReplicationBase):
         self.assertEqual(rd.status, 201)
         self.assertError(c.get("/api/v1/replication/events", token=rd.json()["token"]), 403)
         self.assertError(c.get("/api/v1/replication/events", auth=None), 401)
+
+    def test_other_centres_history_rewritten_here_is_named(self):
+        name = "hist-" + uniq()
+        for k in range(3):
+            self.assertEqual(self.cl[0].put("/repos/libs/%s/1.%d/a" % (name, k), b"v%d" % k).status,
+                             201)
+        self.cl.wait_converged()
+        dc2 = self.cl[1]
+        # dc2 holds dc1's checkpoint covering those events.
+        deadline = time.monotonic() + 10
+        while True:
+            o = {x["origin"]: x for x in dc2.json("/api/v1/audit/origins")["origins"]}
+            cp = (o.get("dc1") or {}).get("checkpoint") or {}
+            if cp.get("size", 0) >= o["dc1"]["events"]:
+                break
+            self.assertLess(time.monotonic(), deadline, o)
+            time.sleep(0.1)
+        log = [json.loads(x) for x in dc2.get("/api/v1/audit?limit=1000").body.splitlines()]
+        victim = [e for e in log if e["origin"] == "dc1" and e["action"] == "artifact.put"][-1]
+        self.assertEqual(dc2.json("/api/v1/audit/verify")["problem_count"], 0)
+        self.cl.proxy[(1, 0)].cut()
+        dc2.stop()
+        out = subprocess.run([TAMPER, dc2.data, "alter", str(victim["seq"])],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        dc2.start()
+        rep = dc2.json("/api/v1/audit/verify")
+        kinds = {(p["kind"], p.get("origin"), p.get("origin_seq")) for p in rep["problems"]}
+        self.assertIn(("origin", "dc1", victim["origin_seq"]), kinds, rep["problems"])
 
     def wait_repair(self, c, peer, timeout=30):
         deadline = time.monotonic() + timeout
