@@ -41,6 +41,7 @@ struct peer {
     struct repl_peer_status st;
     uint64_t failures; /* consecutive, for the back-off */
     uint64_t checkpoints_at_ms; /* the last exchange of origin checkpoints */
+    bool own_ahead_reported;    /* own_event_check said it once */
 };
 
 struct repl {
@@ -497,6 +498,30 @@ static bool already_here(struct repl *r, const struct line_info *li)
     return repo_origin_applied(r->db, li->origin, &last) == 0 && li->origin_seq <= last;
 }
 
+/*
+ * One of this centre's own events came back from a peer.  If it is beyond
+ * what this centre has written, this data dir is not the one that wrote it
+ * (restored from an old backup, or replaced under the same centre id): the
+ * new local events reuse numbers the peers already hold and would be skipped
+ * there.  Said loudly, once per run; the fix is a new centre id for this data
+ * dir (docs/ARCHITECTURE.md, "Replication").
+ */
+static void own_event_check(struct peer *p, const struct line_info *li)
+{
+    uint64_t last = 0;
+    if (p->own_ahead_reported || repo_origin_applied(p->r->db, li->origin, &last) != 0 ||
+        li->origin_seq <= last)
+        return;
+    p->own_ahead_reported = true;
+    LOG_E("replication: peer %s holds event %s/%llu of THIS centre, but this data dir has "
+          "written only %llu: it is not the data dir that wrote them; give it a new "
+          "[centre] id, or this centre's new events collide with the old ones",
+          p->cfg.name, li->origin, (unsigned long long)li->origin_seq, (unsigned long long)last);
+    peer_error(p, "the peer holds this centre's own event %s/%llu, beyond the %llu written "
+                  "here: this data dir replaced the one that wrote them (use a new centre id)",
+               li->origin, (unsigned long long)li->origin_seq, (unsigned long long)last);
+}
+
 /* The blobs this page still needs, for the status. */
 static void count_behind(struct peer *p, const char *data, size_t len)
 {
@@ -552,6 +577,8 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
         pthread_mutex_lock(&p->mu);
         p->st.events_seen++;
         pthread_mutex_unlock(&p->mu);
+        if (strcmp(li.origin, r->centre) == 0)
+            own_event_check(p, &li);
         if (!already_here(r, &li)) {
             struct blob_blocks blocks = {0};
             bool fetched = false;

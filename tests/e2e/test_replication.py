@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import threading
 import time
@@ -246,6 +247,28 @@ class TwoCentres(ReplicationBase):
         rep = dc2.json("/api/v1/audit/verify")
         kinds = {(p["kind"], p.get("origin"), p.get("origin_seq")) for p in rep["problems"]}
         self.assertIn(("origin", "dc1", victim["origin_seq"]), kinds, rep["problems"])
+
+    def test_replaced_data_dir_under_the_same_id_is_reported(self):
+        self.assertEqual(self.cl[1].put("/repos/libs/old-%s/1.0/a" % uniq(), b"old").status, 201)
+        self.cl.wait_converged()
+        dc2 = self.cl[1]
+        dc2.stop()
+        for d in ("index", "blobs", "admin.token", "audit.key"):
+            path = os.path.join(dc2.data, d)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.unlink(path)
+        dc2._token = None
+        dc2.start()
+        deadline = time.monotonic() + 20
+        while True:
+            (p,) = dc2.status()["peers"]
+            if p["last_error"] and "new centre id" in p["last_error"]:
+                break
+            self.assertLess(time.monotonic(), deadline, p)
+            time.sleep(0.1)
+        self.assertIn("this data dir replaced the one that wrote them", dc2.log_text())
 
     def wait_repair(self, c, peer, timeout=30):
         deadline = time.monotonic() + timeout
