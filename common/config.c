@@ -51,6 +51,7 @@ static const struct setting settings[] = {
     {"replication", "batch", T_UINT, F(repl_batch), "500", 1, 1000},
     {"replication", "retry_max_seconds", T_UINT, F(repl_retry_max), "30", 1, 3600},
     {"replication", "connect_timeout", T_UINT, F(repl_connect_timeout), "5", 1, 300},
+    {"replication", "parallel_fetches", T_UINT, F(repl_parallel_fetches), "4", 1, 16},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

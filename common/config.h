@@ -86,6 +86,7 @@ struct arca_config {
     uint64_t repl_batch;         /* events per request */
     uint64_t repl_retry_max;     /* seconds: the longest back-off after a failure */
     uint64_t repl_connect_timeout; /* seconds */
+    uint64_t repl_parallel_fetches; /* blobs of a page fetched at once */
     /* [peer.NAME]: not in the settings table (the names are the operator's) */
     size_t npeers;
     struct config_peer peers[CONFIG_PEERS_MAX];

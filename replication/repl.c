@@ -29,6 +29,8 @@
 /* A page of events is at most 4 MiB on the server side; a little room beyond that. */
 #define PAGE_MAX (8u << 20)
 #define ERR_BODY_MAX 2048
+/* Blobs of a page fetched at once (replication.parallel_fetches, at most this). */
+#define PREFETCH_MAX 16
 
 struct peer {
     struct repl *r;
@@ -42,13 +44,14 @@ struct peer {
     uint64_t failures; /* consecutive, for the back-off */
     uint64_t checkpoints_at_ms; /* the last exchange of origin checkpoints */
     bool own_ahead_reported;    /* own_event_check said it once */
+    CURL *xfer[PREFETCH_MAX];   /* the prefetchers' handles (kept for keep-alive), made lazily */
 };
 
 struct repl {
     repo_db *db;
     blob_store *bs;
     char centre[64];
-    uint64_t poll_ms, batch, retry_max_s, connect_timeout_s;
+    uint64_t poll_ms, batch, retry_max_s, connect_timeout_s, parallel;
     atomic_bool stop;
     bool curl_init;
     pthread_mutex_t wait_mu;
@@ -191,11 +194,10 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return atomic_load(&p->r->stop) ? 1 : 0;
 }
 
-/* Sets up p->curl for GET url; the caller adds its write target. */
-static void request_setup(struct peer *p, const char *url, struct curl_slist *hdrs,
+/* Sets up handle c for a GET of url from p; the caller adds its write target. */
+static void request_setup(struct peer *p, CURL *c, const char *url, struct curl_slist *hdrs,
                           struct resp_hdrs *rh)
 {
-    CURL *c = p->curl;
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -287,6 +289,7 @@ static void fetch_release(struct repl *r, const uint8_t sha256[32])
 
 struct blob_sink {
     struct peer *p;
+    CURL *curl;
     blob_writer *w;
     struct resp_hdrs *rh;
     uint64_t have;       /* bytes the partial file held before this transfer */
@@ -304,7 +307,7 @@ static size_t blob_write(char *ptr, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     long status = 0;
     if (!s->checked) {
-        curl_easy_getinfo(s->p->curl, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
         s->checked = true;
         if (status != 200 && status != 206) {
             s->err.max = ERR_BODY_MAX;
@@ -341,7 +344,7 @@ static size_t blob_write(char *ptr, size_t size, size_t nmemb, void *arg)
  * false when the index already knew it: another puller got it first).
  * 0, or an error already recorded in p's status.
  */
-static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
+static int fetch_blob(struct peer *p, CURL *curl, const uint8_t sha256[32], uint64_t size,
                       struct blob_blocks *blocks, bool *fetched, bool repair)
 {
     struct repl *r = p->r;
@@ -355,7 +358,7 @@ static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
         goto out; /* another puller brought it in meanwhile */
     for (int attempt = 0; attempt < 2; attempt++) {
         struct resp_hdrs rh = {0};
-        struct blob_sink s = {.p = p, .rh = &rh, .size = size};
+        struct blob_sink s = {.p = p, .curl = curl, .rh = &rh, .size = size};
         if ((rc = blob_writer_resume(r->bs, sha256, &s.w, &s.have)) != 0) {
             peer_error(p, "blob %s: cannot open its partial file: %s", hex, arca_strerror(rc));
             goto out;
@@ -381,11 +384,11 @@ static int fetch_blob(struct peer *p, const uint8_t sha256[32], uint64_t size,
                 h = curl_slist_append(h, range);
             }
             snprintf(url, sizeof(url), "%s/api/v1/replication/blobs/%s", p->cfg.url, hex);
-            request_setup(p, url, h, &rh);
-            curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, blob_write);
-            curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &s);
-            cc = curl_easy_perform(p->curl);
-            curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+            request_setup(p, curl, url, h, &rh);
+            curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, blob_write);
+            curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
+            cc = curl_easy_perform(curl);
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
             curl_slist_free_all(h);
         }
         if (s.range_ignored) {
@@ -553,6 +556,117 @@ static void count_behind(struct peer *p, const char *data, size_t len)
 }
 
 /*
+ * The blobs a page needs, fetched before its events are applied, by up to
+ * replication.parallel_fetches threads at once: small blobs' round trips and
+ * fsyncs overlap, and large ones hash on several cores.  Events still apply
+ * one by one, in order.
+ */
+struct fetch_job {
+    uint8_t sha256[32];
+    uint64_t size;
+    struct blob_blocks blocks;
+    bool fetched;
+    int rc;
+};
+
+struct prefetch {
+    struct peer *p;
+    struct fetch_job *jobs;
+    size_t n;
+    atomic_size_t next;
+};
+
+struct prefetcher {
+    struct prefetch *pf;
+    CURL *curl;
+    pthread_t thread;
+};
+
+static void *prefetch_worker(void *arg)
+{
+    struct prefetcher *w = arg;
+    struct prefetch *pf = w->pf;
+    for (;;) {
+        size_t i = atomic_fetch_add(&pf->next, 1);
+        if (i >= pf->n || atomic_load(&pf->p->r->stop))
+            break;
+        struct fetch_job *j = &pf->jobs[i];
+        j->rc = fetch_blob(pf->p, w->curl, j->sha256, j->size, &j->blocks, &j->fetched, false);
+        if (j->rc != 0)
+            break; /* the page stops at that event anyway; leave the rest for the next round */
+    }
+    return NULL;
+}
+
+static int job_cmp(const void *a, const void *b)
+{
+    return memcmp(((const struct fetch_job *)a)->sha256, ((const struct fetch_job *)b)->sha256, 32);
+}
+
+/* Collects the page's missing blobs (each once) and fetches them.  Jobs sorted by SHA-256. */
+static void prefetch_page(struct peer *p, const char *data, size_t len, struct prefetch *pf)
+{
+    struct repl *r = p->r;
+    const char *s = data, *end = data + len;
+    size_t cap = 0;
+    memset(pf, 0, sizeof(*pf));
+    pf->p = p;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        struct line_info li;
+        struct blob_digests dig;
+        if (n > 0 && line_parse(s, n, &li) && li.put && !already_here(r, &li) &&
+            repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
+            bool dup = false;
+            for (size_t i = 0; i < pf->n && !dup; i++)
+                dup = memcmp(pf->jobs[i].sha256, li.sha256, 32) == 0;
+            if (!dup) {
+                if (pf->n == cap) {
+                    size_t ncap = cap ? cap * 2 : 64;
+                    struct fetch_job *nj = realloc(pf->jobs, ncap * sizeof(*nj));
+                    if (!nj)
+                        break; /* fetched one by one while applying instead */
+                    pf->jobs = nj;
+                    cap = ncap;
+                }
+                memset(&pf->jobs[pf->n], 0, sizeof(pf->jobs[pf->n]));
+                memcpy(pf->jobs[pf->n].sha256, li.sha256, 32);
+                pf->jobs[pf->n++].size = li.size;
+            }
+        }
+        s += n + 1;
+    }
+    size_t nw = pf->n < r->parallel ? pf->n : r->parallel;
+    if (nw > PREFETCH_MAX)
+        nw = PREFETCH_MAX;
+    if (nw > 1) {
+        struct prefetcher w[PREFETCH_MAX];
+        size_t started = 0;
+        for (size_t k = 0; k < nw; k++) {
+            if (!p->xfer[k] && !(p->xfer[k] = curl_easy_init()))
+                break;
+            w[k] = (struct prefetcher){.pf = pf, .curl = p->xfer[k]};
+            if (pthread_create(&w[k].thread, NULL, prefetch_worker, &w[k]) != 0)
+                break;
+            started++;
+        }
+        for (size_t k = 0; k < started; k++)
+            pthread_join(w[k].thread, NULL);
+    }
+    /* With one fetcher (or none started) the apply loop fetches as it goes. */
+    if (pf->n)
+        qsort(pf->jobs, pf->n, sizeof(*pf->jobs), job_cmp);
+}
+
+static void prefetch_free(struct prefetch *pf)
+{
+    for (size_t i = 0; i < pf->n; i++)
+        blob_blocks_cleanup(&pf->jobs[i].blocks);
+    free(pf->jobs);
+}
+
+/*
  * Applies one page.  *cursor advances past every event taken in.  0 (all of
  * it), or an error already recorded (the rest waits for the next round).
  */
@@ -560,7 +674,10 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
 {
     struct repl *r = p->r;
     const char *s = data, *end = data + len;
+    struct prefetch pf;
+    int rc = 0;
     count_behind(p, data, len);
+    prefetch_page(p, data, len, &pf);
     while (s < end && !atomic_load(&r->stop)) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));
         size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
@@ -572,7 +689,8 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
         if (!line_parse(s, n, &li) || li.seq <= *cursor) {
             peer_error(p, "malformed or out-of-order event after seq %llu in the peer's log",
                        (unsigned long long)*cursor);
-            return ARCA_E_INVALID;
+            rc = ARCA_E_INVALID;
+            break;
         }
         pthread_mutex_lock(&p->mu);
         p->st.events_seen++;
@@ -580,27 +698,38 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
         if (strcmp(li.origin, r->centre) == 0)
             own_event_check(p, &li);
         if (!already_here(r, &li)) {
-            struct blob_blocks blocks = {0};
+            struct blob_blocks own = {0}, *blocks = NULL;
             bool fetched = false;
             struct blob_digests dig;
-            int rc = 0;
-            if (li.put && repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND)
-                rc = fetch_blob(p, li.sha256, li.size, &blocks, &fetched, false);
+            if (li.put && repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
+                struct fetch_job key, *j = NULL;
+                memcpy(key.sha256, li.sha256, 32);
+                if (pf.n)
+                    j = bsearch(&key, pf.jobs, pf.n, sizeof(*pf.jobs), job_cmp);
+                if (j && (j->fetched || j->rc)) {
+                    rc = j->rc;
+                    fetched = j->fetched;
+                    blocks = &j->blocks;
+                } else {
+                    rc = fetch_blob(p, p->curl, li.sha256, li.size, &own, &fetched, false);
+                    blocks = &own;
+                }
+            }
             bool applied = false;
             if (rc == 0)
-                rc = repo_apply_remote(r->db, s, n, fetched ? &blocks : NULL, &applied);
-            blob_blocks_cleanup(&blocks);
+                rc = repo_apply_remote(r->db, s, n, fetched ? blocks : NULL, &applied);
+            blob_blocks_cleanup(&own);
             if (rc == ARCA_E_NOTFOUND && !fetched) {
                 /* The index lost sight of the blob between the check and the apply: next round. */
                 peer_error(p, "event %s/%llu: its blob is not here yet", li.origin,
                            (unsigned long long)li.origin_seq);
-                return rc;
+                break;
             }
             if (rc != 0) {
                 if (rc != -EIO && rc != ARCA_E_CORRUPT)
                     peer_error(p, "applying event %s/%llu failed: %s", li.origin,
                                (unsigned long long)li.origin_seq, arca_strerror(rc));
-                return rc;
+                break;
             }
             pthread_mutex_lock(&p->mu);
             if (applied)
@@ -616,7 +745,8 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
         pthread_mutex_unlock(&p->mu);
         s += n + 1;
     }
-    return 0;
+    prefetch_free(&pf);
+    return rc;
 }
 
 /*
@@ -635,7 +765,7 @@ static int pull_once(struct peer *p, uint64_t *cursor, bool *more)
     snprintf(url, sizeof(url), "%s/api/v1/replication/events?after=%llu&limit=%llu", p->cfg.url,
              (unsigned long long)*cursor, (unsigned long long)r->batch);
     struct curl_slist *h = base_headers(p);
-    request_setup(p, url, h, &rh);
+    request_setup(p, p->curl, url, h, &rh);
     curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
     curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &body);
     CURLcode cc = curl_easy_perform(p->curl);
@@ -764,7 +894,7 @@ static void repair(struct peer *p, bool deep)
             unlink(path);
         LOG_W("replication: repair: blob %s is missing or damaged here; fetching it from %s", hex,
               p->cfg.name);
-        rc = fetch_blob(p, bb.items[i].sha256, bb.items[i].size, &blocks, &fetched, true);
+        rc = fetch_blob(p, p->curl, bb.items[i].sha256, bb.items[i].size, &blocks, &fetched, true);
         blob_blocks_cleanup(&blocks);
         if (rc == 0 && fetched)
             refetched++;
@@ -854,7 +984,7 @@ static void exchange_checkpoints(struct peer *p)
     p->checkpoints_at_ms = now;
     snprintf(url, sizeof(url), "%s/api/v1/audit/origins/checkpoints", p->cfg.url);
     struct curl_slist *h = base_headers(p);
-    request_setup(p, url, h, &rh);
+    request_setup(p, p->curl, url, h, &rh);
     curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
     curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &body);
     CURLcode cc = curl_easy_perform(p->curl);
@@ -965,6 +1095,7 @@ int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl 
     r->batch = cfg->repl_batch;
     r->retry_max_s = cfg->repl_retry_max;
     r->connect_timeout_s = cfg->repl_connect_timeout;
+    r->parallel = cfg->repl_parallel_fetches;
     pthread_mutex_init(&r->wait_mu, NULL);
     pthread_cond_init(&r->wait_cv, NULL);
     pthread_mutex_init(&r->fetch_mu, NULL);
@@ -978,7 +1109,7 @@ int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl 
     }
     r->curl_init = true;
     r->peers = calloc(cfg->npeers, sizeof(*r->peers));
-    r->fetching = calloc(cfg->npeers, sizeof(*r->fetching));
+    r->fetching = calloc(cfg->npeers * PREFETCH_MAX, sizeof(*r->fetching));
     if (!r->peers || !r->fetching) {
         rc = -ENOMEM;
         goto fail;
@@ -1038,6 +1169,9 @@ void repl_stop(repl *r)
             pthread_join(p->thread, NULL);
         if (p->curl)
             curl_easy_cleanup(p->curl);
+        for (size_t k = 0; k < PREFETCH_MAX; k++)
+            if (p->xfer[k])
+                curl_easy_cleanup(p->xfer[k]);
         pthread_mutex_destroy(&p->mu);
     }
     if (r->curl_init)

@@ -221,6 +221,7 @@ static void test_peers(void **state)
     assert_int_equal(c.npeers, 0);
     assert_int_equal(c.repl_poll_ms, 200);
     assert_int_equal(c.repl_batch, 500);
+    assert_int_equal(c.repl_parallel_fetches, 4);
     char *p = write_conf("[replication]\npoll_interval_ms = 50\nbatch = 100\n"
                          "[peer.dc2]\nurl = http://10.0.0.2:8080\ntoken = arca_x\n"
                          "[peer.dc-3]\nurl = https://dc3.example.com:8443\n"
@@ -265,6 +266,7 @@ static void test_peer_errors(void **state)
     expect_error("[peer.dc 2]\nurl = http://a:1\n", ":2: [peer.dc 2]: a peer name is");
     expect_error("[peer.dc2]\nuri = http://a:1\n", ":2: unknown key 'uri' in section [peer.dc2]");
     expect_error("[replication]\nbatch = 0\n", ":2: replication.batch");
+    expect_error("[replication]\nparallel_fetches = 17\n", ":2: replication.parallel_fetches");
     char many[4096];
     size_t n = 0;
     for (int i = 0; i <= CONFIG_PEERS_MAX; i++)
