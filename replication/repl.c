@@ -1,7 +1,7 @@
 /*
  * The pullers (see repl.h): one thread per peer, each a loop of
- *   page of events after the cursor → for each event: blob if missing → apply
- *   → cursor persisted → wait for more.
+ *   page of events after the cursor → the page's missing blobs, fetched in
+ *   parallel → each event applied in order → cursor persisted → wait for more.
  */
 #include "repl.h"
 
@@ -44,6 +44,7 @@ struct peer {
     uint64_t failures; /* consecutive, for the back-off */
     uint64_t checkpoints_at_ms; /* the last exchange of origin checkpoints */
     bool own_ahead_reported;    /* own_event_check said it once */
+    uint64_t started_ms;        /* when the puller started (wall clock) */
     CURL *xfer[PREFETCH_MAX];   /* the prefetchers' handles (kept for keep-alive), made lazily */
 };
 
@@ -81,7 +82,7 @@ static uint64_t now_ms(void)
 static void nap(struct repl *r, uint64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* wait_cv runs on the monotonic clock */
     until.tv_sec += (time_t)(ms / 1000);
     until.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -354,8 +355,23 @@ static int fetch_blob(struct peer *p, CURL *curl, const uint8_t sha256[32], uint
     *fetched = false;
     hex_encode(sha256, 32, hex);
     fetch_claim(r, sha256);
-    if (!repair && repo_get_blob(r->db, sha256, &dig, NULL) == 0)
-        goto out; /* another puller brought it in meanwhile */
+    if (!repair && repo_get_blob(r->db, sha256, &dig, NULL) == 0) {
+        blob_partial_remove(r->bs, sha256); /* another puller brought it in meanwhile */
+        goto out;
+    }
+    /*
+     * Already whole on disk but not yet in the index (fetched by another
+     * puller whose event has not applied yet, or by an earlier round that
+     * stopped before its event): hashed here instead of fetched again.
+     */
+    if (!repair && blob_rehash(r->bs, sha256, &dig, blocks) == 0) {
+        if (memcmp(dig.sha256, sha256, 32) == 0 && dig.size == size) {
+            blob_partial_remove(r->bs, sha256);
+            *fetched = true;
+            goto out;
+        }
+        blob_blocks_cleanup(blocks);
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         struct resp_hdrs rh = {0};
         struct blob_sink s = {.p = p, .curl = curl, .rh = &rh, .size = size};
@@ -457,6 +473,7 @@ struct line_info {
     char origin[64];
     bool put;
     uint8_t sha256[32];
+    uint8_t prev[32], hash[32]; /* the peer log's chain: this record's and the one before */
 };
 
 static bool line_parse(const char *line, size_t len, struct line_info *li)
@@ -472,6 +489,11 @@ static bool line_parse(const char *line, size_t len, struct line_info *li)
     if (!json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_integer(os) ||
         json_integer_value(os) <= 0 || !json_is_integer(hlc) || !origin || !action ||
         strlen(origin) >= sizeof(li->origin))
+        goto out;
+    const char *prev = json_string_value(json_object_get(e, "prev"));
+    const char *hash = json_string_value(json_object_get(e, "hash"));
+    if (!prev || !hash || strlen(prev) != 64 || strlen(hash) != 64 ||
+        hex_decode(prev, 64, li->prev, 32) != 0 || hex_decode(hash, 64, li->hash, 32) != 0)
         goto out;
     li->seq = (uint64_t)json_integer_value(seq);
     li->origin_seq = (uint64_t)json_integer_value(os);
@@ -574,6 +596,7 @@ struct prefetch {
     struct fetch_job *jobs;
     size_t n;
     atomic_size_t next;
+    atomic_bool failed; /* one fetch failed: the page stops at its event, so do the others */
 };
 
 struct prefetcher {
@@ -588,12 +611,12 @@ static void *prefetch_worker(void *arg)
     struct prefetch *pf = w->pf;
     for (;;) {
         size_t i = atomic_fetch_add(&pf->next, 1);
-        if (i >= pf->n || atomic_load(&pf->p->r->stop))
+        if (i >= pf->n || atomic_load(&pf->p->r->stop) || atomic_load(&pf->failed))
             break;
         struct fetch_job *j = &pf->jobs[i];
         j->rc = fetch_blob(pf->p, w->curl, j->sha256, j->size, &j->blocks, &j->fetched, false);
         if (j->rc != 0)
-            break; /* the page stops at that event anyway; leave the rest for the next round */
+            atomic_store(&pf->failed, true);
     }
     return NULL;
 }
@@ -616,7 +639,9 @@ static void prefetch_page(struct peer *p, const char *data, size_t len, struct p
         size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
         struct line_info li;
         struct blob_digests dig;
-        if (n > 0 && line_parse(s, n, &li) && li.put && !already_here(r, &li) &&
+        if (n > 0 && !line_parse(s, n, &li))
+            break; /* the apply loop stops there too */
+        if (n > 0 && li.put && !already_here(r, &li) &&
             repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
             bool dup = false;
             for (size_t i = 0; i < pf->n && !dup; i++)
@@ -670,7 +695,21 @@ static void prefetch_free(struct prefetch *pf)
  * Applies one page.  *cursor advances past every event taken in.  0 (all of
  * it), or an error already recorded (the rest waits for the next round).
  */
-static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cursor)
+struct cursor {
+    uint64_t seq;
+    uint8_t hash[32]; /* of the event at seq in the peer's log; all zero: not known */
+};
+
+static bool hash_known(const uint8_t h[32])
+{
+    static const uint8_t zero[32];
+    return memcmp(h, zero, 32) != 0;
+}
+
+/* apply_page: the page does not continue the log the cursor points into. */
+#define LOG_CHANGED 1
+
+static int apply_page(struct peer *p, const char *data, size_t len, struct cursor *cursor)
 {
     struct repl *r = p->r;
     const char *s = data, *end = data + len;
@@ -686,10 +725,15 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
             s += 1;
             continue;
         }
-        if (!line_parse(s, n, &li) || li.seq <= *cursor) {
+        if (!line_parse(s, n, &li) || li.seq <= cursor->seq) {
             peer_error(p, "malformed or out-of-order event after seq %llu in the peer's log",
-                       (unsigned long long)*cursor);
+                       (unsigned long long)cursor->seq);
             rc = ARCA_E_INVALID;
+            break;
+        }
+        if (cursor->seq > 0 && hash_known(cursor->hash) &&
+            (li.seq != cursor->seq + 1 || memcmp(li.prev, cursor->hash, 32) != 0)) {
+            rc = LOG_CHANGED; /* another log (a restored or re-pointed peer) */
             break;
         }
         pthread_mutex_lock(&p->mu);
@@ -739,7 +783,8 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
             p->st.last_hlc = li.hlc;
             pthread_mutex_unlock(&p->mu);
         }
-        *cursor = li.seq;
+        cursor->seq = li.seq;
+        memcpy(cursor->hash, li.hash, 32);
         pthread_mutex_lock(&p->mu);
         p->st.cursor = li.seq;
         pthread_mutex_unlock(&p->mu);
@@ -753,7 +798,7 @@ static int apply_page(struct peer *p, const char *data, size_t len, uint64_t *cu
  * One round: fetch a page after the cursor and apply it.  *more: the peer
  * has further events right away.  0 or an error (recorded).
  */
-static int pull_once(struct peer *p, uint64_t *cursor, bool *more)
+static int pull_once(struct peer *p, struct cursor *cursor, bool *more)
 {
     struct repl *r = p->r;
     char url[700];
@@ -763,7 +808,7 @@ static int pull_once(struct peer *p, uint64_t *cursor, bool *more)
     int rc = 0;
     *more = false;
     snprintf(url, sizeof(url), "%s/api/v1/replication/events?after=%llu&limit=%llu", p->cfg.url,
-             (unsigned long long)*cursor, (unsigned long long)r->batch);
+             (unsigned long long)cursor->seq, (unsigned long long)r->batch);
     struct curl_slist *h = base_headers(p);
     request_setup(p, p->curl, url, h, &rh);
     curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
@@ -781,25 +826,35 @@ static int pull_once(struct peer *p, uint64_t *cursor, bool *more)
         goto out;
     }
     set_connected(p, true);
-    if (rh.have_log_size && rh.log_size < *cursor) {
+    if (rh.have_log_size && rh.log_size < cursor->seq) {
         /* The peer's log is shorter than where we were: it was rebuilt.  Read it again. */
         LOG_W("replication: peer %s: its log has %llu events but the cursor is at %llu; "
               "starting over from 0 (events already here are skipped)",
-              p->cfg.name, (unsigned long long)rh.log_size, (unsigned long long)*cursor);
-        *cursor = 0;
-        *more = true;
-        goto out;
+              p->cfg.name, (unsigned long long)rh.log_size, (unsigned long long)cursor->seq);
+        goto restart;
     }
     pthread_mutex_lock(&p->mu);
     if (rh.have_log_size)
         p->st.head = rh.log_size;
     pthread_mutex_unlock(&p->mu);
-    uint64_t before = *cursor;
+    uint64_t before = cursor->seq;
     rc = apply_page(p, body.data ? body.data : "", body.len, cursor);
-    if (*cursor != before) {
-        int wrc = repo_peer_cursor_set(r->db, p->cfg.name, *cursor);
+    if (rc == LOG_CHANGED) {
+        LOG_W("replication: peer %s: the event after seq %llu does not continue the log the "
+              "cursor was in (restored from a backup, or the url now names another centre); "
+              "starting over from 0 (events already here are skipped)",
+              p->cfg.name, (unsigned long long)cursor->seq);
+        goto restart;
+    }
+    if (cursor->seq != before) {
+        int wrc = repo_peer_cursor_set(r->db, p->cfg.name, cursor->seq, cursor->hash);
         if (wrc != 0)
             peer_error(p, "cannot persist the cursor: %s", arca_strerror(wrc));
+    } else if (rc == 0 && rh.more) {
+        /* "More" and nothing in the page: never spin on a peer that says so. */
+        peer_error(p, "the peer announced more events after seq %llu but sent none",
+                   (unsigned long long)cursor->seq);
+        rc = -EIO;
     }
     *more = rc == 0 && rh.more;
     pthread_mutex_lock(&p->mu);
@@ -809,6 +864,16 @@ static int pull_once(struct peer *p, uint64_t *cursor, bool *more)
     }
     pthread_mutex_unlock(&p->mu);
 out:
+    free(body.data);
+    return rc;
+restart:
+    memset(cursor, 0, sizeof(*cursor));
+    if ((rc = repo_peer_cursor_set(r->db, p->cfg.name, 0, cursor->hash)) != 0)
+        peer_error(p, "cannot persist the cursor: %s", arca_strerror(rc));
+    pthread_mutex_lock(&p->mu);
+    p->st.cursor = 0;
+    pthread_mutex_unlock(&p->mu);
+    *more = rc == 0;
     free(body.data);
     return rc;
 }
@@ -938,7 +1003,7 @@ int repl_repair_start(repl *r, const char *peer, bool deep)
 }
 
 /* Runs an asked-for repair on the puller's thread. */
-static void maybe_repair(struct peer *p, uint64_t *cursor)
+static void maybe_repair(struct peer *p, struct cursor *cursor)
 {
     pthread_mutex_lock(&p->mu);
     bool go = p->st.repair.requested;
@@ -952,8 +1017,8 @@ static void maybe_repair(struct peer *p, uint64_t *cursor)
     if (!go)
         return;
     repair(p, deep);
-    *cursor = 0;
-    int rc = repo_peer_cursor_set(p->r->db, p->cfg.name, 0);
+    memset(cursor, 0, sizeof(*cursor));
+    int rc = repo_peer_cursor_set(p->r->db, p->cfg.name, 0, cursor->hash);
     if (rc != 0)
         peer_error(p, "repair: cannot reset the cursor: %s", arca_strerror(rc));
     pthread_mutex_lock(&p->mu);
@@ -1034,14 +1099,14 @@ static void *puller(void *arg)
 {
     struct peer *p = arg;
     struct repl *r = p->r;
-    uint64_t cursor = 0;
-    if (repo_peer_cursor_get(r->db, p->cfg.name, &cursor) != 0)
-        cursor = 0;
+    struct cursor cursor = {0};
+    if (repo_peer_cursor_get(r->db, p->cfg.name, &cursor.seq, cursor.hash) != 0)
+        memset(&cursor, 0, sizeof(cursor));
     pthread_mutex_lock(&p->mu);
-    p->st.cursor = cursor;
+    p->st.cursor = cursor.seq;
     pthread_mutex_unlock(&p->mu);
     LOG_I("replication: pulling from peer %s (%s) after seq %llu", p->cfg.name, p->cfg.url,
-          (unsigned long long)cursor);
+          (unsigned long long)cursor.seq);
     while (!atomic_load(&r->stop)) {
         bool more = false;
         maybe_repair(p, &cursor);
@@ -1074,11 +1139,23 @@ static int read_token_file(const char *path, char *out, size_t cap)
     if (!f)
         return -errno;
     size_t n = fread(out, 1, cap - 1, f);
+    bool longer = fgetc(f) != EOF;
     fclose(f);
+    if (longer)
+        return -EFBIG; /* never a silently truncated credential */
     out[n] = '\0';
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
         out[--n] = '\0';
     return n > 0 ? 0 : -ENODATA;
+}
+
+/* A partial transfer of a blob the index already names is left over: removed at start. */
+static void drop_stale_partial(void *arg, const uint8_t sha256[32])
+{
+    struct repl *r = arg;
+    struct blob_digests dig;
+    if (repo_get_blob(r->db, sha256, &dig, NULL) == 0)
+        blob_partial_remove(r->bs, sha256);
 }
 
 int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl **out)
@@ -1097,9 +1174,14 @@ int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl 
     r->connect_timeout_s = cfg->repl_connect_timeout;
     r->parallel = cfg->repl_parallel_fetches;
     pthread_mutex_init(&r->wait_mu, NULL);
-    pthread_cond_init(&r->wait_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a wall-clock step never stalls a nap */
+    pthread_cond_init(&r->wait_cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&r->fetch_mu, NULL);
     pthread_cond_init(&r->fetch_cv, NULL);
+    blob_partial_each(bs, drop_stale_partial, r);
     if (cfg->npeers == 0)
         goto done;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
@@ -1114,19 +1196,20 @@ int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl 
         rc = -ENOMEM;
         goto fail;
     }
+    for (size_t i = 0; i < cfg->npeers; i++)
+        pthread_mutex_init(&r->peers[i].mu, NULL);
     r->npeers = cfg->npeers;
     for (size_t i = 0; i < r->npeers; i++) {
         struct peer *p = &r->peers[i];
         char token[160] = "";
         p->r = r;
         p->cfg = cfg->peers[i];
-        pthread_mutex_init(&p->mu, NULL);
         snprintf(p->st.name, sizeof(p->st.name), "%s", p->cfg.name);
         snprintf(p->st.url, sizeof(p->st.url), "%s", p->cfg.url);
         if (p->cfg.token_file[0]) {
             if ((rc = read_token_file(p->cfg.token_file, token, sizeof(token))) != 0) {
                 LOG_E("replication: peer %s: cannot read token_file %s: %s", p->cfg.name,
-                      p->cfg.token_file, rc == -ENODATA ? "it is empty" : strerror(-rc));
+                      p->cfg.token_file, rc == -ENODATA ? "it is empty" : rc == -EFBIG ? "longer than a token" : strerror(-rc));
                 rc = ARCA_E_CONFIG;
                 goto fail;
             }
@@ -1141,6 +1224,7 @@ int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl 
         }
     }
     for (size_t i = 0; i < r->npeers; i++) {
+        r->peers[i].started_ms = now_ms();
         if ((rc = pthread_create(&r->peers[i].thread, NULL, puller, &r->peers[i])) != 0) {
             rc = -rc;
             goto fail;
@@ -1155,7 +1239,7 @@ fail:
     return rc;
 }
 
-void repl_stop(repl *r)
+void repl_halt(repl *r)
 {
     if (!r)
         return;
@@ -1167,6 +1251,20 @@ void repl_stop(repl *r)
         struct peer *p = &r->peers[i];
         if (p->started)
             pthread_join(p->thread, NULL);
+        p->started = false;
+        pthread_mutex_lock(&p->mu);
+        p->st.connected = false;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+void repl_stop(repl *r)
+{
+    if (!r)
+        return;
+    repl_halt(r);
+    for (size_t i = 0; i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
         if (p->curl)
             curl_easy_cleanup(p->curl);
         for (size_t k = 0; k < PREFETCH_MAX; k++)
@@ -1194,6 +1292,14 @@ size_t repl_status(repl *r, struct repl_peer_status *out, size_t max)
         pthread_mutex_lock(&p->mu);
         out[i] = p->st;
         pthread_mutex_unlock(&p->mu);
+        /* Cut off, the lag is at least the time since the peer last answered (or ever could). */
+        uint64_t now = now_ms();
+        uint64_t since = out[i].last_contact_ms ? out[i].last_contact_ms : p->started_ms;
+        if (!out[i].connected && since && now > since) {
+            double away = (double)(now - since) / 1000.0;
+            if (away > out[i].lag_seconds)
+                out[i].lag_seconds = away;
+        }
     }
     return r->npeers;
 }

@@ -3,18 +3,20 @@
  *
  * Each puller asks its peer for the events of the peer's log after a cursor
  * (GET /api/v1/replication/events, a page of at most replication.batch
- * events, bounded in bytes), fetches each blob an artifact.put names that
- * this centre lacks (GET /api/v1/replication/blobs/SHA256, resumed with Range
- * after a broken transfer, verified by SHA-256 and size before it is
- * committed), and hands every event to storage's repo_apply_remote(): the
- * same apply as local writes, idempotent on (origin, origin seq).  The peer's
- * log holds the events it relayed as well as its own, so a third centre's
- * events arrive through any peer.  The cursor is persisted after every page.
+ * events, bounded in bytes), fetches the blobs the page's artifact.put events
+ * name that this centre lacks (GET /api/v1/replication/blobs/SHA256, up to
+ * replication.parallel_fetches at once, resumed with Range after a broken
+ * transfer, verified by SHA-256 and size before they are committed), then
+ * hands every event, in order, to storage's repo_apply_remote(): the same
+ * apply as local writes, idempotent on (origin, origin seq).  The peer's log
+ * holds the events it relayed as well as its own, so a third centre's events
+ * arrive through any peer.  The cursor (seq and chain hash) is persisted after
+ * every page; a page that does not continue that log is read again from 0.
  *
  * A peer that is down or cut off only makes its puller back off and retry
  * (0.5 s doubling up to replication.retry_max_seconds); nothing local waits
- * for it.  Memory is bounded by one page and one 1 MiB block per peer,
- * whatever the backlog.
+ * for it.  Memory is bounded by one page plus, per fetch thread, one
+ * connection and one 1 MiB buffer, whatever the backlog.
  *
  * When caught up (at most once a second) a puller also takes in the peer's
  * origin checkpoints (GET /api/v1/audit/origins/checkpoints): each origin's
@@ -64,7 +66,8 @@ struct repl_peer_status {
     uint64_t events_seen;     /* this run: events read (including ones already here) */
     uint64_t blobs_fetched, bytes_fetched, bytes_resumed;
     uint64_t blobs_behind, bytes_behind; /* in the page being applied: blobs still to fetch */
-    double lag_seconds;       /* now − HLC time of the oldest event not yet applied; 0 caught up */
+    double lag_seconds;       /* now − HLC time of the oldest event not yet applied; 0 caught up;
+                                 while not connected, at least the time since the last contact */
     uint64_t last_contact_ms; /* wall clock of the last successful request */
     uint64_t checkpoints_accepted; /* this run: origin checkpoints taken in from this peer */
     uint64_t checkpoint_conflicts; /* this run: ones that disagree with our copy of the origin */
@@ -81,7 +84,13 @@ struct repl_peer_status {
  * (nothing is left running then).
  */
 int repl_start(const struct arca_config *cfg, repo_db *db, blob_store *bs, repl **out);
-/* Stops every puller (an in-flight transfer is abandoned and resumes next time) and frees. */
+/*
+ * Stops every puller and waits for them (an in-flight transfer is abandoned
+ * and resumes next time); repl_status and repl_repair_start stay safe to call
+ * (the server's workers may still be answering) until repl_stop.
+ */
+void repl_halt(repl *r);
+/* repl_halt, then frees.  NULL is a no-op. */
 void repl_stop(repl *r);
 /*
  * Asks peer's puller to repair this centre from it: its log is read again

@@ -358,15 +358,25 @@ static void repair(struct conn *c)
         resp_error(c, 400, "bad_request", NULL, "repair takes peer=NAME and deep=true|false");
         return;
     }
-    /* Only the two parameters. */
+    /* Only the two parameters, each at most once. */
     const char *q = conn_query(c);
+    int seen_peer = 0, seen_deep = 0;
     for (const char *k = q; k && *k;) {
-        if (strncmp(k, "peer=", 5) != 0 && strncmp(k, "deep=", 5) != 0) {
+        if (strncmp(k, "peer=", 5) == 0) {
+            seen_peer++;
+        } else if (strncmp(k, "deep=", 5) == 0) {
+            seen_deep++;
+        } else {
             resp_error(c, 400, "bad_request", NULL, "unknown parameter in '%.60s' (peer, deep)", k);
             return;
         }
         k = strchr(k, '&');
         k = k ? k + 1 : NULL;
+    }
+    if (seen_peer > 1 || seen_deep > 1) {
+        resp_error(c, 400, "bad_request", NULL, "parameter '%s' given more than once",
+                   seen_peer > 1 ? "peer" : "deep");
+        return;
     }
     if (!has_peer || !peer[0]) {
         resp_error(c, 400, "bad_request", NULL, "name the peer to repair from: ?peer=NAME");

@@ -456,9 +456,11 @@ int server_run(const struct arca_config *cfg)
     for (size_t i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
     event_base_dispatch(main_base);
-    /* Shutdown: the pullers stop first (an unfinished blob stays resumable). */
-    repl_stop(srv->repl);
-    srv->repl = NULL;
+    /*
+     * Shutdown: the pullers stop first (an unfinished blob stays resumable);
+     * their status stays readable by workers still answering, until freed below.
+     */
+    repl_halt(srv->repl);
     for (size_t i = 0; i < srv->nworkers; i++)
         pthread_join(srv->workers[i].thread, NULL);
     LOG_I("all workers stopped");

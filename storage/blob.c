@@ -365,6 +365,7 @@ out:
 }
 
 static int hash_update(blob_writer *w, const void *buf, size_t len);
+static int close_block(blob_writer *w);
 
 int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **out, uint64_t *have)
 {
@@ -425,6 +426,78 @@ out:
     free(buf);
     blob_writer_free(w);
     return rc;
+}
+
+int blob_rehash(blob_store *bs, const uint8_t sha256[32], struct blob_digests *dig,
+                struct blob_blocks *blocks)
+{
+    int rc, fd = -1;
+    uint64_t size = 0, off = 0;
+    blob_writer *w = NULL;
+    char *buf = NULL;
+    memset(blocks, 0, sizeof(*blocks));
+    if ((rc = blob_open(bs, sha256, &fd, &size)) != 0)
+        return rc;
+    /* A writer without a file: its hashing, never its writing. */
+    if ((rc = writer_alloc(bs, &w)) != 0)
+        goto out;
+    if (!(buf = malloc(BLOB_BLOCK_SIZE))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    while (off < size) {
+        ssize_t got = pread_full(fd, buf, BLOB_BLOCK_SIZE, off);
+        if (got <= 0) {
+            rc = got < 0 ? (int)got : -EIO;
+            goto out;
+        }
+        if ((rc = hash_update(w, buf, (size_t)got)) != 0)
+            goto out;
+        EVP_DigestUpdate(w->md5, buf, (size_t)got);
+        off += (uint64_t)got;
+    }
+    if (w->block_fill > 0 && (rc = close_block(w)) != 0)
+        goto out;
+    if (!EVP_DigestFinal_ex(w->sha256, dig->sha256, NULL) ||
+        !EVP_DigestFinal_ex(w->sha1, dig->sha1, NULL) ||
+        !EVP_DigestFinal_ex(w->md5, dig->md5, NULL)) {
+        rc = ARCA_E_CRYPTO;
+        goto out;
+    }
+    dig->size = size;
+    blob_writer_take_blocks(w, blocks);
+out:
+    free(buf);
+    blob_writer_free(w);
+    close(fd);
+    return rc;
+}
+
+void blob_partial_remove(blob_store *bs, const uint8_t sha256[32])
+{
+    char hex[65], path[PATH_MAX];
+    hex_encode(sha256, 32, hex);
+    int n = snprintf(path, sizeof(path), "%s/partial/%s", bs->dir, hex);
+    if (n > 0 && (size_t)n < sizeof(path) && !bs->readonly)
+        unlink(path);
+}
+
+int blob_partial_each(blob_store *bs, void (*cb)(void *arg, const uint8_t sha256[32]), void *arg)
+{
+    char dir[PATH_MAX];
+    uint8_t sha[32];
+    int n = snprintf(dir, sizeof(dir), "%s/partial", bs->dir);
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return -ENAMETOOLONG;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strlen(de->d_name) == 64 && hex_decode(de->d_name, 64, sha, 32) == 0)
+            cb(arg, sha);
+    closedir(d);
+    return 0;
 }
 
 void blob_writer_discard(blob_writer *w)

@@ -77,6 +77,14 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
  */
 int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks);
 
+/*
+ * Reads a stored blob and computes its digests and block sums (blocks: the
+ * caller's, blob_blocks_cleanup), for a blob on disk the index does not name
+ * yet.  0, -ENOENT, -errno, -ENOMEM, ARCA_E_CRYPTO.
+ */
+int blob_rehash(blob_store *bs, const uint8_t sha256[32], struct blob_digests *dig,
+                struct blob_blocks *blocks);
+
 typedef struct blob_writer blob_writer;
 
 int blob_writer_new(blob_store *bs, blob_writer **out);
@@ -91,6 +99,10 @@ int blob_writer_new(blob_store *bs, blob_writer **out);
  */
 int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **out,
                        uint64_t *have);
+/* Removes what a broken transfer of sha256 left (blob_writer_resume's file), if anything. */
+void blob_partial_remove(blob_store *bs, const uint8_t sha256[32]);
+/* Calls cb for the SHA-256 of every partial transfer kept in the store.  0 or -errno. */
+int blob_partial_each(blob_store *bs, void (*cb)(void *arg, const uint8_t sha256[32]), void *arg);
 /* Makes blob_writer_free remove a resumable writer's file. */
 void blob_writer_discard(blob_writer *w);
 /* Appends len bytes: SHA-256, SHA-1, block sums and the file write.  0 or -errno. */

@@ -527,6 +527,13 @@ int apply(repo_db *db, const struct event *ev, bool *applied)
          * sequence must have no gap.  A refusal becomes a recorded no-op;
          * only an index failure stops it.
          */
+        /*
+         * An upload whose content is not here is not a refusal: recording it
+         * as a no-op would lose the file at this centre for good.  It fails,
+         * unrecorded, and the puller fetches the blob and tries again.
+         */
+        if (ev->action == EV_ARTIFACT_PUT && rc == ARCA_E_NOTFOUND)
+            goto out;
         bool refused = rc == ARCA_E_CONFLICT || rc == ARCA_E_PRECONDITION ||
                        rc == ARCA_E_INVALID || rc == ARCA_E_NOTFOUND || rc == ARCA_E_EXISTS;
         if (refused) {

@@ -57,35 +57,40 @@ static size_t peer_key(const char *peer, char *buf, size_t cap)
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
-int repo_peer_cursor_get(repo_db *db, const char *peer, uint64_t *seq)
+int repo_peer_cursor_get(repo_db *db, const char *peer, uint64_t *seq, uint8_t hash[32])
 {
     char key[128], *v = NULL;
     size_t klen = peer_key(peer, key, sizeof(key)), vlen = 0;
     *seq = 0;
+    memset(hash, 0, 32);
     if (klen == 0)
         return ARCA_E_INVALID;
     int rc = db_get(db, CF_META, key, klen, &v, &vlen);
     if (rc == ARCA_E_NOTFOUND)
         return 0;
-    if (rc == 0 && vlen == 8)
+    if (rc == 0 && (vlen == 8 || vlen == 40)) {
         *seq = get_be64((const uint8_t *)v);
-    else if (rc == 0)
+        if (vlen == 40)
+            memcpy(hash, v + 8, 32);
+    } else if (rc == 0) {
         rc = ARCA_E_DB;
+    }
     rocksdb_free(v);
     return rc;
 }
 
-int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq)
+int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq, const uint8_t hash[32])
 {
     char key[128], *err = NULL;
-    uint8_t be[8];
+    uint8_t be[40];
     size_t klen = peer_key(peer, key, sizeof(key));
     if (klen == 0)
         return ARCA_E_INVALID;
     if (db->readonly)
         return ARCA_E_DB;
     put_be64(be, seq);
-    rocksdb_put_cf(db->db, db->wopts, db->cf[CF_META], key, klen, (const char *)be, 8, &err);
+    memcpy(be + 8, hash, 32);
+    rocksdb_put_cf(db->db, db->wopts, db->cf[CF_META], key, klen, (const char *)be, 40, &err);
     return err ? db_error("peer cursor", err) : 0;
 }
 

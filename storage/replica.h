@@ -40,11 +40,13 @@ int repo_origin_applied(repo_db *db, const char *origin, uint64_t *seq);
 
 /*
  * A peer's replication cursor: the last seq of the peer's log this centre has
- * taken in (0: none).  Local bookkeeping, not replicated; a lost update only
- * makes the next pull repeat events, which apply idempotently.
+ * taken in (0: none) and that event's chain hash (all zero: unknown), so that
+ * the next page can be checked to continue the same log.  Local bookkeeping,
+ * not replicated; a lost update only makes the next pull repeat events, which
+ * apply idempotently.
  */
-int repo_peer_cursor_get(repo_db *db, const char *peer, uint64_t *seq);
-int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq);
+int repo_peer_cursor_get(repo_db *db, const char *peer, uint64_t *seq, uint8_t hash[32]);
+int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq, const uint8_t hash[32]);
 
 /*
  * The replicated state is compared in parts, one per replicated column

@@ -38,7 +38,15 @@ static const char *const cf_names[CF_COUNT] = {
     [CF_OCHECKPOINTS] = "ocheckpoints",
 };
 
-#define BLOCK_CACHE_BYTES (64u << 20)
+/*
+ * Index memory is bounded whatever the data size: the block cache holds data,
+ * index and filter blocks; all memtables together flush past
+ * MEMTABLES_BYTES (RocksDB's default is 64 MiB per column family and no total,
+ * which let ~22 families grow to ~220 MiB over a 100k-event replication backlog).
+ */
+#define BLOCK_CACHE_BYTES (32u << 20)
+#define MEMTABLES_BYTES (32u << 20)
+#define MEMTABLE_BYTES (8u << 20)
 #define BLOB_REC_HEAD (1 + 20 + 16 + 8 + 4)
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -563,6 +571,8 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     db->wopts = rocksdb_writeoptions_create();
     rocksdb_block_based_table_options_t *bbto = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(bbto, db->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbto, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbto, 1);
     rocksdb_block_based_options_set_filter_policy(bbto,
                                                   rocksdb_filterpolicy_create_bloom(10));
     rocksdb_options_set_block_based_table_factory(db->opts, bbto);
@@ -572,6 +582,8 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     rocksdb_options_set_create_missing_column_families(db->opts, !readonly);
     rocksdb_options_set_compression(db->opts, rocksdb_lz4_compression);
     rocksdb_options_set_keep_log_file_num(db->opts, 4);
+    rocksdb_options_set_write_buffer_size(db->opts, MEMTABLE_BYTES);
+    rocksdb_options_set_db_write_buffer_size(db->opts, MEMTABLES_BYTES);
     /* Every apply is one synced batch: a 201 means the index change is durable. */
     rocksdb_writeoptions_set_sync(db->wopts, 1);
     if ((rc = open_db(db, dir)) != 0)

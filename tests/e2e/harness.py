@@ -1140,7 +1140,7 @@ class ServerTestCase(ArcaTestMixin, unittest.TestCase):
 class Proxy:
     """A TCP forwarder 127.0.0.1:port -> 127.0.0.1:target that a test can cut
     (every open connection is closed and new ones are refused until heal())
-    or throttle (rate bytes/s per direction, 0 = unlimited)."""
+    or throttle (rate bytes/s per direction of each connection, 0 = unlimited)."""
 
     def __init__(self, target_port, rate=0):
         self.target_port = target_port

@@ -169,6 +169,8 @@ class TwoCentres(ReplicationBase):
             self.assertIsNotNone(p["last_error"], p)
             self.assertIn('arca_replication_connected{peer="%s"} 0\n' % p["name"],
                           c.get("/metrics").body.decode())
+            # Cut off, the lag counts at least the time since the peer last answered.
+            self.assertGreater(p["lag_seconds"], 0.5, p)
             self.assertEqual(c.get("/healthz").status, 200)
         self.cl.heal()
         self.cl.wait_converged()
@@ -270,6 +272,41 @@ class TwoCentres(ReplicationBase):
             time.sleep(0.1)
         self.assertIn("this data dir replaced the one that wrote them", dc2.log_text())
 
+    def test_peer_log_replaced_is_read_again(self):
+        dc1, dc2 = self.cl[0], self.cl[1]
+        for k in range(3):
+            self.assertEqual(dc2.put("/repos/libs/before-%s/1.%d/a" % (uniq(), k), b"b").status,
+                             201)
+        self.cl.wait_converged()
+        cursor = dc1.status()["peers"][0]["cursor"]
+        dc1.stop()
+        # dc2's data dir is replaced (a new centre id, as the docs ask): a shorter, new log.
+        dc2.stop()
+        for d in ("index", "blobs", "admin.token", "audit.key"):
+            path = os.path.join(dc2.data, d)
+            shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        with open(dc2.config_path) as f:
+            conf = f.read().replace("id = dc2\n", "id = dc2b\n")
+        with open(dc2.config_path, "w") as f:
+            f.write(conf)
+        dc2._token = None
+        dc2.start()
+        # It grows past dc1's cursor while dc1 is away: the size check alone would not notice.
+        files = {}
+        for k in range(cursor + 2):
+            path = "/repos/libs/after-%s/1.%d/a" % (uniq(), k)
+            data = os.urandom(10 + k)
+            self.assertEqual(dc2.put(path, data).status, 201)
+            files[path] = data
+        dc1.start()
+        deadline = time.monotonic() + 30
+        while any(dc1.get(p).status != 200 for p in files):
+            self.assertLess(time.monotonic(), deadline, dc1.status())
+            time.sleep(0.1)
+        for path, data in files.items():
+            self.assertEqual(dc1.get(path).body, data)
+        self.assertIn("does not continue the log the cursor was in", dc1.log_text())
+
     def wait_repair(self, c, peer, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -317,6 +354,7 @@ class TwoCentres(ReplicationBase):
         self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&deep=maybe"),
                          400)
         self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&x=1"), 400)
+        self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1&peer=dc1"), 400)
         self.assertError(dc2.get("/api/v1/replication/repair?peer=dc1"), 405)
         self.assertError(dc2.request("POST", "/api/v1/replication/repair?peer=dc1",
                                      token=self.cl.repl_tokens[1]), 403)
@@ -353,9 +391,16 @@ class ThreeCentres(ReplicationBase):
         self.assertEqual(errors, [])
         cl.wait_converged()
         self.assertServesAll(cl, files)
-        # dc3's view of dc1's events came only through dc2.
+        # dc3 never talked to dc1, yet holds dc1's events and dc1's signed checkpoint of them.
         (p,) = cl[2].status()["peers"]
         self.assertEqual(p["name"], "dc2")
+        deadline = time.monotonic() + 10
+        while True:
+            o = {x["origin"]: x for x in cl[2].json("/api/v1/audit/origins")["origins"]}
+            if "dc1" in o and o["dc1"]["events"] >= 11 and o["dc1"]["verified"] is True:
+                break
+            self.assertLess(time.monotonic(), deadline, o)
+            time.sleep(0.1)
 
     def test_full_mesh_conflict_and_stage(self):
         cl = Cluster(3)

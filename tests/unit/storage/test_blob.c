@@ -433,6 +433,16 @@ static void test_empty_blob(void **state)
     blob_blocks_cleanup(&blocks); /* idempotent */
 }
 
+static void count_partial(void *arg, const uint8_t sha256[32])
+{
+    struct {
+        uint8_t sha[32];
+        int n;
+    } *seen = arg;
+    memcpy(seen->sha, sha256, 32);
+    seen->n++;
+}
+
 /*
  * A transfer broken anywhere, even mid-block, resumes from its partial file:
  * the digests and block sums equal a writer that saw all bytes in one go.
@@ -495,6 +505,19 @@ static void test_resume(void **state)
         close(fd);
         assert_int_equal(size, len);
     }
+    /* A stored blob hashed again gives its digests and block sums. */
+    {
+        struct blob_digests rd;
+        struct blob_blocks rb = {0};
+        assert_int_equal(blob_rehash(f->bs, sha, &rd, &rb), 0);
+        assert_memory_equal(rd.sha256, sha, 32);
+        assert_int_equal(rd.size, len);
+        assert_int_equal(rb.count, 4);
+        assert_true(rb.sums[3] == blob_block_sum(buf + 3 * MiB, len - 3 * MiB));
+        blob_blocks_cleanup(&rb);
+        uint8_t none[32] = {9};
+        assert_int_equal(blob_rehash(f->bs, none, &rd, &rb), -ENOENT);
+    }
     /* A partial file survives a store reopen (unlike temp files). */
     blob_writer *w = NULL;
     uint64_t have = 0;
@@ -506,8 +529,16 @@ static void test_resume(void **state)
     assert_int_equal(blob_store_open(f->dir, &f->bs), 0);
     assert_int_equal(blob_writer_resume(f->bs, other, &w, &have), 0);
     assert_int_equal(have, 1000);
-    blob_writer_discard(w);
     blob_writer_free(w);
+    /* Listed by SHA-256, and removed by name. */
+    struct seen { uint8_t sha[32]; int n; } seen = {{0}, 0};
+    assert_int_equal(blob_partial_each(f->bs, count_partial, &seen), 0);
+    assert_int_equal(seen.n, 1);
+    assert_memory_equal(seen.sha, other, 32);
+    blob_partial_remove(f->bs, other);
+    seen.n = 0;
+    assert_int_equal(blob_partial_each(f->bs, count_partial, &seen), 0);
+    assert_int_equal(seen.n, 0);
     free(buf);
 }
 
