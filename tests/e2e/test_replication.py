@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from harness import (HERE, ArcaTestMixin, Cluster, sha256_hex, uniq)
+from harness import (HERE, HOST, ArcaTestMixin, Centre, Cluster, Pki, sha256_hex, uniq)
 
 TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
     os.path.join(HERE, "..", "..", "build", "tests", "tools", "arca_tamper"))
@@ -452,6 +452,61 @@ class KillWhileReceiving(ReplicationBase):
         self.assertGreater(p["bytes_resumed"], 0, p)
         self.assertLess(p["bytes_fetched"], size, p)  # only the rest travelled again
         self.assertFalse(os.path.exists(partial))
+
+
+class MutualTls(ReplicationBase):
+    """Peers over HTTPS, each proving itself with a client certificate that the
+    other maps to the replicate scope in [tls.clients] (no token at all)."""
+
+    def test_peers_over_https_with_client_certificates(self):
+        pki = Pki()
+        self.addCleanup(pki.cleanup)
+        ids = ("dc1", "dc2")
+        for cid in ids:
+            pki.client(cid, "replica." + cid)
+        tls = ("[tls]\nlisten = %s:%s\ncert_file = %s\nkey_file = %s\nclient_ca_file = %s\n"
+               "client_auth = optional\n[tls.clients]\nreplica.dc1 = replicate\n"
+               "replica.dc2 = replicate\n[replication]\npoll_interval_ms = 50\n"
+               "retry_max_seconds = 1\n")
+        cs, tls_ports = [], []
+        for cid in ids:
+            c = Centre(cid, tls % (HOST, 0, pki.path("a.crt"), pki.path("a.key"), pki.ca))
+            self.addCleanup(c.cleanup)
+            c.start()
+            port_file = os.path.join(c.data, "arcad.tls.port")
+            deadline = time.monotonic() + 10
+            while not os.path.exists(port_file) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with open(port_file) as f:
+                tls_ports.append(int(f.read()))
+            c.fixed_port = c.port
+            c.stop()
+            cs.append(c)
+        for i, c in enumerate(cs):
+            j = 1 - i
+            c.rewrite_config(
+                tls % (HOST, tls_ports[i], pki.path("a.crt"), pki.path("a.key"), pki.ca) +
+                "[peer.%s]\nurl = https://%s:%d\nca_file = %s\ncert_file = %s\nkey_file = %s\n"
+                % (ids[j], HOST, tls_ports[j], pki.ca, pki.path(ids[i] + ".crt"),
+                   pki.path(ids[i] + ".key")))
+            c.start()
+        files = {}
+        for i, c in enumerate(cs):
+            path = "/repos/libs/mtls-%s/1.0/f.bin" % uniq()
+            files[path] = os.urandom(70000 + i)
+            self.assertEqual(c.put(path, files[path]).status, 201)
+        deadline = time.monotonic() + 30
+        while len({c.digest() for c in cs}) != 1:
+            self.assertLess(time.monotonic(), deadline, [c.status() for c in cs])
+            time.sleep(0.1)
+        for c in cs:
+            for path, data in files.items():
+                self.assertEqual(c.get(path).body, data)
+            (p,) = c.status()["peers"]
+            self.assertTrue(p["connected"], p)
+        # The peer's certificate is the actor of its requests.
+        self.assertRegex(cs[0].log_text(),
+                         r"GET /api/v1/replication/events\S* 200 .* actor=cert:replica\.dc2")
 
 
 if __name__ == "__main__":
