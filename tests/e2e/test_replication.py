@@ -454,6 +454,190 @@ class KillWhileReceiving(ReplicationBase):
         self.assertFalse(os.path.exists(partial))
 
 
+class FakePeer:
+    """A hostile or broken peer: an HTTP server on loopback that answers the
+    replication routes from what the test sets (events: list of dicts or raw
+    bytes; blobs: {sha256: callable(handler) or bytes})."""
+
+    def __init__(self):
+        import http.server
+        peer = self
+        self.events = []
+        self.raw_page = None
+        self.more = False
+        self.blobs = {}
+        self.ranges = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def send(self, status, body, headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path.startswith("/api/v1/replication/events"):
+                    after = int(self.path.split("after=")[1].split("&")[0])
+                    if peer.raw_page is not None:
+                        body = peer.raw_page
+                    else:
+                        body = b"".join(json.dumps(e).encode() + b"\n"
+                                        for e in peer.events if e["seq"] > after)
+                    hdrs = [("X-Audit-Size", str(len(peer.events) or 1))]
+                    if peer.more:
+                        hdrs.append(("X-Next-After", str(after)))
+                    self.send(200, body, hdrs)
+                elif self.path.startswith("/api/v1/replication/blobs/"):
+                    sha = self.path.rsplit("/", 1)[1]
+                    peer.ranges.append(self.headers.get("Range"))
+                    b = peer.blobs.get(sha)
+                    if b is None:
+                        self.send(404, b'{"error":{"code":"not_found","message":"no"}}')
+                    elif callable(b):
+                        b(self)
+                    else:
+                        self.send(200, b)
+                elif self.path.startswith("/api/v1/audit/origins/checkpoints"):
+                    self.send(200, b"[]")
+                else:
+                    self.send(404, b"{}")
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # arcad hanging up on a lie is the point, not an error
+
+        self.httpd = Server((HOST, 0), H)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def put(seq, origin_seq, data, path, origin="dc9", size=None):
+        return {"seq": seq, "origin": origin, "origin_seq": origin_seq,
+                "hlc": int(time.time() * 1000) << 16, "actor": "evil", "remote_addr": "10.9.9.9",
+                "request_id": "r%d" % seq, "action": "artifact.put",
+                "subject": "libs/evil/1.0/" + path,
+                "details": {"repo": "libs", "name": "evil", "version": "1.0", "path": path,
+                            "sha256": sha256_hex(data),
+                            "sha1": hashlib.sha1(data).hexdigest(),
+                            "md5": hashlib.md5(data).hexdigest(),
+                            "size": len(data) if size is None else size},
+                "prev": "%064x" % (seq - 1), "hash": "%064x" % seq}
+
+
+class HostilePeer(ReplicationBase):
+    """What a broken or lying peer sends is refused, recorded in the status,
+    never applied, and the centre keeps serving."""
+
+    def setUp(self):
+        self.fake = FakePeer()
+        self.addCleanup(self.fake.close)
+        self.c = Centre("dc1", Cluster.REPL_CONF + "[peer.evil]\nurl = http://%s:%d\ntoken = t\n"
+                        % (HOST, self.fake.port))
+        self.addCleanup(self.c.cleanup)
+
+    def wait_error(self, needle, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            (p,) = self.c.status()["peers"]
+            if p["last_error"] and needle in p["last_error"]:
+                return p
+            self.assertLess(time.monotonic(), deadline, p)
+            time.sleep(0.05)
+
+    def assertStillServing(self):
+        self.assertEqual(self.c.get("/healthz").status, 200)
+        path = "/repos/libs/local-%s/1.0/a" % uniq()
+        self.assertEqual(self.c.put(path, b"local").status, 201)
+        self.assertEqual(self.c.get(path).body, b"local")
+
+    def test_blob_with_other_bytes_is_not_applied(self):
+        good, bad = os.urandom(5000), os.urandom(6000)
+        self.fake.events = [FakePeer.put(1, 1, good, "good.bin"), FakePeer.put(2, 2, bad, "bad.bin")]
+        self.fake.blobs = {sha256_hex(good): good, sha256_hex(bad): os.urandom(6000)}
+        self.c.start()
+        p = self.wait_error("failed verification on arrival")
+        self.assertEqual(p["cursor"], 1, p)   # the good event, not the bad one
+        self.assertEqual(self.c.get("/repos/libs/evil/1.0/good.bin").body, good)
+        self.assertError(self.c.get("/repos/libs/evil/1.0/bad.bin"), 404)
+        self.assertEqual(os.listdir(os.path.join(self.c.blobs_dir, "partial")), [])
+        self.assertStillServing()
+
+    def test_blob_longer_than_its_event_is_refused(self):
+        data = os.urandom(4000)
+        self.fake.events = [FakePeer.put(1, 1, data, "x.bin")]
+        self.fake.blobs = {sha256_hex(data): data + b"extra"}
+        self.c.start()
+        self.wait_error("sent more than")
+        self.assertError(self.c.get("/repos/libs/evil/1.0/x.bin"), 404)
+        self.assertEqual(self.c.storage()["blob_count"], 0)
+        self.assertStillServing()
+
+    def test_resume_answered_from_the_wrong_offset_starts_over(self):
+        data = os.urandom(300000)
+        sha = sha256_hex(data)
+        part = os.path.join(self.c.blobs_dir, "partial")
+        os.makedirs(part, exist_ok=True)
+        with open(os.path.join(part, sha), "wb") as f:
+            f.write(data[:1000])
+
+        def lie(h):  # claims a range, sends the whole file from byte 0
+            if h.headers.get("Range"):
+                h.send(206, data, [("Content-Range", "bytes 0-%d/%d" % (len(data) - 1,
+                                                                        len(data)))])
+            else:
+                h.send(200, data)
+        self.fake.events = [FakePeer.put(1, 1, data, "r.bin")]
+        self.fake.blobs = {sha: lie}
+        self.c.start()
+        deadline = time.monotonic() + 15
+        while self.c.get("/repos/libs/evil/1.0/r.bin").status != 200:
+            self.assertLess(time.monotonic(), deadline, self.c.status())
+            time.sleep(0.05)
+        self.assertEqual(self.c.get("/repos/libs/evil/1.0/r.bin").body, data)
+        self.assertEqual(self.fake.ranges[0], "bytes=1000-")
+        self.assertIsNone(self.fake.ranges[-1])  # started over without a range
+
+    def test_malformed_page_changes_nothing(self):
+        self.fake.raw_page = b"this is not an event\n"
+        self.c.start()
+        p = self.wait_error("malformed or out-of-order event")
+        self.assertEqual(p["cursor"], 0)
+        self.assertEqual(self.c.storage()["artifact_count"], 0)
+        self.assertStillServing()
+
+    def test_events_out_of_their_origins_order_are_refused(self):
+        a, b = os.urandom(100), os.urandom(200)
+        self.fake.events = [FakePeer.put(1, 2, a, "a.bin"), FakePeer.put(2, 1, b, "b.bin")]
+        self.fake.blobs = {sha256_hex(a): a, sha256_hex(b): b}
+        self.c.start()
+        p = self.wait_error("applying event dc9/2 failed")
+        self.assertEqual(p["cursor"], 0)
+        self.assertEqual(self.c.storage()["artifact_count"], 0)
+        self.assertStillServing()
+
+    def test_more_announced_but_nothing_sent_backs_off(self):
+        self.fake.more = True
+        self.c.start()
+        p = self.wait_error("announced more events")
+        time.sleep(1)
+        (q,) = self.c.status()["peers"]
+        self.assertLess(q["errors"] - p["errors"], 5, q)  # backing off, not spinning
+        self.assertStillServing()
+
+
 class MutualTls(ReplicationBase):
     """Peers over HTTPS, each proving itself with a client certificate that the
     other maps to the replicate scope in [tls.clients] (no token at all)."""
