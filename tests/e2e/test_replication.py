@@ -421,37 +421,47 @@ class ThreeCentres(ReplicationBase):
 
 class KillWhileReceiving(ReplicationBase):
     def test_sigkill_mid_blob_resumes(self):
-        # dc2 pulls dc1 through a proxy throttled to 16 MB/s: a 48 MiB blob takes ~3 s.
+        # Two 32 MiB blobs in one page, fetched in parallel by dc2 through connections
+        # throttled to 16 MB/s each (~2 s per blob); dc2 is killed halfway.
         cl = Cluster(2)
         self.addCleanup(cl.close)
+        cl.wait_converged()
+        cl.proxy[(1, 0)].cut()
         cl.proxy[(1, 0)].rate = 16 << 20
-        size = 48 << 20
-        data = random.Random(3).randbytes(size)
-        sha = hashlib.sha256(data).hexdigest()
-        path = "/repos/libs/big-%s/1.0/big.bin" % uniq()
-        self.assertEqual(cl[0].put(path, data).status, 201)
-        partial = os.path.join(cl[1].blobs_dir, "partial", sha)
+        size = 32 << 20
+        blobs = {}
+        for k in range(2):
+            data = random.Random(3 + k).randbytes(size)
+            path = "/repos/libs/big-%s/1.0/big%d.bin" % (uniq(), k)
+            self.assertEqual(cl[0].put(path, data).status, 201)
+            blobs[path] = (data, hashlib.sha256(data).hexdigest())
+        partials = [os.path.join(cl[1].blobs_dir, "partial", sha) for _, sha in blobs.values()]
+        cl.proxy[(1, 0)].heal()
+
+        def size_of(f):
+            return os.path.getsize(f) if os.path.exists(f) else 0
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(partial) and os.path.getsize(partial) > (8 << 20):
-                break
+        while time.monotonic() < deadline and min(map(size_of, partials)) <= (4 << 20):
             time.sleep(0.05)
-        got = os.path.getsize(partial)
-        self.assertGreater(got, 8 << 20)
-        self.assertLess(got, size, "the transfer finished before the kill")
+        got = [size_of(f) for f in partials]
+        self.assertGreater(min(got), 4 << 20, "both fetched at once: %r" % got)
+        self.assertLess(max(got), size, "a transfer finished before the kill")
         cl[1].kill()
         cl[1].start()
-        # Nothing of the blob is visible at dc2 while it is partial.
-        self.assertEqual(cl[1].get(path).status, 404)
+        # Nothing of either blob is visible at dc2 while it is partial.
+        for path in blobs:
+            self.assertEqual(cl[1].get(path).status, 404)
         cl.proxy[(1, 0)].rate = 0
         cl.wait_converged(timeout=120)
-        r = cl[1].get(path)
-        self.assertEqual(r.status, 200)
-        self.assertEqual(hashlib.sha256(r.body).hexdigest(), sha)
+        for path, (data, sha) in blobs.items():
+            r = cl[1].get(path)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(hashlib.sha256(r.body).hexdigest(), sha)
         (p,) = cl[1].status()["peers"]
-        self.assertGreater(p["bytes_resumed"], 0, p)
-        self.assertLess(p["bytes_fetched"], size, p)  # only the rest travelled again
-        self.assertFalse(os.path.exists(partial))
+        self.assertGreater(p["bytes_resumed"], 8 << 20, p)
+        self.assertLess(p["bytes_fetched"], 2 * size - (8 << 20), p)  # only the rest travelled
+        for f in partials:
+            self.assertFalse(os.path.exists(f))
 
 
 class FakePeer:
