@@ -82,7 +82,7 @@ static void replication_metrics(struct server *srv, struct evbuffer *b)
         {"arca_replication_lag_seconds", "gauge", "Age (HLC) of the oldest event not yet applied."},
         {"arca_replication_events_applied_total", "counter", "Peer events new here (this run)."},
         {"arca_replication_blob_bytes_fetched_total", "counter", "Blob bytes fetched (this run)."},
-        {"arca_replication_errors_total", "counter", "Failed rounds (this run)."},
+        {"arca_replication_errors_total", "counter", "Failures recorded (this run)."},
     };
     struct repl_peer_status st[CONFIG_PEERS_MAX];
     size_t n = repl_status(srv->repl, st, CONFIG_PEERS_MAX);
