@@ -1218,9 +1218,34 @@ class Proxy:
         self._ls.close()
 
 
+_ports_given = set()
+
+
+def free_port():
+    """A free port on loopback below the kernel's ephemeral range (32768+), so
+    that no outgoing connection's source port can take it while its server is
+    stopped (peers' configs name it, so a restart must get it back)."""
+    import random as _random
+    for _ in range(200):
+        port = _random.randrange(20000, 32000)
+        if port in _ports_given:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _ports_given.add(port)
+        return port
+    raise AssertionError("no free port in 20000-32000")
+
+
 class Centre(ArcaServer):
-    """arcad with a centre id; after the first start it keeps its port, so
-    that peers' configuration can name it."""
+    """arcad with a centre id and a port of its own (free_port() unless
+    fixed_port is set before start), so that peers' configuration can name it
+    and a restart keeps it."""
 
     def __init__(self, centre, config="", **kw):
         self.centre = centre
@@ -1229,13 +1254,22 @@ class Centre(ArcaServer):
 
     def command(self):
         cmd = super().command()
-        if self.fixed_port:
-            cmd[cmd.index("%s:0" % HOST)] = "%s:%d" % (HOST, self.fixed_port)
+        if not self.fixed_port:
+            self.fixed_port = free_port()
+        cmd[cmd.index("%s:0" % HOST)] = "%s:%d" % (HOST, self.fixed_port)
         return cmd
 
     def rewrite_config(self, text):
         with open(self.config_path, "w") as f:
             f.write("[centre]\nid = %s\n%s" % (self.centre, text))
+
+    def issue_token(self, name, scope):
+        """`arcad token create` on the (stopped) centre's data dir: the secret."""
+        r = self.cli("token", "create", "--name", name, "--scope", scope, "--data", self.data,
+                     "--config", self.config_path)
+        if r.returncode != 0:
+            raise AssertionError("arcad token create: %s" % r.stderr)
+        return r.stdout.splitlines()[0].strip()
 
     def status(self):
         return self.json("/api/v1/replication")
@@ -1261,14 +1295,8 @@ class Cluster:
         self.repl_tokens = []
         try:
             for c in self.centres:
-                c.start()
-                c.fixed_port = c.port
-                r = c.post_json("/api/v1/tokens", {"name": "replicator-" + c.centre,
-                                                   "scopes": ["replicate"]})
-                if r.status != 201:
-                    raise AssertionError("token: %r" % r)
-                self.repl_tokens.append(r.json()["token"])
-                c.stop()
+                c.fixed_port = free_port()
+                self.repl_tokens.append(c.issue_token("replicator-" + c.centre, "replicate"))
             for (i, j) in self.links:
                 self.proxy[(i, j)] = Proxy(self.centres[j].fixed_port, rate=rate)
             for i, c in enumerate(self.centres):

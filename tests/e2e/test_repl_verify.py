@@ -1,8 +1,8 @@
 """`arcad replication verify` and GET /api/v1/replication/digest's range digests.
 
-Two centres, dcA and dcB, peered with each other over plain HTTP (each is
-started once on port 0 to learn its port and to create the replicate token the
-other will use, then restarted on that port with the [peer.X] section).  After
+Two centres, dcA and dcB, peered with each other over plain HTTP (each on a
+port picked below the ephemeral range, with the replicate token the other uses
+made by `arcad token create` before it starts).  After
 uploads on both have replicated, both centres' digests agree at the top and at
 every range, and `arcad replication verify` exits 0 from either side.  Then,
 with dcB stopped, tests/tools/arca_tamper changes one record and deletes
@@ -19,7 +19,7 @@ import subprocess
 import time
 import unittest
 
-from harness import HOST, ArcaServer, ArcaTestMixin, bearer
+from harness import HOST, ArcaServer, ArcaTestMixin, bearer, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
@@ -51,20 +51,22 @@ class ReplVerifyTest(ArcaTestMixin, unittest.TestCase):
         cls.a = ArcaServer(config=conf("dcA"))
         cls.b = ArcaServer(config=conf("dcB"))
         try:
+            # Ports below the ephemeral range (free_port), and the replicate tokens made
+            # with `arcad token create` before the first start: each centre starts once.
+            ports = {cls.a: free_port(), cls.b: free_port()}
             tokens = {}
             for srv in (cls.a, cls.b):
-                srv.start()
-                r = srv.post_json("/api/v1/tokens", {"name": "peer", "scopes": ["replicate"]})
-                assert r.status == 201, r
-                tokens[srv] = r.json()["token"]
-                srv.stop()
+                r = srv.cli("token", "create", "--name", "peer", "--scope", "replicate",
+                            "--data", srv.data, "--config", srv.config_path)
+                assert r.returncode == 0, r.stderr
+                tokens[srv] = r.stdout.splitlines()[0].strip()
             for srv, other, name in ((cls.a, cls.b, "b"), (cls.b, cls.a, "a")):
                 with open(srv.config_path, "w") as f:
                     # server.listen for `arcad replication verify`; the harness's --listen
                     # flag (port 0) is overridden by a later one with the same port.
-                    listen = "%s:%d" % (HOST, srv.port)
+                    listen = "%s:%d" % (HOST, ports[srv])
                     f.write(conf("dcA" if srv is cls.a else "dcB", listen,
-                                 [(name, "http://%s:%d" % (HOST, other.port), tokens[other])]))
+                                 [(name, "http://%s:%d" % (HOST, ports[other]), tokens[other])]))
                 srv.extra_args = ["--listen", listen]
             for srv in (cls.a, cls.b):
                 srv.start()

@@ -16,7 +16,8 @@ import threading
 import time
 import unittest
 
-from harness import (HERE, HOST, ArcaTestMixin, Centre, Cluster, Pki, sha256_hex, uniq)
+from harness import (HERE, HOST, ArcaTestMixin, Centre, Cluster, Pki, free_port, sha256_hex,
+                     uniq)
 
 TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
     os.path.join(HERE, "..", "..", "build", "tests", "tools", "arca_tamper"))
@@ -578,11 +579,19 @@ class HostilePeer(ReplicationBase):
         self.fake.events = [FakePeer.put(1, 1, good, "good.bin"), FakePeer.put(2, 2, bad, "bad.bin")]
         self.fake.blobs = {sha256_hex(good): good, sha256_hex(bad): os.urandom(6000)}
         self.c.start()
-        p = self.wait_error("failed verification on arrival")
-        self.assertEqual(p["cursor"], 1, p)   # the good event, not the bad one
+        self.wait_error("failed verification on arrival")
+        # The good event applies (its blob may be fetched beside the bad one), the bad one never.
+        deadline = time.monotonic() + 15
+        while self.c.status()["peers"][0]["cursor"] != 1:
+            self.assertLess(time.monotonic(), deadline, self.c.status())
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few more rounds of retrying the bad blob
+        (p,) = self.c.status()["peers"]
+        self.assertEqual(p["cursor"], 1, p)
         self.assertEqual(self.c.get("/repos/libs/evil/1.0/good.bin").body, good)
         self.assertError(self.c.get("/repos/libs/evil/1.0/bad.bin"), 404)
-        self.assertEqual(os.listdir(os.path.join(self.c.blobs_dir, "partial")), [])
+        # The other bytes never became the blob (a retry may be under way in partial/).
+        self.assertFalse(os.path.exists(self.c.blob_path(sha256_hex(bad))))
         self.assertStillServing()
 
     def test_blob_longer_than_its_event_is_refused(self):
@@ -662,21 +671,10 @@ class MutualTls(ReplicationBase):
                "client_auth = optional\n[tls.clients]\nreplica.dc1 = replicate\n"
                "replica.dc2 = replicate\n[replication]\npoll_interval_ms = 50\n"
                "retry_max_seconds = 1\n")
-        cs, tls_ports = [], []
-        for cid in ids:
-            c = Centre(cid, tls % (HOST, 0, pki.path("a.crt"), pki.path("a.key"), pki.ca))
-            self.addCleanup(c.cleanup)
-            c.start()
-            port_file = os.path.join(c.data, "arcad.tls.port")
-            deadline = time.monotonic() + 10
-            while not os.path.exists(port_file) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            with open(port_file) as f:
-                tls_ports.append(int(f.read()))
-            c.fixed_port = c.port
-            c.stop()
-            cs.append(c)
+        tls_ports = [free_port() for _ in ids]
+        cs = [Centre(cid) for cid in ids]
         for i, c in enumerate(cs):
+            self.addCleanup(c.cleanup)
             j = 1 - i
             c.rewrite_config(
                 tls % (HOST, tls_ports[i], pki.path("a.crt"), pki.path("a.key"), pki.ca) +
