@@ -147,6 +147,8 @@ static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *arg)
 struct resp_hdrs {
     uint64_t log_size;
     bool have_log_size;
+    uint64_t puts_after, put_bytes_after; /* the peer's uploads after the cursor */
+    bool have_backlog;
     bool more;
     uint64_t range_start;
     bool have_range;
@@ -178,6 +180,11 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *arg)
     if (header_u64(line, n, "X-Audit-Size", &v)) {
         h->log_size = v;
         h->have_log_size = true;
+    } else if (header_u64(line, n, "X-Arca-Puts-After", &v)) {
+        h->puts_after = v;
+        h->have_backlog = true;
+    } else if (header_u64(line, n, "X-Arca-Put-Bytes-After", &v)) {
+        h->put_bytes_after = v;
     } else if (header_u64(line, n, "X-Next-After", &v)) {
         h->more = true;
     } else if (n > 20 && strncasecmp(line, "Content-Range: bytes ", 21) == 0) {
@@ -333,9 +340,6 @@ static size_t blob_write(char *ptr, size_t size, size_t nmemb, void *arg)
     }
     blob_writer_md5(s->w, ptr, n);
     s->got += n;
-    pthread_mutex_lock(&s->p->mu);
-    s->p->st.bytes_behind -= s->p->st.bytes_behind >= n ? n : s->p->st.bytes_behind;
-    pthread_mutex_unlock(&s->p->mu);
     return n;
 }
 
@@ -453,8 +457,6 @@ static int fetch_blob(struct peer *p, CURL *curl, const uint8_t sha256[32], uint
         pthread_mutex_lock(&p->mu);
         p->st.blobs_fetched++;
         p->st.bytes_fetched += s.got;
-        if (p->st.blobs_behind && !repair)
-            p->st.blobs_behind--;
         pthread_mutex_unlock(&p->mu);
         goto out;
     }
@@ -547,8 +549,13 @@ static void own_event_check(struct peer *p, const struct line_info *li)
                li->origin, (unsigned long long)li->origin_seq, (unsigned long long)last);
 }
 
-/* The blobs this page still needs, for the status. */
-static void count_behind(struct peer *p, const char *data, size_t len)
+/*
+ * The status before a page is applied: the blobs still to take in (the peer's
+ * uploads after the cursor, from its answer; this page's missing blobs from a
+ * peer that does not say) and the lag (the oldest event not yet here).
+ */
+static void count_behind(struct peer *p, const char *data, size_t len,
+                         const struct resp_hdrs *rh)
 {
     uint64_t blobs = 0, bytes = 0, oldest = 0;
     const char *s = data, *end = data + len;
@@ -568,8 +575,9 @@ static void count_behind(struct peer *p, const char *data, size_t len)
         s += n + 1;
     }
     pthread_mutex_lock(&p->mu);
-    p->st.blobs_behind = blobs;
-    p->st.bytes_behind = bytes;
+    p->st.blobs_behind = rh->have_backlog && rh->puts_after > blobs ? rh->puts_after : blobs;
+    p->st.bytes_behind = rh->have_backlog && rh->put_bytes_after > bytes ? rh->put_bytes_after
+                                                                          : bytes;
     if (oldest) {
         uint64_t now = now_ms(), t = HLC_MS(oldest);
         p->st.lag_seconds = now > t ? (double)(now - t) / 1000.0 : 0.0;
@@ -709,13 +717,14 @@ static bool hash_known(const uint8_t h[32])
 /* apply_page: the page does not continue the log the cursor points into. */
 #define LOG_CHANGED 1
 
-static int apply_page(struct peer *p, const char *data, size_t len, struct cursor *cursor)
+static int apply_page(struct peer *p, const char *data, size_t len, struct cursor *cursor,
+                      const struct resp_hdrs *rh)
 {
     struct repl *r = p->r;
     const char *s = data, *end = data + len;
     struct prefetch pf;
     int rc = 0;
-    count_behind(p, data, len);
+    count_behind(p, data, len, rh);
     prefetch_page(p, data, len, &pf);
     while (s < end && !atomic_load(&r->stop)) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));
@@ -787,6 +796,10 @@ static int apply_page(struct peer *p, const char *data, size_t len, struct curso
         memcpy(cursor->hash, li.hash, 32);
         pthread_mutex_lock(&p->mu);
         p->st.cursor = li.seq;
+        if (li.put) { /* one upload fewer to take in, fetched or not */
+            p->st.blobs_behind -= p->st.blobs_behind ? 1 : 0;
+            p->st.bytes_behind -= p->st.bytes_behind >= li.size ? li.size : p->st.bytes_behind;
+        }
         pthread_mutex_unlock(&p->mu);
         s += n + 1;
     }
@@ -838,7 +851,7 @@ static int pull_once(struct peer *p, struct cursor *cursor, bool *more)
         p->st.head = rh.log_size;
     pthread_mutex_unlock(&p->mu);
     uint64_t before = cursor->seq;
-    rc = apply_page(p, body.data ? body.data : "", body.len, cursor);
+    rc = apply_page(p, body.data ? body.data : "", body.len, cursor, &rh);
     if (rc == LOG_CHANGED) {
         LOG_W("replication: peer %s: the event after seq %llu does not continue the log the "
               "cursor was in (restored from a backup, or the url now names another centre); "

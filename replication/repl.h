@@ -65,7 +65,8 @@ struct repl_peer_status {
     uint64_t events_applied;  /* this run: events new here */
     uint64_t events_seen;     /* this run: events read (including ones already here) */
     uint64_t blobs_fetched, bytes_fetched, bytes_resumed;
-    uint64_t blobs_behind, bytes_behind; /* in the page being applied: blobs still to fetch */
+    /* The peer's uploads (and bytes) after the cursor: at most what is still to fetch. */
+    uint64_t blobs_behind, bytes_behind;
     double lag_seconds;       /* now − HLC time of the oldest event not yet applied; 0 caught up;
                                  while not connected, at least the time since the last contact */
     uint64_t last_contact_ms; /* wall clock of the last successful request */

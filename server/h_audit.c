@@ -24,6 +24,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "log.h"
+#include "replica.h"
 #include "repo.h"
 #include "server_int.h"
 #include "util.h"
@@ -175,7 +176,7 @@ static int add_line(void *arg, uint64_t seq, const char *rec, size_t len)
     return 0;
 }
 
-void audit_list_events(struct conn *c)
+void audit_list_events(struct conn *c, bool backlog)
 {
     struct params p = {.name = {"after", "limit"}, .n = 2};
     struct page_buf pb = {0};
@@ -200,8 +201,17 @@ void audit_list_events(struct conn *c)
         storage_error(c, "reading the audit log", rc);
         goto out;
     }
+    uint64_t puts = 0, put_bytes = 0;
+    if (backlog && (rc = repo_puts_after(conn_server(c)->db, after, &puts, &put_bytes)) != 0) {
+        storage_error(c, "counting the uploads after the cursor", rc);
+        goto out;
+    }
     resp_start(c, 200);
     resp_header(c, "X-Audit-Size", "%llu", (unsigned long long)size);
+    if (backlog) {
+        resp_header(c, "X-Arca-Puts-After", "%llu", (unsigned long long)puts);
+        resp_header(c, "X-Arca-Put-Bytes-After", "%llu", (unsigned long long)put_bytes);
+    }
     if (more)
         resp_header(c, "X-Next-After", "%llu", (unsigned long long)pb.last);
     resp_header(c, "Cache-Control", "no-store");
@@ -438,7 +448,7 @@ static void audit_headers(struct conn *c)
     if (!conn_authorize(c, "read", NULL))
         return;
     if (len == 0)
-        audit_list_events(c);
+        audit_list_events(c, false);
     else if (len == 11 && memcmp(sub, "/checkpoint", 11) == 0)
         checkpoint(c);
     else if (len == 6 && memcmp(sub, "/proof", 6) == 0)

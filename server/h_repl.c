@@ -431,7 +431,7 @@ static void repl_headers(struct conn *c)
     if (!conn_authorize(c, "replicate", NULL))
         return;
     if (sub_is(sub, len, "/events"))
-        audit_list_events(c);
+        audit_list_events(c, true);
     else if (len > 7 && memcmp(sub, "/blobs/", 7) == 0)
         blob(c, sub + 7, len - 7);
     else if (sub_is(sub, len, "/digest"))

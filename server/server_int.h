@@ -137,8 +137,12 @@ json_t *time_json(uint64_t ms);
 struct blob_digests;
 void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
                 const char *content_type, const char *resolved, const char *what);
-/* h_audit.c: GET ?after=&limit= over the event log as NDJSON (the caller authorized it). */
-void audit_list_events(struct conn *c);
+/*
+ * h_audit.c: GET ?after=&limit= over the event log as NDJSON (the caller
+ * authorized it).  backlog: also X-Arca-Puts-After / X-Arca-Put-Bytes-After,
+ * the uploads (and bytes) the log holds after `after` (for replication).
+ */
+void audit_list_events(struct conn *c, bool backlog);
 
 /* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
 bool reject_unless_get(struct conn *c);

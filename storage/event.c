@@ -464,6 +464,8 @@ int apply(repo_db *db, const struct event *ev, bool *applied)
     char *canon = NULL, *text = NULL, *err = NULL;
     uint8_t seqkey[8];
     size_t clen = 0;
+    uint64_t put_size = 0;
+    bool is_put = false;
 
     memset(&st, 0, sizeof(st));
     *applied = false;
@@ -594,6 +596,11 @@ int apply(repo_db *db, const struct event *ev, bool *applied)
     rocksdb_writebatch_put_cf(b, db->cf[CF_EVENTS], (const char *)seqkey, 8, text, strlen(text));
     if ((rc = merkle_stage(db, b, seq, text, strlen(text))) != 0)
         goto out;
+    is_put = ev->action == EV_ARTIFACT_PUT && ev->u.put.dig;
+    if (is_put) {
+        put_size = ev->u.put.dig->size;
+        puts_stage(db, b, seq, put_size);
+    }
 
     nc.next_seq = seq + 1;
     nc.st.blob_count += st.delta.blob_count;
@@ -611,6 +618,8 @@ int apply(repo_db *db, const struct event *ev, bool *applied)
     }
     /* Only a durable batch moves the cached counters. */
     db->ctr = nc;
+    if (is_put)
+        puts_commit(db, put_size);
     *applied = true;
 out:
     pthread_mutex_unlock(&db->apply_mu);

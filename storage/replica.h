@@ -71,6 +71,13 @@ int repo_peer_cursor_set(repo_db *db, const char *peer, uint64_t seq, const uint
 const char *repo_digest_part_name(size_t i);
 
 /*
+ * The uploads (artifact.put events) this centre's log holds after seq, and
+ * their bytes: what a peer whose cursor is at seq still has to take in, at
+ * most (content it already has is not fetched again).  0 or ARCA_E_DB.
+ */
+int repo_puts_after(repo_db *db, uint64_t after, uint64_t *count, uint64_t *bytes);
+
+/*
  * xxh3-64 over the replicated state, every part in order, every key in
  * order.  Two centres that applied the same events have the same digest,
  * whatever the order.

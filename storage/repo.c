@@ -588,7 +588,7 @@ static int db_open(const char *dir, const char *centre_id, bool readonly, repo_d
     rocksdb_writeoptions_set_sync(db->wopts, 1);
     if ((rc = open_db(db, dir)) != 0)
         goto out;
-    if ((rc = load_state(db, centre_id)) != 0)
+    if ((rc = load_state(db, centre_id)) != 0 || (rc = puts_load(db)) != 0)
         goto out;
     if (!readonly && (rc = merkle_catch_up(db)) != 0)
         goto out;

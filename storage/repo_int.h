@@ -110,9 +110,14 @@ struct repo_db {
     struct stage_policy policy;
     regex_t gate_re[STAGES_MAX][GATE_RULES_MAX];
     bool gate_re_set[STAGES_MAX][GATE_RULES_MAX];
-    /* Serializes apply; guards ctr. */
+    /* Serializes apply; guards ctr and puts. */
     pthread_mutex_t apply_mu;
     struct repo_counters ctr;
+    /*
+     * Uploads (artifact.put events) in the log so far and their bytes: the
+     * newest "pc/" + BE64(seq) record of CF_META (puts.c), cached.
+     */
+    uint64_t put_count, put_bytes;
 };
 
 /* Turns a RocksDB error string into ARCA_E_DB with a log line; frees err. */
@@ -172,6 +177,11 @@ int event_read(repo_db *db, uint64_t seq, char **json);
  * the tree's new size.  0, ARCA_E_CORRUPT (a stored node is missing), ARCA_E_DB.
  */
 int merkle_stage(repo_db *db, rocksdb_writebatch_t *b, uint64_t seq, const char *rec, size_t len);
+/* Counts an upload event at seq (size bytes) into the batch; puts_commit after the write. */
+void puts_stage(repo_db *db, rocksdb_writebatch_t *b, uint64_t seq, uint64_t size);
+void puts_commit(repo_db *db, uint64_t size);
+/* Loads the cached totals at open.  0 or ARCA_E_DB. */
+int puts_load(repo_db *db);
 /*
  * audit.c, for a read-write open after the counters are loaded: builds the
  * tree over events it does not cover yet (a log from before the audit tree).

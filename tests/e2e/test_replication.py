@@ -178,6 +178,31 @@ class TwoCentres(ReplicationBase):
         self.assertEqual(len(files), 30)
         self.assertServesAll(self.cl, files)
 
+    def test_backlog_of_blobs_and_bytes_is_shown(self):
+        self.cl.wait_converged()
+        self.cl.proxy[(1, 0)].cut()
+        sizes = [100000 + k for k in range(5)]
+        for k, n in enumerate(sizes):
+            self.assertEqual(self.cl[0].put("/repos/libs/backlog-%s/1.%d/f" % (uniq(), k),
+                                            os.urandom(n)).status, 201)
+        self.cl.proxy[(1, 0)].rate = 50000  # bytes/s per connection: ~2 s per blob
+        self.cl.proxy[(1, 0)].heal()
+        deadline = time.monotonic() + 20
+        seen = None
+        while time.monotonic() < deadline:
+            (p,) = self.cl[1].status()["peers"]
+            if p["connected"] and p["blobs_behind"] > 0:
+                seen = p
+                break
+            time.sleep(0.02)
+        self.assertIsNotNone(seen, "no backlog seen")
+        self.assertEqual((seen["blobs_behind"], seen["bytes_behind"]), (5, sum(sizes)), seen)
+        self.assertGreater(seen["events_behind"], 0, seen)
+        self.cl.proxy[(1, 0)].rate = 0
+        self.cl.wait_converged()
+        (p,) = self.cl[1].status()["peers"]
+        self.assertEqual((p["blobs_behind"], p["bytes_behind"]), (0, 0), p)
+
     def test_restart_keeps_the_cursor(self):
         files, errors = {}, []
         upload_many(self.cl[0], "restart", 6, random.Random(7), files, errors)
@@ -211,6 +236,12 @@ class TwoCentres(ReplicationBase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(len(r.body.splitlines()), 2)
         self.assertIn("x-next-after", r.headers)
+        # The backlog after a cursor: uploads in the log after it, and their bytes.
+        self.assertEqual((r.headers["x-arca-puts-after"], r.headers["x-arca-put-bytes-after"]),
+                         ("1", "3"), r.headers)
+        size = r.headers["x-audit-size"]
+        r = c.get("/api/v1/replication/events?after=%s" % size, token=tok)
+        self.assertEqual((r.status, r.body, r.headers["x-arca-puts-after"]), (200, b"", "0"))
         sha = sha256_hex(b"abc")
         r = c.get("/api/v1/replication/blobs/" + sha, token=tok)
         self.assertEqual((r.status, r.body), (200, b"abc"))
