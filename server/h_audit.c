@@ -29,7 +29,6 @@
 #include "server_int.h"
 #include "util.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,73 +48,31 @@ struct params {
     uint64_t v[PARAMS_MAX];
 };
 
-/* Copies untrusted query text for an error message: printable ASCII, at most 32 bytes. */
-static void printable(char *dst, size_t cap, const char *s, size_t len)
-{
-    size_t i = 0;
-    for (; i < len && i + 1 < cap && i < 32; i++)
-        dst[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
-    dst[i] = '\0';
-}
-
-/* Answers 400 with {"error": {"code": "bad_request", "parameter": name, "message"}}. */
-static void bad_param(struct conn *c, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void bad_param(struct conn *c, const char *name, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    resp_error(c, 400, "bad_request", json_pack("{s:s}", "parameter", name), "%s", msg);
-}
-
-/* Parses the query into p; answers 400 and returns false on anything unexpected. */
+/* Parses the query into p (whole numbers only); answers 400 and returns false when bad. */
 static bool parse_params(struct conn *c, struct params *p)
 {
-    const char *q = conn_query(c);
-    char shown[40], allowed[64] = "";
-    for (size_t i = 0; i < p->n; i++) {
-        strcat(allowed, i ? ", " : "");
-        strcat(allowed, p->name[i]);
-    }
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len;
-        const char *val = eq ? eq + 1 : q + len;
-        size_t vlen = (size_t)(q + len - val);
-        size_t k = 0;
-        while (k < p->n && !(strlen(p->name[k]) == klen && memcmp(q, p->name[k], klen) == 0))
-            k++;
-        if (len == 0) {
-            /* "a=1&&b=2": an empty piece says nothing. */
-        } else if (k == p->n) {
-            printable(shown, sizeof(shown), q, klen);
-            bad_param(c, shown, "unknown parameter '%s' (this route takes %s)", shown,
-                      p->n ? allowed : "none");
+    struct query_params q = {.n = p->n};
+    char shown[40];
+    for (size_t k = 0; k < p->n; k++)
+        q.name[k] = p->name[k];
+    if (!query_params(c, &q))
+        return false;
+    for (size_t k = 0; k < p->n; k++) {
+        const char *val = q.val[k];
+        size_t vlen = q.len[k], i = 0;
+        uint64_t v = 0;
+        if (!val)
+            continue;
+        for (; i < vlen && val[i] >= '0' && val[i] <= '9' && v <= AUDIT_SIZE_MAX / 10; i++)
+            v = v * 10 + (uint64_t)(val[i] - '0');
+        if (vlen == 0 || i != vlen || v > AUDIT_SIZE_MAX) {
+            query_shown(shown, sizeof(shown), val, vlen);
+            resp_bad_param(c, p->name[k], "parameter '%s' must be a whole number from 0 to "
+                           "9223372036854775807, got '%s'", p->name[k], shown);
             return false;
-        } else if (p->seen[k]) {
-            bad_param(c, p->name[k], "parameter '%s' is given twice", p->name[k]);
-            return false;
-        } else {
-            uint64_t v = 0;
-            size_t i = 0;
-            for (; i < vlen && val[i] >= '0' && val[i] <= '9' && v <= AUDIT_SIZE_MAX / 10; i++)
-                v = v * 10 + (uint64_t)(val[i] - '0');
-            if (vlen == 0 || i != vlen || v > AUDIT_SIZE_MAX) {
-                printable(shown, sizeof(shown), val, vlen);
-                bad_param(c, p->name[k], "parameter '%s' must be a whole number from 0 to "
-                          "9223372036854775807, got '%s'", p->name[k], shown);
-                return false;
-            }
-            p->seen[k] = true;
-            p->v[k] = v;
         }
-        q = amp ? amp + 1 : q + len;
+        p->seen[k] = true;
+        p->v[k] = v;
     }
     return true;
 }
@@ -186,7 +143,7 @@ void audit_list_events(struct conn *c, bool backlog)
         return;
     uint64_t after = p.seen[0] ? p.v[0] : 0, limit = p.seen[1] ? p.v[1] : LIMIT_DEFAULT;
     if (limit < 1 || limit > LIMIT_MAX) {
-        bad_param(c, "limit", "parameter 'limit' must be 1..%d, got %llu", LIMIT_MAX,
+        resp_bad_param(c, "limit", "parameter 'limit' must be 1..%d, got %llu", LIMIT_MAX,
                   (unsigned long long)limit);
         return;
     }
@@ -271,16 +228,16 @@ static void proof(struct conn *c)
     if (!parse_params(c, &p) || current_size(c, &size) != 0)
         return;
     if (!p.seen[0]) {
-        bad_param(c, "seq", "parameter 'seq' is required (the event's seq)");
+        resp_bad_param(c, "seq", "parameter 'seq' is required (the event's seq)");
         return;
     }
     uint64_t seq = p.v[0], tsize = p.seen[1] ? p.v[1] : size;
     if (seq == 0) {
-        bad_param(c, "seq", "parameter 'seq' must be 1 or more (events start at 1)");
+        resp_bad_param(c, "seq", "parameter 'seq' must be 1 or more (events start at 1)");
         return;
     }
     if (p.seen[1] && tsize < seq) {
-        bad_param(c, "size", "size %llu does not include event %llu: give a size of at least %llu",
+        resp_bad_param(c, "size", "size %llu does not include event %llu: give a size of at least %llu",
                   (unsigned long long)tsize, (unsigned long long)seq, (unsigned long long)seq);
         return;
     }
@@ -312,16 +269,16 @@ static void consistency(struct conn *c)
     if (!parse_params(c, &p) || current_size(c, &size) != 0)
         return;
     if (!p.seen[0]) {
-        bad_param(c, "first", "parameter 'first' is required (the older tree size)");
+        resp_bad_param(c, "first", "parameter 'first' is required (the older tree size)");
         return;
     }
     uint64_t first = p.v[0], second = p.seen[1] ? p.v[1] : size;
     if (first == 0) {
-        bad_param(c, "first", "parameter 'first' must be 1 or more");
+        resp_bad_param(c, "first", "parameter 'first' must be 1 or more");
         return;
     }
     if (p.seen[1] && first > second) {
-        bad_param(c, "second", "second (%llu) must be at least first (%llu)",
+        resp_bad_param(c, "second", "second (%llu) must be at least first (%llu)",
                   (unsigned long long)second, (unsigned long long)first);
         return;
     }

@@ -6,6 +6,7 @@
 #include "server_int.h"
 
 #include <event2/buffer.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,61 @@ void resp_method_not_allowed(struct conn *c, const char *allow)
     resp_header(c, "Allow", "%s", allow);
     resp_finish_json(c, error_json("method_not_allowed", NULL, "%s is not allowed here; use %s",
                                    conn_method(c), allow));
+}
+
+void query_shown(char *dst, size_t cap, const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i < len && i + 1 < cap && i < 32; i++)
+        dst[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
+    dst[i] = '\0';
+}
+
+void resp_bad_param(struct conn *c, const char *name, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    resp_error(c, 400, "bad_request", json_pack("{s:s}", "parameter", name), "%s", msg);
+}
+
+bool query_params(struct conn *c, struct query_params *p)
+{
+    const char *q = conn_query(c);
+    char shown[40], allowed[128] = "";
+    for (size_t i = 0; i < p->n; i++) {
+        p->val[i] = NULL;
+        p->len[i] = 0;
+        snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
+                 i ? ", " : "", p->name[i]);
+    }
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        size_t k = 0;
+        while (k < p->n && !(strlen(p->name[k]) == klen && memcmp(q, p->name[k], klen) == 0))
+            k++;
+        if (len == 0) {
+            /* "a=1&&b=2": an empty piece says nothing. */
+        } else if (k == p->n) {
+            query_shown(shown, sizeof(shown), q, klen);
+            resp_bad_param(c, shown, "unknown parameter '%s' (this route takes %s)", shown,
+                           p->n ? allowed : "none");
+            return false;
+        } else if (p->val[k]) {
+            resp_bad_param(c, p->name[k], "parameter '%s' is given twice", p->name[k]);
+            return false;
+        } else {
+            p->val[k] = eq ? eq + 1 : q + len;
+            p->len[k] = (size_t)(q + len - p->val[k]);
+        }
+        q = amp ? amp + 1 : q + len;
+    }
+    return true;
 }
 
 /* Answers 405 unless the method is GET or HEAD; returns true when it answered. */

@@ -22,7 +22,6 @@
 #include "server_int.h"
 #include "util.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,12 +74,9 @@ static void status(struct conn *c)
 {
     struct server *srv = conn_server(c);
     struct repl_peer_status st[CONFIG_PEERS_MAX];
-    if (!conn_authorize(c, "read", NULL))
+    struct query_params q = {.n = 0};
+    if (!conn_authorize(c, "read", NULL) || !query_params(c, &q))
         return;
-    if (conn_query(c) && *conn_query(c)) {
-        resp_error(c, 400, "bad_request", NULL, "/api/v1/replication takes no parameters");
-        return;
-    }
     size_t n = repl_status(srv->repl, st, CONFIG_PEERS_MAX);
     json_t *peers = json_array();
     for (size_t i = 0; i < n; i++)
@@ -232,71 +228,17 @@ static void digest_done(struct iojob *job)
     resp_finish_json(c, body);
 }
 
-/* Copies untrusted query text for an error message: printable ASCII, at most 32 bytes. */
-static void printable(char *dst, size_t cap, const char *s, size_t len)
-{
-    size_t i = 0;
-    for (; i < len && i + 1 < cap && i < 32; i++)
-        dst[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
-    dst[i] = '\0';
-}
-
-/* Answers 400 with {"error": {"code": "bad_request", "parameter": name, "message"}}. */
-static void bad_param(struct conn *c, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void bad_param(struct conn *c, const char *name, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    resp_error(c, 400, "bad_request", json_pack("{s:s}", "parameter", name), "%s", msg);
-}
-
 /* Reads ?part=&prefix= into r; answers 400 naming the parameter and returns false when bad. */
 static bool digest_params(struct conn *c, struct digest_req *r)
 {
-    const char *q = conn_query(c) ? conn_query(c) : "";
-    const char *part = NULL, *prefix = NULL;
-    size_t part_len = 0, prefix_len = 0;
+    struct query_params q = {.name = {"part", "prefix"}, .n = 2};
     char shown[40], names[256] = "";
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len;
-        const char *val = eq ? eq + 1 : q + len;
-        size_t vlen = (size_t)(q + len - val);
-        const char **slot = NULL;
-        size_t *slot_len = NULL;
-        if (klen == 4 && memcmp(q, "part", 4) == 0) {
-            slot = &part;
-            slot_len = &part_len;
-        } else if (klen == 6 && memcmp(q, "prefix", 6) == 0) {
-            slot = &prefix;
-            slot_len = &prefix_len;
-        }
-        if (len == 0) {
-            /* "a=1&&b=2": an empty piece says nothing. */
-        } else if (!slot) {
-            printable(shown, sizeof(shown), q, klen);
-            bad_param(c, shown, "unknown parameter '%s' (this route takes part and prefix)",
-                      shown);
-            return false;
-        } else if (*slot) {
-            bad_param(c, slot == &part ? "part" : "prefix", "parameter '%s' is given twice",
-                      slot == &part ? "part" : "prefix");
-            return false;
-        } else {
-            *slot = val;
-            *slot_len = vlen;
-        }
-        q = amp ? amp + 1 : q + len;
-    }
+    if (!query_params(c, &q))
+        return false;
+    const char *part = q.val[0], *prefix = q.val[1];
+    size_t part_len = q.len[0], prefix_len = q.len[1];
     if (prefix && !part) {
-        bad_param(c, "prefix", "parameter 'prefix' needs 'part'");
+        resp_bad_param(c, "prefix", "parameter 'prefix' needs 'part'");
         return false;
     }
     if (!part)
@@ -308,14 +250,14 @@ static bool digest_params(struct conn *c, struct digest_req *r)
         snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "", n);
     }
     if (!r->part) {
-        printable(shown, sizeof(shown), part, part_len);
-        bad_param(c, "part", "unknown part '%s' (one of %s)", shown, names);
+        query_shown(shown, sizeof(shown), part, part_len);
+        resp_bad_param(c, "part", "unknown part '%s' (one of %s)", shown, names);
         return false;
     }
     if (prefix && (prefix_len % 2 != 0 || prefix_len > 2 * REPO_RANGE_PREFIX_MAX ||
                    hex_decode(prefix, prefix_len, r->prefix, prefix_len / 2) != 0)) {
-        printable(shown, sizeof(shown), prefix, prefix_len);
-        bad_param(c, "prefix", "parameter 'prefix' takes a key prefix as an even number of "
+        query_shown(shown, sizeof(shown), prefix, prefix_len);
+        resp_bad_param(c, "prefix", "parameter 'prefix' takes a key prefix as an even number of "
                   "hexadecimal digits, at most %d, got '%s'", 2 * REPO_RANGE_PREFIX_MAX, shown);
         return false;
     }
@@ -347,48 +289,27 @@ static void digest(struct conn *c)
 static void repair(struct conn *c)
 {
     struct server *srv = conn_server(c);
-    char peer[CONFIG_PEER_NAME_MAX + 2] = "", deep[8] = "";
-    bool bad = false, has_peer, has_deep;
-    if (!conn_authorize(c, "admin", NULL))
+    struct query_params q = {.name = {"peer", "deep"}, .n = 2};
+    char peer[CONFIG_PEER_NAME_MAX + 1], shown[40];
+    if (!conn_authorize(c, "admin", NULL) || !query_params(c, &q))
         return;
-    has_peer = query_param(c, "peer", peer, sizeof(peer), &bad);
-    if (!bad)
-        has_deep = query_param(c, "deep", deep, sizeof(deep), &bad);
-    if (bad) {
-        resp_error(c, 400, "bad_request", NULL, "repair takes peer=NAME and deep=true|false");
+    /* Peer names are plain (letters, digits, '-', '_'): no decoding needed to compare. */
+    if (!q.val[0] || q.len[0] == 0 || q.len[0] > CONFIG_PEER_NAME_MAX) {
+        resp_bad_param(c, "peer", "name the peer to repair from: ?peer=NAME (a [peer.NAME])");
         return;
     }
-    /* Only the two parameters, each at most once. */
-    const char *q = conn_query(c);
-    int seen_peer = 0, seen_deep = 0;
-    for (const char *k = q; k && *k;) {
-        if (strncmp(k, "peer=", 5) == 0) {
-            seen_peer++;
-        } else if (strncmp(k, "deep=", 5) == 0) {
-            seen_deep++;
-        } else {
-            resp_error(c, 400, "bad_request", NULL, "unknown parameter in '%.60s' (peer, deep)", k);
-            return;
-        }
-        k = strchr(k, '&');
-        k = k ? k + 1 : NULL;
-    }
-    if (seen_peer > 1 || seen_deep > 1) {
-        resp_error(c, 400, "bad_request", NULL, "parameter '%s' given more than once",
-                   seen_peer > 1 ? "peer" : "deep");
+    memcpy(peer, q.val[0], q.len[0]);
+    peer[q.len[0]] = '\0';
+    bool deep = q.val[1] && q.len[1] == 4 && memcmp(q.val[1], "true", 4) == 0;
+    if (q.val[1] && !deep && !(q.len[1] == 5 && memcmp(q.val[1], "false", 5) == 0)) {
+        query_shown(shown, sizeof(shown), q.val[1], q.len[1]);
+        resp_bad_param(c, "deep", "deep is true or false, got '%s'", shown);
         return;
     }
-    if (!has_peer || !peer[0]) {
-        resp_error(c, 400, "bad_request", NULL, "name the peer to repair from: ?peer=NAME");
-        return;
-    }
-    if (has_deep && strcmp(deep, "true") != 0 && strcmp(deep, "false") != 0) {
-        resp_error(c, 400, "bad_request", NULL, "deep is true or false, got '%s'", deep);
-        return;
-    }
-    int rc = repl_repair_start(srv->repl, peer, has_deep && strcmp(deep, "true") == 0);
+    int rc = repl_repair_start(srv->repl, peer, deep);
     if (rc == ARCA_E_NOTFOUND) {
-        resp_error(c, 404, "not_found", NULL, "no peer '%s' in [peer.*]", peer);
+        query_shown(shown, sizeof(shown), peer, strlen(peer));
+        resp_error(c, 404, "not_found", NULL, "no peer '%s' in [peer.*]", shown);
         return;
     }
     if (rc == ARCA_E_EXISTS) {

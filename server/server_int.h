@@ -144,6 +144,26 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
  */
 void audit_list_events(struct conn *c, bool backlog);
 
+/*
+ * h_ops.c: the query parameters a route takes, checked in one place.
+ * query_params() finds each of p->name[] in the query (p->val[i]: its raw,
+ * undecoded value, or NULL when absent) and answers 400 naming the parameter
+ * for an unknown or repeated one; false when it answered.
+ */
+#define QUERY_PARAMS_MAX 4
+struct query_params {
+    const char *name[QUERY_PARAMS_MAX];
+    size_t n;
+    const char *val[QUERY_PARAMS_MAX];
+    size_t len[QUERY_PARAMS_MAX];
+};
+bool query_params(struct conn *c, struct query_params *p);
+/* 400 {"error": {"code": "bad_request", "parameter": name, "message"}}. */
+void resp_bad_param(struct conn *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Untrusted query text for a message: printable ASCII, at most 32 bytes. */
+void query_shown(char *dst, size_t cap, const char *s, size_t len);
+
 /* h_ops.c: answers 405 unless GET/HEAD; true when it answered. */
 bool reject_unless_get(struct conn *c);
 /* 405 with an Allow header listing allow ("GET, HEAD, PUT"). */
