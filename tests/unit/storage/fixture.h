@@ -45,4 +45,28 @@ static inline void fixture_digests(const char *s, struct blob_digests *dig, uint
     *sum = blob_block_sum(s, len);
 }
 
+/*
+ * The one-block sums of content when event (an event's JSON) names it by its
+ * SHA-256, as a replicator computes them on arrival; NULL otherwise.
+ */
+static inline const struct blob_blocks *fixture_blocks_of(const char *event, const char *content,
+                                                          uint64_t *sum,
+                                                          struct blob_blocks *blocks)
+{
+    struct blob_digests dig;
+    char hex[65];
+    static const char digits[] = "0123456789abcdef";
+    fixture_digests(content, &dig, sum);
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[dig.sha256[i] >> 4];
+        hex[2 * i + 1] = digits[dig.sha256[i] & 15];
+    }
+    hex[64] = '\0';
+    if (!strstr(event, hex))
+        return NULL;
+    blocks->count = 1;
+    blocks->sums = sum;
+    return blocks;
+}
+
 #endif

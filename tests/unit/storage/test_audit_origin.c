@@ -106,22 +106,14 @@ static void add_local(struct centre *c, int n)
     }
 }
 
-/* The block sums of the content an event names (the replicator computes them on arrival). */
+/* The block sums for the content an event names (the replicator computes them on arrival). */
 static const struct blob_blocks *blocks_for(const char *event, uint64_t *sum,
                                             struct blob_blocks *blocks)
 {
-    for (size_t i = 0; i < ncontents; i++) {
-        struct blob_digests dig;
-        char hex[65];
-        fixture_digests(contents[i], &dig, sum);
-        hex_encode(dig.sha256, 32, hex);
-        if (strstr(event, hex)) {
-            blocks->count = 1;
-            blocks->sums = sum;
-            return blocks;
-        }
-    }
-    return NULL;
+    const struct blob_blocks *b = NULL;
+    for (size_t i = 0; i < ncontents && !b; i++)
+        b = fixture_blocks_of(event, contents[i], sum, blocks);
+    return b;
 }
 
 static uint64_t log_size(repo_db *db)

@@ -81,18 +81,10 @@ static int put(struct centre *c, const char *name, const char *version, const ch
 static const struct blob_blocks *blocks_for(const char *event, uint64_t *sum,
                                             struct blob_blocks *blocks)
 {
-    for (int i = 0; i < NCONTENTS; i++) {
-        struct blob_digests dig;
-        char hex[65];
-        fixture_digests(contents[i], &dig, sum);
-        hex_encode(dig.sha256, 32, hex);
-        if (strstr(event, hex)) {
-            blocks->count = 1;
-            blocks->sums = sum;
-            return blocks;
-        }
-    }
-    return NULL;
+    const struct blob_blocks *b = NULL;
+    for (int i = 0; i < NCONTENTS && !b; i++)
+        b = fixture_blocks_of(event, contents[i], sum, blocks);
+    return b;
 }
 
 /* Feeds dst the events src's log holds from seq `from` on, at most n of them. */
