@@ -21,6 +21,7 @@
 #include "audit.h"
 #include "audit_int.h"
 #include "fixture.h"
+#include "rfc6962_ref.h"
 #include "repo.h"
 #include "repo_int.h"
 #include "replica.h"
@@ -160,45 +161,7 @@ static uint64_t local_seq_of(repo_db *db, const char *origin, uint64_t origin_se
     return 0;
 }
 
-/* ---- an independent RFC 6962 recomputation --------------------------------------- */
-
-static void sha(const void *a, size_t alen, const void *b, size_t blen, const void *c,
-                size_t clen, uint8_t out[32])
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, a, alen);
-    if (blen)
-        EVP_DigestUpdate(ctx, b, blen);
-    if (clen)
-        EVP_DigestUpdate(ctx, c, clen);
-    EVP_DigestFinal_ex(ctx, out, NULL);
-    EVP_MD_CTX_free(ctx);
-}
-
-static void node_of(const uint8_t l[32], const uint8_t r[32], uint8_t out[32])
-{
-    sha("\1", 1, l, 32, r, 32, out);
-}
-
-static void mth(uint8_t (*d)[32], uint64_t n, uint8_t out[32])
-{
-    if (n == 0) {
-        sha("", 0, NULL, 0, NULL, 0, out);
-        return;
-    }
-    if (n == 1) {
-        memcpy(out, d[0], 32);
-        return;
-    }
-    uint64_t k = 1;
-    while (k * 2 < n)
-        k *= 2;
-    uint8_t l[32], r[32];
-    mth(d, k, l);
-    mth(d + k, n - k, r);
-    node_of(l, r, out);
-}
+/* ---- an independent RFC 6962 recomputation: rfc6962_ref.h ------------------------- */
 
 /*
  * The leaves of origin's events as db's log holds them, in origin_seq order:
@@ -224,33 +187,6 @@ static uint64_t origin_leaves(repo_db *db, const char *origin, uint8_t (*leaves)
         free(json);
     }
     return count;
-}
-
-/* RFC 9162 2.1.3.2: verifying an inclusion proof. */
-static bool inclusion_ok(uint64_t index, uint64_t size, const uint8_t leaf[32],
-                         uint8_t (*path)[32], size_t n, const uint8_t root[32])
-{
-    if (index >= size)
-        return false;
-    uint64_t fn = index, sn = size - 1;
-    uint8_t r[32];
-    memcpy(r, leaf, 32);
-    for (size_t i = 0; i < n; i++) {
-        if (sn == 0)
-            return false;
-        if ((fn & 1) || fn == sn) {
-            node_of(path[i], r, r);
-            while (!(fn & 1) && fn != 0) {
-                fn >>= 1;
-                sn >>= 1;
-            }
-        } else {
-            node_of(r, path[i], r);
-        }
-        fn >>= 1;
-        sn >>= 1;
-    }
-    return sn == 0 && memcmp(r, root, 32) == 0;
 }
 
 /* ---- helpers for checkpoints and reports -------------------------------------------- */
