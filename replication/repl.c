@@ -237,6 +237,21 @@ static struct curl_slist *base_headers(struct peer *p)
     return curl_slist_append(h, "Accept: application/x-ndjson, application/json");
 }
 
+/* GET url from p into body (bounded by body->max), its headers into rh.  *status: HTTP status. */
+static CURLcode get_into(struct peer *p, const char *url, struct membuf *body,
+                         struct resp_hdrs *rh, long *status)
+{
+    struct curl_slist *h = base_headers(p);
+    request_setup(p, p->curl, url, h, rh);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, body);
+    CURLcode cc = curl_easy_perform(p->curl);
+    *status = 0;
+    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(h);
+    return cc;
+}
+
 /* Describes a failed answer: "HTTP 403: <the server's message>". */
 static void http_error(struct peer *p, const char *what, long status, const struct membuf *body,
                        CURLcode cc)
@@ -822,13 +837,7 @@ static int pull_once(struct peer *p, struct cursor *cursor, bool *more)
     *more = false;
     snprintf(url, sizeof(url), "%s/api/v1/replication/events?after=%llu&limit=%llu", p->cfg.url,
              (unsigned long long)cursor->seq, (unsigned long long)r->batch);
-    struct curl_slist *h = base_headers(p);
-    request_setup(p, p->curl, url, h, &rh);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &body);
-    CURLcode cc = curl_easy_perform(p->curl);
-    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
+    CURLcode cc = get_into(p, url, &body, &rh, &status);
     if (cc != CURLE_OK || status != 200 || body.overflow) {
         set_connected(p, cc == CURLE_OK);
         if (body.overflow)
@@ -1061,13 +1070,7 @@ static void exchange_checkpoints(struct peer *p)
         return;
     p->checkpoints_at_ms = now;
     snprintf(url, sizeof(url), "%s/api/v1/audit/origins/checkpoints", p->cfg.url);
-    struct curl_slist *h = base_headers(p);
-    request_setup(p, p->curl, url, h, &rh);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, mem_write);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &body);
-    CURLcode cc = curl_easy_perform(p->curl);
-    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
+    CURLcode cc = get_into(p, url, &body, &rh, &status);
     if (cc != CURLE_OK || status != 200) {
         http_error(p, "fetching origin checkpoints", status, &body, cc);
         free(body.data);

@@ -367,12 +367,50 @@ out:
 static int hash_update(blob_writer *w, const void *buf, size_t len);
 static int close_block(blob_writer *w);
 
+/*
+ * Feeds the bytes of fd from w->size on, up to EOF, to all of w's hashes
+ * (read only); w->size ends at the bytes hashed.  0 or -errno, -ENOMEM.
+ */
+static int hash_fd(blob_writer *w, int fd)
+{
+    int rc = 0;
+    char *buf = malloc(BLOB_BLOCK_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t got = pread_full(fd, buf, BLOB_BLOCK_SIZE, w->size);
+        if (got <= 0) {
+            rc = (int)got;
+            break;
+        }
+        if ((rc = hash_update(w, buf, (size_t)got)) != 0)
+            break;
+        EVP_DigestUpdate(w->md5, buf, (size_t)got);
+        w->size += (uint64_t)got;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Ends the last block and the three digests into w->dig.  0 or ARCA_E_CRYPTO, -ENOMEM. */
+static int digests_final(blob_writer *w)
+{
+    int rc;
+    if (w->block_fill > 0 && (rc = close_block(w)) != 0)
+        return rc;
+    if (!EVP_DigestFinal_ex(w->sha256, w->dig.sha256, NULL) ||
+        !EVP_DigestFinal_ex(w->sha1, w->dig.sha1, NULL) ||
+        !EVP_DigestFinal_ex(w->md5, w->dig.md5, NULL))
+        return ARCA_E_CRYPTO;
+    w->dig.size = w->size;
+    return 0;
+}
+
 int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **out, uint64_t *have)
 {
     int rc;
     char hex[65], dir[PATH_MAX];
     blob_writer *w = NULL;
-    char *buf = NULL;
     *out = NULL;
     *have = 0;
     if ((rc = writer_alloc(bs, &w)) != 0)
@@ -398,23 +436,8 @@ int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **o
         goto out;
     }
     /* What an earlier transfer left is hashed again (read only), then appended to. */
-    if (!(buf = malloc(BLOB_BLOCK_SIZE))) {
-        rc = -ENOMEM;
+    if ((rc = hash_fd(w, w->fd)) != 0)
         goto out;
-    }
-    for (;;) {
-        ssize_t got = pread_full(w->fd, buf, BLOB_BLOCK_SIZE, w->size);
-        if (got < 0) {
-            rc = (int)got;
-            goto out;
-        }
-        if (got == 0)
-            break;
-        if ((rc = hash_update(w, buf, (size_t)got)) != 0)
-            goto out;
-        EVP_DigestUpdate(w->md5, buf, (size_t)got);
-        w->size += (uint64_t)got;
-    }
     if (lseek(w->fd, (off_t)w->size, SEEK_SET) < 0) {
         rc = -errno;
         goto out;
@@ -423,7 +446,6 @@ int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **o
     *out = w;
     w = NULL;
 out:
-    free(buf);
     blob_writer_free(w);
     return rc;
 }
@@ -432,42 +454,18 @@ int blob_rehash(blob_store *bs, const uint8_t sha256[32], struct blob_digests *d
                 struct blob_blocks *blocks)
 {
     int rc, fd = -1;
-    uint64_t size = 0, off = 0;
+    uint64_t size = 0;
     blob_writer *w = NULL;
-    char *buf = NULL;
     memset(blocks, 0, sizeof(*blocks));
     if ((rc = blob_open(bs, sha256, &fd, &size)) != 0)
         return rc;
-    /* A writer without a file: its hashing, never its writing. */
-    if ((rc = writer_alloc(bs, &w)) != 0)
+    /* A writer without a file of its own: its hashing, never its writing. */
+    if ((rc = writer_alloc(bs, &w)) != 0 || (rc = hash_fd(w, fd)) != 0 ||
+        (rc = digests_final(w)) != 0)
         goto out;
-    if (!(buf = malloc(BLOB_BLOCK_SIZE))) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    while (off < size) {
-        ssize_t got = pread_full(fd, buf, BLOB_BLOCK_SIZE, off);
-        if (got <= 0) {
-            rc = got < 0 ? (int)got : -EIO;
-            goto out;
-        }
-        if ((rc = hash_update(w, buf, (size_t)got)) != 0)
-            goto out;
-        EVP_DigestUpdate(w->md5, buf, (size_t)got);
-        off += (uint64_t)got;
-    }
-    if (w->block_fill > 0 && (rc = close_block(w)) != 0)
-        goto out;
-    if (!EVP_DigestFinal_ex(w->sha256, dig->sha256, NULL) ||
-        !EVP_DigestFinal_ex(w->sha1, dig->sha1, NULL) ||
-        !EVP_DigestFinal_ex(w->md5, dig->md5, NULL)) {
-        rc = ARCA_E_CRYPTO;
-        goto out;
-    }
-    dig->size = size;
+    *dig = w->dig;
     blob_writer_take_blocks(w, blocks);
 out:
-    free(buf);
     blob_writer_free(w);
     close(fd);
     return rc;
@@ -607,15 +605,8 @@ int blob_writer_finish(blob_writer *w, struct blob_digests *dig)
         rc = -EINVAL;
         goto out;
     }
-    if (w->block_fill > 0 && (rc = close_block(w)) != 0)
+    if ((rc = digests_final(w)) != 0)
         goto out;
-    if (!EVP_DigestFinal_ex(w->sha256, w->dig.sha256, NULL) ||
-        !EVP_DigestFinal_ex(w->sha1, w->dig.sha1, NULL) ||
-        !EVP_DigestFinal_ex(w->md5, w->dig.md5, NULL)) {
-        rc = ARCA_E_CRYPTO;
-        goto out;
-    }
-    w->dig.size = w->size;
     if (fdatasync(w->fd) != 0) {
         rc = -errno;
         LOG_E("blob store: fdatasync %s failed: %s", w->tmp_path, strerror(errno));
