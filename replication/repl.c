@@ -564,30 +564,74 @@ static void own_event_check(struct peer *p, const struct line_info *li)
                li->origin, (unsigned long long)li->origin_seq, (unsigned long long)last);
 }
 
+/* One event line of a page, parsed once. */
+struct page_line {
+    const char *text;
+    size_t len;
+    struct line_info li;
+    bool pending;      /* not here yet */
+    bool blob_missing; /* an upload whose blob the index does not know (when read) */
+};
+
+/*
+ * Splits a page into its event lines and parses each, up to the first that
+ * does not parse (*bad then).  The caller frees the array.  NULL with *n 0
+ * for an empty page (or no memory: the page is then read again next round).
+ */
+static struct page_line *page_split(struct repl *r, const char *data, size_t len, size_t *n,
+                                    bool *bad)
+{
+    size_t cap = 0;
+    struct page_line *lines = NULL;
+    const char *s = data, *end = data + len;
+    *n = 0;
+    *bad = false;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t ll = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        if (ll > 0) {
+            if (*n == cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                struct page_line *nlines = realloc(lines, ncap * sizeof(*nlines));
+                if (!nlines)
+                    break;
+                lines = nlines;
+                cap = ncap;
+            }
+            struct page_line *pl = &lines[*n];
+            struct blob_digests dig;
+            pl->text = s;
+            pl->len = ll;
+            if (!line_parse(s, ll, &pl->li)) {
+                *bad = true;
+                break;
+            }
+            pl->pending = !already_here(r, &pl->li);
+            pl->blob_missing = pl->pending && pl->li.put &&
+                               repo_get_blob(r->db, pl->li.sha256, &dig, NULL) == ARCA_E_NOTFOUND;
+            (*n)++;
+        }
+        s += ll + 1;
+    }
+    return lines;
+}
+
 /*
  * The status before a page is applied: the blobs still to take in (the peer's
  * uploads after the cursor, from its answer; this page's missing blobs from a
  * peer that does not say) and the lag (the oldest event not yet here).
  */
-static void count_behind(struct peer *p, const char *data, size_t len,
+static void count_behind(struct peer *p, const struct page_line *lines, size_t n,
                          const struct resp_hdrs *rh)
 {
     uint64_t blobs = 0, bytes = 0, oldest = 0;
-    const char *s = data, *end = data + len;
-    while (s < end) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
-        struct line_info li;
-        if (n > 0 && line_parse(s, n, &li) && !already_here(p->r, &li)) {
-            if (!oldest)
-                oldest = li.hlc;
-            struct blob_digests dig;
-            if (li.put && repo_get_blob(p->r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
-                blobs++;
-                bytes += li.size;
-            }
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].pending && !oldest)
+            oldest = lines[i].li.hlc;
+        if (lines[i].blob_missing) {
+            blobs++;
+            bytes += lines[i].li.size;
         }
-        s += n + 1;
     }
     pthread_mutex_lock(&p->mu);
     p->st.blobs_behind = rh->have_backlog && rh->puts_after > blobs ? rh->puts_after : blobs;
@@ -650,40 +694,23 @@ static int job_cmp(const void *a, const void *b)
 }
 
 /* Collects the page's missing blobs (each once) and fetches them.  Jobs sorted by SHA-256. */
-static void prefetch_page(struct peer *p, const char *data, size_t len, struct prefetch *pf)
+static void prefetch_page(struct peer *p, const struct page_line *lines, size_t n,
+                          struct prefetch *pf)
 {
     struct repl *r = p->r;
-    const char *s = data, *end = data + len;
-    size_t cap = 0;
     memset(pf, 0, sizeof(*pf));
     pf->p = p;
-    while (s < end) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
-        struct line_info li;
-        struct blob_digests dig;
-        if (n > 0 && !line_parse(s, n, &li))
-            break; /* the apply loop stops there too */
-        if (n > 0 && li.put && !already_here(r, &li) &&
-            repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
-            bool dup = false;
-            for (size_t i = 0; i < pf->n && !dup; i++)
-                dup = memcmp(pf->jobs[i].sha256, li.sha256, 32) == 0;
-            if (!dup) {
-                if (pf->n == cap) {
-                    size_t ncap = cap ? cap * 2 : 64;
-                    struct fetch_job *nj = realloc(pf->jobs, ncap * sizeof(*nj));
-                    if (!nj)
-                        break; /* fetched one by one while applying instead */
-                    pf->jobs = nj;
-                    cap = ncap;
-                }
-                memset(&pf->jobs[pf->n], 0, sizeof(pf->jobs[pf->n]));
-                memcpy(pf->jobs[pf->n].sha256, li.sha256, 32);
-                pf->jobs[pf->n++].size = li.size;
-            }
+    if (n && !(pf->jobs = calloc(n, sizeof(*pf->jobs))))
+        return; /* fetched one by one while applying instead */
+    for (size_t i = 0; i < n; i++) {
+        const struct line_info *li = &lines[i].li;
+        bool dup = false;
+        for (size_t k = 0; k < pf->n && !dup; k++)
+            dup = memcmp(pf->jobs[k].sha256, li->sha256, 32) == 0;
+        if (lines[i].blob_missing && !dup) {
+            memcpy(pf->jobs[pf->n].sha256, li->sha256, 32);
+            pf->jobs[pf->n++].size = li->size;
         }
-        s += n + 1;
     }
     size_t nw = pf->n < r->parallel ? pf->n : r->parallel;
     if (nw > PREFETCH_MAX)
@@ -732,93 +759,102 @@ static bool hash_known(const uint8_t h[32])
 /* apply_page: the page does not continue the log the cursor points into. */
 #define LOG_CHANGED 1
 
+/*
+ * Applies one pending event (its blob from the page's fetches, or fetched
+ * now).  0, or an error already recorded.
+ */
+static int apply_one(struct peer *p, const struct page_line *pl, struct prefetch *pf)
+{
+    struct repl *r = p->r;
+    const struct line_info *li = &pl->li;
+    struct blob_blocks own = {0}, *blocks = NULL;
+    struct blob_digests dig;
+    bool fetched = false, applied = false;
+    int rc = 0;
+    if (li->put && repo_get_blob(r->db, li->sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
+        struct fetch_job key, *j = NULL;
+        memcpy(key.sha256, li->sha256, 32);
+        if (pf->n)
+            j = bsearch(&key, pf->jobs, pf->n, sizeof(*pf->jobs), job_cmp);
+        if (j && (j->fetched || j->rc)) {
+            rc = j->rc;
+            fetched = j->fetched;
+            blocks = &j->blocks;
+        } else {
+            rc = fetch_blob(p, p->curl, li->sha256, li->size, &own, &fetched, false);
+            blocks = &own;
+        }
+    }
+    if (rc == 0)
+        rc = repo_apply_remote(r->db, pl->text, pl->len, fetched ? blocks : NULL, &applied);
+    blob_blocks_cleanup(&own);
+    if (rc == ARCA_E_NOTFOUND && !fetched) {
+        /* The index lost sight of the blob between the check and the apply: next round. */
+        peer_error(p, "event %s/%llu: its blob is not here yet", li->origin,
+                   (unsigned long long)li->origin_seq);
+    } else if (rc != 0 && rc != -EIO && rc != ARCA_E_CORRUPT) {
+        peer_error(p, "applying event %s/%llu failed: %s", li->origin,
+                   (unsigned long long)li->origin_seq, arca_strerror(rc));
+    }
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&p->mu);
+    if (applied)
+        p->st.events_applied++;
+    snprintf(p->st.last_origin, sizeof(p->st.last_origin), "%s", li->origin);
+    p->st.last_origin_seq = li->origin_seq;
+    p->st.last_hlc = li->hlc;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
 static int apply_page(struct peer *p, const char *data, size_t len, struct cursor *cursor,
                       const struct resp_hdrs *rh)
 {
     struct repl *r = p->r;
-    const char *s = data, *end = data + len;
     struct prefetch pf;
+    size_t n;
+    bool bad;
     int rc = 0;
-    count_behind(p, data, len, rh);
-    prefetch_page(p, data, len, &pf);
-    while (s < end && !atomic_load(&r->stop)) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
-        struct line_info li;
-        if (n == 0) {
-            s += 1;
-            continue;
-        }
-        if (!line_parse(s, n, &li) || li.seq <= cursor->seq) {
-            peer_error(p, "malformed or out-of-order event after seq %llu in the peer's log",
-                       (unsigned long long)cursor->seq);
-            rc = ARCA_E_INVALID;
+    struct page_line *lines = page_split(r, data, len, &n, &bad);
+    /* bad: a line that does not parse; it, or a seq not after the cursor, stops the page. */
+    count_behind(p, lines, n, rh);
+    prefetch_page(p, lines, n, &pf);
+    for (size_t i = 0; i < n && !atomic_load(&r->stop); i++) {
+        const struct line_info *li = &lines[i].li;
+        if (li->seq <= cursor->seq) {
+            bad = true;
             break;
         }
         if (cursor->seq > 0 && hash_known(cursor->hash) &&
-            (li.seq != cursor->seq + 1 || memcmp(li.prev, cursor->hash, 32) != 0)) {
+            (li->seq != cursor->seq + 1 || memcmp(li->prev, cursor->hash, 32) != 0)) {
             rc = LOG_CHANGED; /* another log (a restored or re-pointed peer) */
             break;
         }
         pthread_mutex_lock(&p->mu);
         p->st.events_seen++;
         pthread_mutex_unlock(&p->mu);
-        if (strcmp(li.origin, r->centre) == 0)
-            own_event_check(p, &li);
-        if (!already_here(r, &li)) {
-            struct blob_blocks own = {0}, *blocks = NULL;
-            bool fetched = false;
-            struct blob_digests dig;
-            if (li.put && repo_get_blob(r->db, li.sha256, &dig, NULL) == ARCA_E_NOTFOUND) {
-                struct fetch_job key, *j = NULL;
-                memcpy(key.sha256, li.sha256, 32);
-                if (pf.n)
-                    j = bsearch(&key, pf.jobs, pf.n, sizeof(*pf.jobs), job_cmp);
-                if (j && (j->fetched || j->rc)) {
-                    rc = j->rc;
-                    fetched = j->fetched;
-                    blocks = &j->blocks;
-                } else {
-                    rc = fetch_blob(p, p->curl, li.sha256, li.size, &own, &fetched, false);
-                    blocks = &own;
-                }
-            }
-            bool applied = false;
-            if (rc == 0)
-                rc = repo_apply_remote(r->db, s, n, fetched ? blocks : NULL, &applied);
-            blob_blocks_cleanup(&own);
-            if (rc == ARCA_E_NOTFOUND && !fetched) {
-                /* The index lost sight of the blob between the check and the apply: next round. */
-                peer_error(p, "event %s/%llu: its blob is not here yet", li.origin,
-                           (unsigned long long)li.origin_seq);
-                break;
-            }
-            if (rc != 0) {
-                if (rc != -EIO && rc != ARCA_E_CORRUPT)
-                    peer_error(p, "applying event %s/%llu failed: %s", li.origin,
-                               (unsigned long long)li.origin_seq, arca_strerror(rc));
-                break;
-            }
-            pthread_mutex_lock(&p->mu);
-            if (applied)
-                p->st.events_applied++;
-            snprintf(p->st.last_origin, sizeof(p->st.last_origin), "%s", li.origin);
-            p->st.last_origin_seq = li.origin_seq;
-            p->st.last_hlc = li.hlc;
-            pthread_mutex_unlock(&p->mu);
-        }
-        cursor->seq = li.seq;
-        memcpy(cursor->hash, li.hash, 32);
+        if (strcmp(li->origin, r->centre) == 0)
+            own_event_check(p, li);
+        if (!already_here(r, li) && (rc = apply_one(p, &lines[i], &pf)) != 0)
+            break;
+        cursor->seq = li->seq;
+        memcpy(cursor->hash, li->hash, 32);
         pthread_mutex_lock(&p->mu);
-        p->st.cursor = li.seq;
-        if (li.put) { /* one upload fewer to take in, fetched or not */
+        p->st.cursor = li->seq;
+        if (li->put) { /* one upload fewer to take in, fetched or not */
             p->st.blobs_behind -= p->st.blobs_behind ? 1 : 0;
-            p->st.bytes_behind -= p->st.bytes_behind >= li.size ? li.size : p->st.bytes_behind;
+            p->st.bytes_behind -= p->st.bytes_behind >= li->size ? li->size : p->st.bytes_behind;
         }
         pthread_mutex_unlock(&p->mu);
-        s += n + 1;
+    }
+    if (rc == 0 && bad && !atomic_load(&r->stop)) {
+        peer_error(p, "malformed or out-of-order event after seq %llu in the peer's log",
+                   (unsigned long long)cursor->seq);
+        rc = ARCA_E_INVALID;
     }
     prefetch_free(&pf);
+    free(lines);
     return rc;
 }
 

@@ -802,13 +802,11 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
         resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
         return;
     }
-    char what[COORD_REPO_MAX + 2 * COORD_SEGMENT_MAX + COORD_PATH_MAX + 4];
-    snprintf(what, sizeof(what), "%s/%s/%s/%s", coord.repo, coord.name, coord.version, coord.path);
-    serve_blob(c, &a.dig, a.created_ms, content_type_for(coord.path), resolved, what);
+    serve_blob(c, &a.dig, a.created_ms, content_type_for(coord.path), resolved);
 }
 
 void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
-                const char *content_type, const char *resolved, const char *what)
+                const char *content_type, const char *resolved)
 {
     struct server *srv = conn_server(c);
     int rc;
@@ -824,7 +822,7 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
     rc = blob_open(srv->blobs, d->sha256, &fd, &size);
     if (rc != 0 || size != d->size) {
         atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
-        LOG_E("req %s: blob %s for %s is %s", conn_request_id(c), sha256, what,
+        LOG_E("req %s: blob %s for %s is %s", conn_request_id(c), sha256, conn_path(c),
               rc == -ENOENT ? "missing" : rc != 0 ? arca_strerror(rc) : "the wrong size");
         if (fd >= 0)
             close(fd);

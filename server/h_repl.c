@@ -108,9 +108,7 @@ static void blob(struct conn *c, const char *hex, size_t len)
         resp_error(c, 500, "internal", NULL, "index lookup failed: %s", arca_strerror(rc));
         return;
     }
-    char what[96];
-    snprintf(what, sizeof(what), "replication blob %.64s", hex);
-    serve_blob(c, &dig, 0, "application/octet-stream", NULL, what);
+    serve_blob(c, &dig, 0, "application/octet-stream", NULL);
 }
 
 /* ---- GET /api/v1/replication/digest -------------------------------------------------------- */

@@ -131,12 +131,12 @@ json_t *time_json(uint64_t ms);
 /*
  * h_artifact.c: answers a GET/HEAD with a stored blob: ETag, checksums,
  * Range/If-Range/If-None-Match, block verification while sending.  A missing
- * or damaged blob is a 500 naming it (what: the subject, for the log line).
+ * or damaged blob is a 500 naming it (the log line names the request path).
  * created_ms 0: no Last-Modified.  resolved: X-Arca-Resolved-Version, or NULL.
  */
 struct blob_digests;
 void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
-                const char *content_type, const char *resolved, const char *what);
+                const char *content_type, const char *resolved);
 /*
  * h_audit.c: GET ?after=&limit= over the event log as NDJSON (the caller
  * authorized it).  backlog: also X-Arca-Puts-After / X-Arca-Put-Bytes-After,
