@@ -16,8 +16,8 @@ import threading
 import time
 import unittest
 
-from harness import (HERE, HOST, ArcaTestMixin, Centre, Cluster, Pki, free_port, sha256_hex,
-                     uniq)
+from harness import (HERE, HOST, ArcaTestMixin, Centre, Cluster, Pki, free_port, run_arcad,
+                     sha256_hex, uniq)
 
 TAMPER = os.environ.get("ARCA_TAMPER") or os.path.normpath(
     os.path.join(HERE, "..", "..", "build", "tests", "tools", "arca_tamper"))
@@ -686,6 +686,29 @@ class HostilePeer(ReplicationBase):
         (q,) = self.c.status()["peers"]
         self.assertLess(q["errors"] - p["errors"], 5, q)  # backing off, not spinning
         self.assertStillServing()
+
+
+class PeerCredentialFiles(ReplicationBase):
+    """A token_file that cannot serve as a credential stops startup, naming it."""
+
+    def test_bad_token_files_stop_startup(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="arca-e2e-tokfile-")
+        self.addCleanup(shutil.rmtree, d, True)
+        empty, long_, missing = (os.path.join(d, n) for n in ("empty", "long", "missing"))
+        open(empty, "w").close()
+        with open(long_, "w") as f:
+            f.write("arca_" + "ab" * 100 + "\n")
+        for path, why in ((missing, "No such file"), (empty, "it is empty"),
+                          (long_, "longer than a token")):
+            data = os.path.join(d, "data-" + os.path.basename(path))
+            conf = os.path.join(d, "conf-" + os.path.basename(path))
+            with open(conf, "w") as f:
+                f.write("[peer.dc2]\nurl = http://%s:%d\ntoken_file = %s\n"
+                        % (HOST, free_port(), path))
+            r = run_arcad(["--listen", "%s:0" % HOST, "--data", data, "--config", conf])
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            self.assertIn("peer dc2: cannot read token_file %s: %s" % (path, why), r.stderr)
 
 
 class MutualTls(ReplicationBase):
