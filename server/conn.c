@@ -39,10 +39,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define FEED_MAX (256u * 1024)
 #define READ_HIGH_WATERMARK (512u * 1024)
+#define READ_MIN (16u * 1024)           /* a plain connection's first read; doubles while full */
+#define READ_MAX (256u * 1024)
 #define STREAM_QUEUE (8u * BLOB_BLOCK_SIZE) /* file bytes kept queued while streaming */
 
 struct conn {
@@ -52,6 +55,8 @@ struct conn {
     char peer[64];
     char peer_ip[48];
     bool tls;               /* HTTPS: no sendfile; bodies stream from bounded buffers */
+    struct event *rev;      /* plain: reads the socket (the bufferevent only writes) */
+    size_t read_size;       /* plain: bytes the next read asks for */
     struct event *header_timer;
     /* HTTPS: the client certificate, read once at the first request after the handshake. */
     bool handshake_done, cert_read, has_cert, cert_unmapped_logged;
@@ -75,6 +80,7 @@ struct conn {
     /* The answer. */
     int status;
     bool responded, close_after, streaming, resp_done;
+    bool done_pending;      /* written out; the write callback is deferred to this iteration */
     uint64_t bytes_out;     /* body bytes queued */
     struct evbuffer_file_segment *seg;
     struct blob_blocks *blocks;
@@ -88,6 +94,7 @@ struct conn {
 static void conn_process(struct conn *c);
 static void conn_release(struct conn *c);
 static void request_done(struct conn *c);
+static void conn_kick(struct conn *c);
 
 /* ---- request accessors ---- */
 
@@ -207,6 +214,11 @@ struct server *conn_server(const struct conn *c)
     return c->w->srv;
 }
 
+struct worker *conn_worker(const struct conn *c)
+{
+    return c->w;
+}
+
 struct mailbox *conn_mailbox(const struct conn *c)
 {
     return c->w->mbox;
@@ -232,6 +244,34 @@ static void refresh_date(struct worker *w)
         w->date_secs = tv.tv_sec;
         time_format_http(tv.tv_sec, w->date);
     }
+}
+
+/*
+ * Sends what the output buffer holds.  A plain connection writes straight
+ * away: an answer that fits the socket buffer (nearly every small one) never
+ * arms EPOLLOUT, so it costs one writev and no epoll_ctl; only a short write
+ * or a streaming body enables the bufferevent's write side.  The write
+ * callback still runs, deferred to this loop iteration, so the end of a
+ * request is handled in one place.  TLS connections keep the write side on.
+ */
+static void conn_kick(struct conn *c)
+{
+    if (c->tls || !c->bev || c->dead)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (!c->streaming && evbuffer_get_length(out) > 0) {
+        /* The bufferevent freezes the front of its output; thaw it for this write, as it does. */
+        evbuffer_unfreeze(out, 1);
+        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+        evbuffer_freeze(out, 1);
+        if (n > 0) {
+            c->done_pending = evbuffer_get_length(out) == 0;
+            bufferevent_trigger(c->bev, EV_WRITE,
+                                BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        }
+    }
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(c->bev, EV_WRITE); /* the rest, or an error, on the usual path */
 }
 
 void resp_start(struct conn *c, int status)
@@ -295,6 +335,7 @@ void resp_finish_mem(struct conn *c, const char *content_type, const void *body,
         c->bytes_out += len;
     }
     c->resp_done = true;
+    conn_kick(c);
 }
 
 void resp_finish_json(struct conn *c, json_t *body)
@@ -495,10 +536,12 @@ void resp_file_send(struct conn *c)
     c->resp_done = true;
     if (conn_is_head(c) || c->file_end == c->file_pos) {
         stream_cleanup(c);
+        conn_kick(c);
         return;
     }
     c->streaming = true;
     stream_fill(c);
+    conn_kick(c);
 }
 
 /* ---- body flow control ---- */
@@ -511,6 +554,7 @@ void conn_accept_body(struct conn *c)
         !reqparse_msg_complete(c->rp)) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         bufferevent_write(c->bev, cont, sizeof(cont) - 1);
+        conn_kick(c);
     }
 }
 
@@ -535,6 +579,97 @@ bool conn_async_end(struct conn *c)
         return false;
     }
     return !c->dead;
+}
+
+/* ---- reading ---- */
+
+/*
+ * Plain connections read the socket themselves rather than through the
+ * bufferevent: libevent 2.1's evbuffer_read asks FIONREAD first and then
+ * reads at most 4 KiB, two system calls per 4 KiB of an upload.  Here one
+ * readv takes what fits, up to READ_MAX, and the read size adapts: it
+ * doubles while reads come back full (a streaming body) and falls back
+ * when they do not (small requests keep small buffers).  The read event
+ * carries the idle timeout, as the bufferevent's read timeout would.
+ */
+static void eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void read_on(struct conn *c)
+{
+    if (c->tls) {
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
+    struct timeval idle = {(time_t)c->w->srv->cfg.idle_timeout, 0};
+    event_add(c->rev, &idle); /* (re)starts the idle clock; no epoll_ctl when already on */
+}
+
+static void read_off(struct conn *c)
+{
+    if (c->tls)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        event_del(c->rev);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & EV_TIMEOUT) {
+        eventcb(c->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, c);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t have = evbuffer_get_length(in);
+    if (have >= READ_HIGH_WATERMARK) { /* the parser has not taken what is here yet */
+        conn_process(c);
+        return;
+    }
+    size_t want = READ_HIGH_WATERMARK - have < c->read_size ? READ_HIGH_WATERMARK - have
+                                                             : c->read_size;
+    struct evbuffer_iovec v[2];
+    /* The bufferevent freezes the end of its input; thaw it for this read, as it does. */
+    evbuffer_unfreeze(in, 0);
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    ssize_t n = -1;
+    int err = ENOMEM;
+    if (nv > 0) {
+        struct iovec iov[2];
+        size_t room = 0;
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+            room += v[i].iov_len;
+        }
+        if (room > want) { /* the reservation may offer more than asked: read only want */
+            size_t left = want;
+            for (int i = 0; i < nv; i++) {
+                iov[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len : left;
+                left -= iov[i].iov_len;
+            }
+        }
+        n = readv(fd, iov, nv);
+        err = errno;
+        if (n > 0) {
+            size_t left = (size_t)n;
+            for (int i = 0; i < nv; i++) {
+                v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len : left;
+                left -= v[i].iov_len;
+            }
+            evbuffer_commit_space(in, v, nv);
+        }
+    }
+    evbuffer_freeze(in, 0);
+    if (n > 0) {
+        if ((size_t)n == want && c->read_size < READ_MAX)
+            c->read_size *= 2;
+        else if ((size_t)n < want / 4 && c->read_size > READ_MIN)
+            c->read_size /= 2;
+        conn_process(c);
+    } else if (n == 0 || (err != EAGAIN && err != EWOULDBLOCK && err != EINTR)) {
+        read_off(c); /* an end or an error is reported once, as the bufferevent does */
+        eventcb(c->bev, (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) | BEV_EVENT_READING, c);
+    }
 }
 
 /* ---- lifecycle ---- */
@@ -581,6 +716,10 @@ static void conn_release(struct conn *c)
         event_free(c->header_timer);
         c->header_timer = NULL;
     }
+    if (c->rev) {
+        event_free(c->rev);
+        c->rev = NULL;
+    }
     if (c->bev) {
         bufferevent_free(c->bev);
         c->bev = NULL;
@@ -623,7 +762,9 @@ static void request_done(struct conn *c)
         return;
     }
     reset_request(c);
-    bufferevent_enable(c->bev, EV_READ);
+    if (!c->tls)
+        bufferevent_disable(c->bev, EV_WRITE); /* drained: the next answer writes directly */
+    read_on(c);
     conn_process(c);
 }
 
@@ -640,7 +781,7 @@ static void fail_request(struct conn *c, int status, const char *code, const cha
     c->close_after = true;
     c->keep_alive = false;
     reqparse_stop(c->rp);
-    bufferevent_disable(c->bev, EV_READ);
+    read_off(c);
     resp_error(c, status, code, NULL, "%s", msg);
 }
 
@@ -833,11 +974,16 @@ static void conn_process(struct conn *c)
             conn_release(c);
         return;
     }
-    /* Read from the socket only while the parser wants bytes: that is the backpressure. */
+    /*
+     * Read from the socket only while the parser wants bytes: that is the
+     * backpressure.  An answer already written out ends in this loop
+     * iteration and reading resumes then: leave the read side alone rather
+     * than disable and re-enable it (each costs an epoll_ctl).
+     */
     if (wants_input(c))
-        bufferevent_enable(c->bev, EV_READ);
-    else
-        bufferevent_disable(c->bev, EV_READ);
+        read_on(c);
+    else if (!c->done_pending)
+        read_off(c);
 }
 
 /* ---- bufferevent callbacks ---- */
@@ -850,6 +996,7 @@ static void readcb(struct bufferevent *bev, void *arg)
 static void writecb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
+    c->done_pending = false;
     if (c->dead) {
         if (c->async == 0)
             conn_release(c);
@@ -948,7 +1095,9 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
                                                   BEV_OPT_CLOSE_ON_FREE)
                  : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->header_timer = evtimer_new(w->base, header_timeout_cb, c);
-    if (!c->bev || !c->header_timer) {
+    if (!ssl)
+        c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    if (!c->bev || !c->header_timer || (!ssl && !c->rev)) {
         if (c->bev) {
             bufferevent_free(c->bev);
         } else {
@@ -958,6 +1107,8 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
         }
         if (c->header_timer)
             event_free(c->header_timer);
+        if (c->rev)
+            event_free(c->rev);
         reqparse_free(c->rp);
         free(c);
         return;
@@ -970,8 +1121,8 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
     struct timeval idle = {(time_t)w->srv->cfg.idle_timeout, 0};
     bufferevent_set_timeouts(c->bev, &idle, &idle);
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
-    /* libevent reads 16 KiB per call by default; syscalls dominate uploads at that size. */
-    bufferevent_set_max_single_read(c->bev, READ_HIGH_WATERMARK);
+    bufferevent_set_max_single_read(c->bev, READ_HIGH_WATERMARK); /* TLS: records in bulk */
+    c->read_size = READ_MIN;
     /* Downloads: one sendfile may send everything queued (file segments cost no memory). */
     bufferevent_set_max_single_write(c->bev, STREAM_QUEUE);
     /*
@@ -981,7 +1132,11 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
      */
     bufferevent_setwatermark(c->bev, EV_WRITE, STREAM_QUEUE / 2, 0);
     bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* Plain: reading is on_readable's, and writing is on only while output waits (conn_kick). */
+    if (ssl)
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    else
+        read_on(c);
     if (ssl) {
         /* A peer that just closes is an EOF, not an error; and the handshake plus the
          * first header block must arrive within header_timeout. */

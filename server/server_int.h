@@ -169,6 +169,8 @@ bool reject_unless_get(struct conn *c);
 /* 405 with an Allow header listing allow ("GET, HEAD, PUT"). */
 void resp_method_not_allowed(struct conn *c, const char *allow);
 
+/* conn.c: the worker whose event loop serves c. */
+struct worker *conn_worker(const struct conn *c);
 /* conn.c: accepts a new connection on worker w; ssl (owned from here on) for HTTPS, else NULL. */
 void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip,
                  struct ssl_st *ssl);
