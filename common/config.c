@@ -39,6 +39,7 @@ static const struct setting settings[] = {
     {"server", "access_log", T_BOOL, F(access_log), "true", 0, 0},
     {"storage", "data_dir", T_STR, F(data_dir), "./arca-data", 0, 0},
     {"storage", "verify_on_download", T_BOOL, F(verify_on_download), "true", 0, 0},
+    {"storage", "file_cache", T_SIZE, F(file_cache), "8M", 0, 1ull << 30},
     {"tls", "listen", T_STR, F(tls_listen), "", 0, 0},
     {"tls", "cert_file", T_STR, F(tls_cert_file), "", 0, 0},
     {"tls", "key_file", T_STR, F(tls_key_file), "", 0, 0},

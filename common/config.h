@@ -63,6 +63,7 @@ struct arca_config {
     /* [storage] */
     char data_dir[1024];
     bool verify_on_download;    /* check xxh3 block sums while serving */
+    uint64_t file_cache;        /* bytes of small files' contents kept in memory, all workers */
     /* [tls] */
     char tls_listen[128];       /* HOST:PORT of the HTTPS listener; "" = none */
     char tls_cert_file[1024];

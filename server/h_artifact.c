@@ -15,6 +15,7 @@
  */
 #include "arca_err.h"
 #include "blob.h"
+#include "filecache.h"
 #include "httputil.h"
 #include "log.h"
 #include "lifecycle.h"
@@ -23,11 +24,13 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK (256u * 1024)
@@ -805,21 +808,87 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
     serve_blob(c, &a.dig, a.created_ms, content_type_for(coord.path), resolved);
 }
 
+/*
+ * Reads a small blob (one block) whole into the worker's scratch, verifying
+ * it against its block sum (storage.verify_on_download), and keeps a copy in
+ * the worker's file cache.  *out: the bytes.  0, or an error answered here
+ * (the connection's answer is then sent).
+ */
+static int small_blob_read(struct conn *c, int fd, const struct blob_digests *d, const char *sha256,
+                           const unsigned char **out)
+{
+    struct server *srv = conn_server(c);
+    struct worker *w = conn_worker(c);
+    struct blob_blocks blocks = {0};
+    int rc = 0;
+    if (srv->cfg.verify_on_download) {
+        struct blob_digests bdig;
+        rc = repo_get_blob(srv->db, d->sha256, &bdig, &blocks);
+        if (rc != 0) {
+            resp_error(c, 500, "internal", NULL, "cannot read the block checksums: %s",
+                       arca_strerror(rc));
+            return rc;
+        }
+    }
+    rc = blob_check_block(fd, d->size, srv->cfg.verify_on_download ? &blocks : NULL, 0,
+                          w->scratch);
+    blob_blocks_cleanup(&blocks);
+    if (rc != 0) {
+        if (rc == ARCA_E_CORRUPT)
+            atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
+        LOG_E("req %s: block 0 of blob %s (%s) failed verification: %s", conn_request_id(c),
+              sha256, conn_path(c), arca_strerror(rc));
+        resp_error(c, 500, rc == ARCA_E_CORRUPT ? "corrupt_blob" : "internal",
+                   json_pack("{s:s}", "sha256", sha256),
+                   "the stored content failed verification (%s); run `arcad verify`",
+                   arca_strerror(rc));
+        return rc;
+    }
+    struct stat st;
+    struct timespec now;
+    if (w->fcache && fstat(fd, &st) == 0 && clock_gettime(CLOCK_REALTIME, &now) == 0)
+        file_cache_put(w->fcache, d->sha256, &st, w->scratch, (size_t)d->size,
+                       (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
+    *out = w->scratch;
+    return 0;
+}
+
 void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
                 const char *content_type, const char *resolved)
 {
     struct server *srv = conn_server(c);
-    int rc;
+    struct worker *w = conn_worker(c);
+    int rc = 0;
     char sha256[65], etag[68], lastmod[40] = "";
     hex_encode(d->sha256, 32, sha256);
     snprintf(etag, sizeof(etag), "\"%s\"", sha256);
     if (created_ms)
         time_format_http((int64_t)(created_ms / 1000), lastmod);
 
+    /*
+     * A small file is answered from memory: from the worker's file cache
+     * while the file on disk is unchanged (one stat), else read and verified
+     * whole, then cached.  Larger ones stream from the file, verified block
+     * by block.
+     */
+    const unsigned char *mem = NULL;
+    bool small = d->size > 0 && d->size <= FILE_CACHE_ENTRY_MAX;
+    if (small && w->fcache) {
+        char path[PATH_MAX];
+        size_t mlen = 0;
+        if (blob_store_path(srv->blobs, d->sha256, path, sizeof(path)) == 0)
+            mem = file_cache_get(w->fcache, d->sha256, path, &mlen);
+        if (mem && mlen != d->size)
+            mem = NULL;
+        atomic_fetch_add_explicit(mem ? &srv->metrics.file_cache_hits
+                                      : &srv->metrics.file_cache_misses,
+                                  1, memory_order_relaxed);
+    }
     struct blob_blocks *blocks = NULL;
     int fd = -1;
-    uint64_t size = 0;
-    rc = blob_open(srv->blobs, d->sha256, &fd, &size);
+    uint64_t size = d->size;
+    if (!mem)
+        rc = blob_open(srv->blobs, d->sha256, &fd, &size);
     if (rc != 0 || size != d->size) {
         atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
         LOG_E("req %s: blob %s for %s is %s", conn_request_id(c), sha256, conn_path(c),
@@ -850,7 +919,8 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
         if (honour) {
             enum range_result rr = range_parse(range, size, &start, &len);
             if (rr == RANGE_UNSATISFIABLE) {
-                close(fd);
+                if (fd >= 0)
+                    close(fd);
                 resp_start(c, 416);
                 resp_header(c, "Content-Range", "bytes */%llu", (unsigned long long)size);
                 resp_finish_json(c, error_json("range_not_satisfiable", NULL,
@@ -866,7 +936,15 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
     }
 
     if (status == 304) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
+    } else if (small) {
+        if (!mem) {
+            rc = small_blob_read(c, fd, d, sha256, &mem);
+            close(fd);
+            if (rc != 0)
+                return;
+        }
     } else {
         if (srv->cfg.verify_on_download && len > 0) {
             struct blob_digests bdig;
@@ -908,10 +986,14 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
         resp_finish_mem(c, NULL, NULL, 0);
         return;
     }
-    resp_header(c, "Content-Type", "%s", content_type);
     if (status == 206)
         resp_header(c, "Content-Range", "bytes %llu-%llu/%llu", (unsigned long long)start,
                     (unsigned long long)(start + len - 1), (unsigned long long)size);
+    if (mem) {
+        resp_finish_mem(c, content_type, mem + start, (size_t)len);
+        return;
+    }
+    resp_header(c, "Content-Type", "%s", content_type);
     resp_file_send(c);
 }
 

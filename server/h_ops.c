@@ -210,6 +210,10 @@ static void metrics(struct conn *c)
                         "# TYPE arca_http_connections gauge\narca_http_connections %lld\n"
                         "# TYPE arca_http_connections_rejected_total counter\narca_http_connections_rejected_total %llu\n"
                         "# TYPE arca_blob_corrupt_detected_total counter\narca_blob_corrupt_detected_total %llu\n"
+                        "# HELP arca_file_cache_hits_total Small-file GETs answered from memory.\n"
+                        "# TYPE arca_file_cache_hits_total counter\narca_file_cache_hits_total %llu\n"
+                        "# HELP arca_file_cache_misses_total Small-file GETs read from disk.\n"
+                        "# TYPE arca_file_cache_misses_total counter\narca_file_cache_misses_total %llu\n"
                         "# TYPE arca_blob_count gauge\narca_blob_count %llu\n"
                         "# TYPE arca_blob_stored_bytes gauge\narca_blob_stored_bytes %llu\n"
                         "# TYPE arca_artifact_count gauge\narca_artifact_count %llu\n"
@@ -220,6 +224,8 @@ static void metrics(struct conn *c)
                         (long long)atomic_load(&m->connections),
                         (unsigned long long)atomic_load(&m->connections_rejected),
                         (unsigned long long)atomic_load(&m->corrupt_detected),
+                        (unsigned long long)atomic_load(&m->file_cache_hits),
+                        (unsigned long long)atomic_load(&m->file_cache_misses),
                         (unsigned long long)st.blob_count, (unsigned long long)st.stored_bytes,
                         (unsigned long long)st.artifact_count, (unsigned long long)st.logical_bytes,
                         (unsigned long long)st.event_count);

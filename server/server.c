@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "blob.h"
+#include "filecache.h"
 #include "log.h"
 #include "lifecycle.h"
 #include "repl.h"
@@ -182,6 +183,11 @@ static int worker_init(struct server *srv, struct worker *w, int id)
     w->scratch = malloc(BLOB_BLOCK_SIZE);
     if (!w->stop_ev || !w->grace_ev || !w->scratch)
         return -ENOMEM;
+    /* Each worker caches on its own (no locks): the budget is split between them. */
+    size_t budget = (size_t)(w->srv->cfg.file_cache / w->srv->nworkers);
+    w->fcache = file_cache_new(budget);
+    if (budget > 0 && !w->fcache)
+        return -ENOMEM;
     return 0;
 }
 
@@ -255,6 +261,7 @@ static void worker_cleanup(struct worker *w)
         event_free(w->grace_ev);
     mailbox_free(w->mbox);
     free(w->scratch);
+    file_cache_free(w->fcache);
     if (w->base)
         event_base_free(w->base);
 }

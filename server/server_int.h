@@ -51,6 +51,7 @@ struct metrics {
     _Atomic int64_t connections;
     _Atomic uint64_t connections_rejected;
     _Atomic uint64_t corrupt_detected;
+    _Atomic uint64_t file_cache_hits, file_cache_misses;
 };
 extern const double metrics_bucket_bounds[METRICS_BUCKETS];
 extern const char *const route_names[ROUTE_COUNT];
@@ -70,6 +71,7 @@ struct worker {
     bool draining;
     uint64_t next_req;
     void *scratch;              /* BLOB_BLOCK_SIZE, for verification reads */
+    struct file_cache *fcache;  /* small files' bytes (filecache.h); NULL when off */
     char date[40];              /* cached HTTP Date, refreshed once a second */
     int64_t date_secs;
 };

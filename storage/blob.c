@@ -232,7 +232,8 @@ static uint32_t block_count(uint64_t size)
 int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, uint32_t idx,
                      void *scratch)
 {
-    if (blocks->count != block_count(size) || idx >= blocks->count)
+    if (blocks ? blocks->count != block_count(size) || idx >= blocks->count
+               : idx >= block_count(size))
         return ARCA_E_CORRUPT;
     uint64_t off = (uint64_t)idx * BLOB_BLOCK_SIZE;
     size_t len = size - off < BLOB_BLOCK_SIZE ? (size_t)(size - off) : BLOB_BLOCK_SIZE;
@@ -241,6 +242,8 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
         return (int)got;
     if ((size_t)got != len) /* the file is shorter than the index says */
         return ARCA_E_CORRUPT;
+    if (!blocks)
+        return 0;
     return XXH3_64bits(scratch, len) == blocks->sums[idx] ? 0 : ARCA_E_CORRUPT;
 }
 

@@ -65,7 +65,8 @@ int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *s
 /*
  * Verifies block idx of an open blob: preads it into scratch (BLOB_BLOCK_SIZE
  * bytes, caller's) and compares its xxh3 with blocks->sums[idx].  0, or
- * ARCA_E_CORRUPT, or -errno.
+ * ARCA_E_CORRUPT (also for a file shorter than size), or -errno.  blocks
+ * NULL: only reads the block.
  */
 int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, uint32_t idx,
                      void *scratch);

@@ -188,6 +188,135 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         self.assertServing()
 
 
+
+def metric(srv, name):
+    """The value of one unlabelled counter in /metrics."""
+    for line in srv.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+class FileCacheTest(ArcaTestMixin, unittest.TestCase):
+    """Small files (<= 64 KiB) are answered from a per-worker memory cache,
+    checked against the file by stat on every GET: a cached file that is
+    changed, damaged, replaced or removed on disk is never answered from
+    memory.  One worker, so every request meets the same cache."""
+
+    SETTLE = 2.2  # a file is cached only once its ctime is 2 s old
+
+    def setUp(self):
+        self.srv = ArcaServer(config="[server]\nworkers = 1\n").__enter__()
+
+    def tearDown(self):
+        self.srv.__exit__(None, None, None)
+
+    def cached(self, data):
+        """Uploads data, lets its ctime settle, and GETs it until a hit."""
+        p = "/repos/fc/n%s/1/f.bin" % uniq()
+        self.assertEqual(self.srv.put(p, data).status, 201)
+        bp = self.srv.blob_path(sha256_hex(data))
+        time.sleep(self.SETTLE)
+        self.assertStored(p, data)  # read from disk, verified, cached
+        hits = metric(self.srv, "arca_file_cache_hits_total")
+        self.assertStored(p, data)
+        self.assertEqual(metric(self.srv, "arca_file_cache_hits_total"), hits + 1,
+                         "second GET of a settled small file was not a cache hit")
+        return p, bp
+
+    def test_hit_answers_like_the_disk(self):
+        data = os.urandom(5000)
+        p, _ = self.cached(data)
+        r = self.srv.get(p)
+        self.assertEqual(r.header("X-Checksum-Sha256"), sha256_hex(data))
+        self.assertEqual(r.header("ETag"), '"%s"' % sha256_hex(data))
+        self.assertEqual(r.header("Content-Length"), "5000")
+        self.assertEqual(r.header("Accept-Ranges"), "bytes")
+        self.assertEqual(r.header("Content-Type"), "application/octet-stream")
+        r = self.srv.get(p, headers={"Range": "bytes=100-199"})
+        self.assertEqual(r.status, 206)
+        self.assertEqual(r.body, data[100:200])
+        self.assertEqual(r.header("Content-Range"), "bytes 100-199/5000")
+        r = self.srv.get(p, headers={"Range": "bytes=-7"})
+        self.assertEqual((r.status, r.body), (206, data[-7:]))
+        r = self.srv.get(p, headers={"Range": "bytes=6000-"})
+        self.assertError(r, 416, "range_not_satisfiable")
+        r = self.srv.head(p)
+        self.assertEqual((r.status, r.body, r.header("Content-Length")), (200, b"", "5000"))
+        r = self.srv.get(p, headers={"If-None-Match": '"%s"' % sha256_hex(data)})
+        self.assertEqual((r.status, r.body), (304, b""))
+        # Pipelined on one connection, answers written straight from the cache.
+        with self.srv.conn() as c:
+            c.send((("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (p, self.srv.auth_line()))
+                    * 3).encode())
+            for _ in range(3):
+                r = c.read_response()
+                self.assertEqual((r.status, r.body), (200, data))
+
+    def test_cached_file_damaged_on_disk(self):
+        data = os.urandom(1000)
+        p, bp = self.cached(data)
+        flip_byte(bp, 10)
+        self.assertError(self.srv.get(p), 500, "corrupt_blob")
+        self.assertError(self.srv.get(p), 500, "corrupt_blob")
+        # Put right again (a new ctime): read, verified and served again.
+        with open(bp, "wb") as f:
+            f.write(data)
+        self.assertStored(p, data)
+        self.assertServing()
+
+    def test_cached_file_truncated_or_removed(self):
+        data = os.urandom(3000)
+        p, bp = self.cached(data)
+        os.truncate(bp, 2999)
+        self.assertError(self.srv.get(p), 500, "corrupt_blob")
+        data2 = os.urandom(2000)
+        p2, bp2 = self.cached(data2)
+        os.unlink(bp2)
+        self.assertError(self.srv.get(p2), 500, "corrupt_blob")
+        self.assertIn(sha256_hex(data2), self.srv.log_text(), "missing blob not logged")
+
+    def test_cached_file_replaced_by_other_bytes(self):
+        """A different file renamed over the blob (same size, same mtime)."""
+        data = os.urandom(4096)
+        p, bp = self.cached(data)
+        other = bp + ".other"
+        with open(other, "wb") as f:
+            f.write(os.urandom(4096))
+        st = os.stat(bp)
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.rename(other, bp)
+        self.assertError(self.srv.get(p), 500, "corrupt_blob")
+
+    def test_file_cache_off(self):
+        srv = ArcaServer(config="[server]\nworkers = 1\n[storage]\nfile_cache = 0\n")
+        with srv:
+            data = os.urandom(2000)
+            p = "/repos/fc/off/1/f.bin"
+            self.assertEqual(srv.put(p, data).status, 201)
+            time.sleep(self.SETTLE)
+            for _ in range(3):
+                r = srv.get(p)
+                self.assertEqual((r.status, r.body), (200, data))
+            self.assertEqual(metric(srv, "arca_file_cache_hits_total"), 0)
+            bp = srv.blob_path(sha256_hex(data))
+            flip_byte(bp, 0)
+            self.assertError(srv.get(p), 500, "corrupt_blob")
+
+    def test_larger_files_are_not_cached(self):
+        data = os.urandom(64 * 1024 + 1)
+        p = "/repos/fc/big/1/f.bin"
+        self.assertEqual(self.srv.put(p, data).status, 201)
+        time.sleep(self.SETTLE)
+        before = metric(self.srv, "arca_file_cache_hits_total") + \
+            metric(self.srv, "arca_file_cache_misses_total")
+        for _ in range(2):
+            self.assertStored(p, data)
+        after = metric(self.srv, "arca_file_cache_hits_total") + \
+            metric(self.srv, "arca_file_cache_misses_total")
+        self.assertEqual(after, before, "a file over 64 KiB went through the cache")
+
+
 class ShutdownTest(ArcaTestMixin, unittest.TestCase):
     def wait_receiving(self, srv, timeout=5.0):
         """Waits until a temp file with some bytes exists (the upload is in flight)."""

@@ -34,6 +34,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_header_bytes, 16384);
     assert_int_equal(c.max_upload_bytes, 64ull << 30);
     assert_true(c.verify_on_download);
+    assert_int_equal(c.file_cache, 8u << 20);
     assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 }
 
@@ -75,6 +76,8 @@ static void test_errors_name_the_line(void **state)
     expect_error("[server]\nworkers = 65\n", ":2: server.workers: 65 is outside 0..64");
     expect_error("[server]\nmax_header_bytes = 12X\n", ":2: server.max_header_bytes");
     expect_error("[server]\naccess_log = maybe\n", ":2: server.access_log: expected true or false");
+    expect_error("[storage]\nfile_cache = 2G\n", ":2: storage.file_cache");
+    expect_error("[storage]\nfile_cache = -1\n", ":2: storage.file_cache");
     expect_error("[log]\nlevel = loud\n", "log.level");
     expect_error("[centre]\nid = a b\n", "centre.id");
     expect_error("[server]\nlisten = nocolon\n", "server.listen");
