@@ -33,6 +33,8 @@ struct blob_store {
     EVP_MD *md_md5;
 };
 
+#define BLOB_FLUSH_BYTES (8u << 20)
+
 struct blob_writer {
     blob_store *bs;
     int fd;
@@ -47,6 +49,7 @@ struct blob_writer {
     EVP_MD_CTX *sha1;
     XXH3_state_t *xxh;
     uint64_t size;
+    uint64_t flushed;    /* bytes before it have been handed to the disk (sync_file_range) */
     uint32_t block_fill; /* bytes of the current block already hashed */
     uint64_t *sums;
     uint32_t nsums;
@@ -445,6 +448,7 @@ int blob_writer_resume(blob_store *bs, const uint8_t sha256[32], blob_writer **o
         rc = -errno;
         goto out;
     }
+    w->flushed = w->size;
     *have = w->size;
     *out = w;
     w = NULL;
@@ -587,6 +591,17 @@ int blob_writer_write(blob_writer *w, const void *buf, size_t len)
         goto out;
     }
     w->size += len;
+    /*
+     * Start the disk writing what has piled up, without waiting for it, so
+     * that it overlaps the rest of the stream: otherwise the page cache holds
+     * the whole blob until finish, whose fdatasync then writes all of it
+     * (about a second per GiB here) after the last byte arrived.
+     */
+    if (w->size - w->flushed >= BLOB_FLUSH_BYTES) {
+        (void)sync_file_range(w->fd, (off_t)w->flushed, (off_t)(w->size - w->flushed),
+                              SYNC_FILE_RANGE_WRITE);
+        w->flushed = w->size;
+    }
 out:
     if (rc != 0)
         w->err = rc;
