@@ -635,9 +635,143 @@ static void test_concurrent_puts(void **state)
     check_chain(f->db, 1);
 }
 
+/*
+ * Artifact records are read by a direct reader for the shape the encoder
+ * writes, and by jansson otherwise.  Round trips through the encoder with
+ * awkward strings (escapes go to jansson), and hand-written records in other
+ * shapes, compared with what a plain jansson reading gives.
+ */
+static void ref_decode(const char *text, int *rc, struct artifact *a)
+{
+    json_t *o = json_loads(text, 0, NULL);
+    memset(a, 0, sizeof(*a));
+    *rc = ARCA_E_DB;
+    if (!o)
+        return;
+    const char *hex[3] = {"sha256", "sha1", "md5"};
+    uint8_t *dst[3] = {a->dig.sha256, a->dig.sha1, a->dig.md5};
+    size_t n[3] = {32, 20, 16};
+    for (int i = 0; i < 3; i++) {
+        const char *h = json_string_value(json_object_get(o, hex[i]));
+        if (!h || hex_decode(h, strlen(h), dst[i], n[i]) != 0)
+            goto out;
+    }
+    const char *num[3] = {"size", "created_ms", "event_seq"};
+    uint64_t *nd[3] = {&a->dig.size, &a->created_ms, &a->event_seq};
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(o, num[i]);
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            goto out;
+        *nd[i] = (uint64_t)json_integer_value(v);
+    }
+    json_t *h = json_object_get(o, "hlc");
+    a->hlc = json_is_integer(h) && json_integer_value(h) >= 0 ? (uint64_t)json_integer_value(h) : 0;
+    const char *by = json_string_value(json_object_get(o, "created_by"));
+    snprintf(a->created_by, sizeof(a->created_by), "%s", by ? by : "");
+    const char *og = json_string_value(json_object_get(o, "origin"));
+    snprintf(a->origin, sizeof(a->origin), "%s", og ? og : "");
+    a->revoked = json_is_true(json_object_get(o, "revoked"));
+    *rc = 0;
+out:
+    json_decref(o);
+}
+
+static void assert_same_artifact(const struct artifact *x, const struct artifact *y)
+{
+    assert_memory_equal(x->dig.sha256, y->dig.sha256, 32);
+    assert_memory_equal(x->dig.sha1, y->dig.sha1, 20);
+    assert_memory_equal(x->dig.md5, y->dig.md5, 16);
+    assert_int_equal(x->dig.size, y->dig.size);
+    assert_int_equal(x->created_ms, y->created_ms);
+    assert_int_equal(x->event_seq, y->event_seq);
+    assert_int_equal(x->hlc, y->hlc);
+    assert_string_equal(x->created_by, y->created_by);
+    assert_string_equal(x->origin, y->origin);
+    assert_int_equal(x->revoked, y->revoked);
+}
+
+static void test_artifact_record_readers(void **state)
+{
+    (void)state;
+    static const char *names[] = {"", "ci-bot", "Zoë Ångström", "quote\"d", "back\\slash",
+                                  "tab\there", "nl\nx", "\x01ctl", "slash/ok"};
+    srand(7);
+    for (int t = 0; t < 2000; t++) {
+        struct artifact a, got;
+        memset(&a, 0, sizeof(a));
+        for (size_t i = 0; i < sizeof(a.dig.sha256); i++)
+            a.dig.sha256[i] = (uint8_t)rand();
+        for (size_t i = 0; i < sizeof(a.dig.sha1); i++)
+            a.dig.sha1[i] = (uint8_t)rand();
+        for (size_t i = 0; i < sizeof(a.dig.md5); i++)
+            a.dig.md5[i] = (uint8_t)rand();
+        a.dig.size = t % 3 == 0 ? 0 : ((uint64_t)rand() << 31 | (uint64_t)rand());
+        a.created_ms = (uint64_t)rand() * 1000;
+        a.event_seq = (uint64_t)t;
+        a.hlc = t % 5 == 0 ? 0 : ((uint64_t)rand() << 20);
+        snprintf(a.created_by, sizeof(a.created_by), "%s", names[t % 9]);
+        snprintf(a.origin, sizeof(a.origin), "%s", names[(t / 9) % 9]);
+        a.revoked = t % 4 == 0;
+        size_t len = 0;
+        char *text = rec_artifact_encode(&a, &len);
+        assert_non_null(text);
+        memset(&got, 0xAB, sizeof(got));
+        assert_int_equal(rec_artifact_decode(text, len, &got), 0);
+        assert_same_artifact(&got, &a);
+        free(text);
+    }
+
+    const char *D = "\"md5\":\"00112233445566778899aabbccddeeff\","
+                    "\"sha1\":\"00112233445566778899aabbccddeeff00112233\","
+                    "\"sha256\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"";
+    char text[1024];
+    const char *shapes[] = {
+        /* accepted */
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9}",
+        " { %s , \"size\" : 5 ,\n\"created_ms\":7,\t\"event_seq\":9 , \"hlc\":11 } ",
+        "{\"event_seq\":9,\"created_ms\":7,\"size\":5,%s,\"revoked\":false,\"origin\":\"dc2\"}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,\"future\":\"x\",\"n\":3,\"f\":true}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,\"future\":{\"a\":[1,2]}}",
+        "{%s,\"size\":5,\"size\":6,\"created_ms\":7,\"event_seq\":9}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,\"created_by\":\"a\\u00e9\\\"b\"}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,\"hlc\":-3}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,\"revoked\":1}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,\"origin\":null}",
+        "{%s,\"size\":9223372036854775807,\"created_ms\":7,\"event_seq\":9}",
+        /* refused */
+        "{%s,\"created_ms\":7,\"event_seq\":9}",
+        "{%s,\"size\":-5,\"created_ms\":7,\"event_seq\":9}",
+        "{%s,\"size\":5.0,\"created_ms\":7,\"event_seq\":9}",
+        "{%s,\"size\":05,\"created_ms\":7,\"event_seq\":9}",
+        "{%s,\"size\":\"5\",\"created_ms\":7,\"event_seq\":9}",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9} x",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9",
+        "{%s,\"size\":5,\"created_ms\":7,\"event_seq\":9,}",
+        "{%s,\"size\":18446744073709551615,\"created_ms\":7,\"event_seq\":9}",
+        "[%s]",
+        "{}%s",
+    };
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        const char *mark = strstr(shapes[i], "%s"); /* where the digests go */
+        assert_non_null(mark);
+        snprintf(text, sizeof(text), "%.*s%s%s", (int)(mark - shapes[i]), shapes[i], D, mark + 2);
+        struct artifact want, got;
+        int want_rc;
+        ref_decode(text, &want_rc, &want);
+        memset(&got, 0, sizeof(got));
+        int rc = rec_artifact_decode(text, strlen(text), &got);
+        if (rc != want_rc)
+            fail_msg("record %zu (%s): rc %d, jansson %d", i, text, rc, want_rc);
+        assert_int_equal(rc, i < 11 ? 0 : ARCA_E_DB);
+        if (rc == 0)
+            assert_same_artifact(&got, &want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_artifact_record_readers),
         cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_and_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_and_dedup, setup, teardown),
