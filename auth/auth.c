@@ -149,10 +149,24 @@ bool auth_name_ok(const char *s)
 
 /* ---- secrets ---- */
 
+/*
+ * Every authenticated request hashes its secret.  EVP_sha256() makes
+ * OpenSSL 3 look the algorithm up again on each use (a lock and a table
+ * search, ~2% of a 4 KiB GET's CPU); it is fetched once instead.
+ */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static void sha256(const void *data, size_t len, uint8_t out[32])
 {
     unsigned int n = 32;
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+    pthread_once(&sha256_once, sha256_fetch);
+    EVP_Digest(data, len, out, &n, sha256_md ? sha256_md : EVP_sha256(), NULL);
 }
 
 static int make_secret(char *secret, uint8_t hash[32])
