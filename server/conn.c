@@ -421,28 +421,14 @@ static int verify_block(struct conn *c)
     if (block_end > c->file_end)
         block_end = c->file_end;
     int rc = 0;
-    if (c->blocks) {
-        /* pread into scratch: on this VM a copy into a reused buffer is ~4x cheaper than
-         * hashing a fresh mapping (docs/PERFORMANCE.md). */
+    /*
+     * pread into scratch (on this VM a copy into a reused buffer is ~4x
+     * cheaper than hashing a fresh mapping, docs/PERFORMANCE.md).  Without
+     * block sums only copy mode needs the bytes; the block is read whole.
+     */
+    if (c->blocks || c->copy)
         rc = blob_check_block(c->file_fd, c->file_size, c->blocks, (uint32_t)block,
                               c->w->scratch);
-    } else if (c->copy) {
-        /* No verification: read just the bytes wanted, where verification would put them. */
-        uint64_t off = c->verified_pos, n = block_end - off;
-        char *dst = (char *)c->w->scratch + (off % BLOB_BLOCK_SIZE);
-        while (n > 0) {
-            ssize_t r = pread(c->file_fd, dst, n, (off_t)off);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                rc = r < 0 ? -errno : ARCA_E_CORRUPT;
-                break;
-            }
-            dst += r;
-            off += (uint64_t)r;
-            n -= (uint64_t)r;
-        }
-    }
     if (rc != 0) {
         if (rc == ARCA_E_CORRUPT)
             atomic_fetch_add(&c->w->srv->metrics.corrupt_detected, 1);

@@ -811,8 +811,9 @@ static void serve(struct conn *c, const struct coord *cp, const char *resolved)
 /*
  * Reads a small blob (one block) whole into the worker's scratch, verifying
  * it against its block sum (storage.verify_on_download), and keeps a copy in
- * the worker's file cache.  *out: the bytes.  0, or an error answered here
- * (the connection's answer is then sent).
+ * the worker's file cache.  *out: the bytes.  0, or an error: a failed
+ * block-sum lookup is answered here (500), a failed read or check is logged
+ * and left to the caller, which answers it as any failed verification.
  */
 static int small_blob_read(struct conn *c, int fd, const struct blob_digests *d, const char *sha256,
                            const unsigned char **out)
@@ -838,10 +839,6 @@ static int small_blob_read(struct conn *c, int fd, const struct blob_digests *d,
             atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
         LOG_E("req %s: block 0 of blob %s (%s) failed verification: %s", conn_request_id(c),
               sha256, conn_path(c), arca_strerror(rc));
-        resp_error(c, 500, rc == ARCA_E_CORRUPT ? "corrupt_blob" : "internal",
-                   json_pack("{s:s}", "sha256", sha256),
-                   "the stored content failed verification (%s); run `arcad verify`",
-                   arca_strerror(rc));
         return rc;
     }
     struct stat st;
@@ -942,8 +939,6 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
         if (!mem) {
             rc = small_blob_read(c, fd, d, sha256, &mem);
             close(fd);
-            if (rc != 0)
-                return;
         }
     } else {
         if (srv->cfg.verify_on_download && len > 0) {
@@ -960,13 +955,14 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
         }
         /* Verifies the first window before any header goes out. */
         rc = resp_file_open(c, fd, size, start, len, blocks, sha256);
-        if (rc != 0) {
+    }
+    if (rc != 0) { /* the first block failed (logged where it was read) */
+        if (!conn_responded(c))
             resp_error(c, 500, rc == ARCA_E_CORRUPT ? "corrupt_blob" : "internal",
                        json_pack("{s:s}", "sha256", sha256),
                        "the stored content failed verification (%s); run `arcad verify`",
                        arca_strerror(rc));
-            return;
-        }
+        return;
     }
 
     char sha1[41], md5[33];
