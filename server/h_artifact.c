@@ -3,11 +3,13 @@
  *
  * An upload streams through a ring of up to NCHUNKS chunk buffers.  The
  * event loop copies body bytes into the newest; each sealed chunk then goes
- * through two lanes of I/O-pool jobs: the data lane (SHA-256, SHA-1, block
- * sums, write) and the MD5 lane (the slowest hash, so it runs beside the
- * others).  Each lane takes chunks in order, one job at a time, but the lanes
- * are independent, so on two cores both hash at once.  A chunk's buffer is
- * reused once both lanes are past it; when every buffer is in use the
+ * through three lanes of I/O-pool jobs: the hash lane (SHA-256, SHA-1, block
+ * sums), the MD5 lane (the slowest hash, so it runs beside the others) and the
+ * store lane (the file write, which waits for the disk: blob.c writes large
+ * blobs with O_DIRECT).  Each lane takes chunks in order, one job at a time,
+ * but the lanes are independent, so on two cores both hashes run at once while
+ * the disk writes.  A chunk's buffer is reused once every lane is past it;
+ * when every buffer is in use the
  * connection stops reading: that backpressure bounds memory per upload to
  * NCHUNKS * CHUNK_ROOM.
  * The final fsync, rename and index commit also run in the pool, so no event
@@ -33,9 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK (256u * 1024)
+#define CHUNK (512u * 1024)
 #define CHUNK_ROOM (CHUNK + 256u * 1024) /* a parser feed may overshoot CHUNK by up to FEED_MAX */
-#define NCHUNKS 4
+#define NCHUNKS 8 /* a window of 4 MiB: the lanes drift apart by up to that much */
 #define MAX_SEGMENTS (3 + COORD_PATH_DEPTH + 1)
 
 /* ---- coordinates from the URL ---- */
@@ -125,6 +127,19 @@ enum put_outcome {
     PUT_REFUSED,      /* 409: the version takes no new files (frozen, revoked, deleted) */
 };
 
+enum { LANE_HASH, LANE_MD5, LANE_STORE, NLANES };
+
+struct put;
+
+/* One lane: its job (first, so a job is its lane), the next chunk it takes. */
+struct lane {
+    struct iojob job;
+    struct put *p;
+    unsigned seq;
+    bool busy;
+    int err;    /* set by the lane's job, read on the event loop once it is back */
+};
+
 struct put {
     struct conn *c;
     struct coord coord;
@@ -133,11 +148,10 @@ struct put {
     uint8_t *buf[NCHUNKS];
     size_t len[NCHUNKS];
     unsigned fill_seq;          /* the chunk the event loop fills */
-    unsigned data_seq, md5_seq; /* the next chunk each lane takes */
-    bool data_busy, md5_busy;
+    struct lane lanes[NLANES];
     bool paused;                /* reading stopped: no free buffer */
-    struct iojob job_data, job_md5, job_final;
-    int werr;                   /* first write error from the pool */
+    struct iojob job_final;
+    int werr;                   /* the first error (a lane's, or no memory), event loop only */
     bool body_done, deploy;
 
     bool want_sha256, want_sha1, want_md5;
@@ -175,20 +189,25 @@ static struct put *from_job(struct iojob *job, size_t offset)
 }
 #define PUT_OF(job, member) from_job((job), offsetof(struct put, member))
 
-static void job_data_work(struct iojob *job)
+static void lane_work(struct iojob *job)
 {
-    struct put *p = PUT_OF(job, job_data);
-    unsigned i = p->data_seq % NCHUNKS;
-    int rc = blob_writer_write(p->w, p->buf[i], p->len[i]);
+    struct lane *l = (struct lane *)job;
+    struct put *p = l->p;
+    unsigned i = l->seq % NCHUNKS;
+    int rc = 0;
+    switch (l - p->lanes) {
+    case LANE_HASH:
+        rc = blob_writer_hash(p->w, p->buf[i], p->len[i]);
+        break;
+    case LANE_MD5:
+        blob_writer_md5(p->w, p->buf[i], p->len[i]);
+        break;
+    default:
+        rc = blob_writer_store(p->w, p->buf[i], p->len[i]);
+        break;
+    }
     if (rc != 0)
-        p->werr = rc;
-}
-
-static void job_md5_work(struct iojob *job)
-{
-    struct put *p = PUT_OF(job, job_md5);
-    unsigned i = p->md5_seq % NCHUNKS;
-    blob_writer_md5(p->w, p->buf[i], p->len[i]);
+        l->err = rc;
 }
 
 static void put_finalize(struct put *p);
@@ -197,24 +216,34 @@ static void lane_done(struct iojob *job);
 /* The oldest chunk a lane still needs; buffers before it are free. */
 static unsigned oldest_in_use(const struct put *p)
 {
-    return p->data_seq < p->md5_seq ? p->data_seq : p->md5_seq;
+    unsigned o = p->lanes[0].seq;
+    for (int k = 1; k < NLANES; k++)
+        if (p->lanes[k].seq < o)
+            o = p->lanes[k].seq;
+    return o;
+}
+
+static bool any_lane_busy(const struct put *p)
+{
+    for (int k = 0; k < NLANES; k++)
+        if (p->lanes[k].busy)
+            return true;
+    return false;
 }
 
 /* Starts each idle lane on its next sealed chunk. */
 static void kick_lanes(struct put *p)
 {
     struct mailbox *mb = conn_mailbox(p->c);
-    if (!p->data_busy && p->data_seq < p->fill_seq) {
-        p->data_busy = true;
-        p->job_data = (struct iojob){.work = job_data_work, .done = lane_done, .mbox = mb};
+    for (int k = 0; k < NLANES; k++) {
+        struct lane *l = &p->lanes[k];
+        if (l->busy || l->seq >= p->fill_seq)
+            continue;
+        l->busy = true;
+        l->p = p;
+        l->job = (struct iojob){.work = lane_work, .done = lane_done, .mbox = mb};
         conn_async_begin(p->c);
-        iopool_submit(conn_server(p->c)->pool, &p->job_data);
-    }
-    if (!p->md5_busy && p->md5_seq < p->fill_seq) {
-        p->md5_busy = true;
-        p->job_md5 = (struct iojob){.work = job_md5_work, .done = lane_done, .mbox = mb};
-        conn_async_begin(p->c);
-        iopool_submit(conn_server(p->c)->pool, &p->job_md5);
+        iopool_submit(conn_server(p->c)->pool, &l->job);
     }
 }
 
@@ -240,38 +269,46 @@ static bool seal_chunk(struct put *p)
 
 static bool lanes_idle_and_done(const struct put *p)
 {
-    return p->body_done && !p->data_busy && !p->md5_busy && p->data_seq == p->fill_seq &&
-           p->md5_seq == p->fill_seq;
+    return p->body_done && !any_lane_busy(p) && oldest_in_use(p) == p->fill_seq;
+}
+
+/*
+ * Answers p->werr once no lane is out (a lane still holds a buffer until it
+ * is back).  Body bytes not yet read are discarded and the connection closes.
+ */
+static void put_fail(struct put *p)
+{
+    struct conn *c = p->c;
+    if (any_lane_busy(p) || conn_responded(c))
+        return;
+    int st = p->werr == -ENOSPC || p->werr == -EDQUOT ? 507 : 500;
+    bool unread = !p->body_done || p->paused;
+    if (unread)
+        resp_close_after(c);
+    resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,
+               "cannot write the upload: %s", arca_strerror(p->werr));
+    p->body_done = true; /* no more lanes, no finalize */
+    if (unread) {
+        p->paused = false;
+        conn_resume_body(c); /* last: lets the connection finish and close */
+    }
 }
 
 static void lane_done(struct iojob *job)
 {
-    bool data = job->work == job_data_work;
-    struct put *p = data ? PUT_OF(job, job_data) : PUT_OF(job, job_md5);
+    struct lane *l = (struct lane *)job;
+    struct put *p = l->p;
     struct conn *c = p->c;
-    if (data) {
-        p->data_busy = false;
-        p->data_seq++;
-    } else {
-        p->md5_busy = false;
-        p->md5_seq++;
-    }
+    l->busy = false;
+    l->seq++;
+    if (l->err != 0 && p->werr == 0)
+        p->werr = l->err;
     if (!conn_async_end(c))
         return; /* the client went away and nothing else holds the request: p is gone */
     if (conn_responded(c))
         return; /* answered already (a protocol error or timeout); the connection is closing */
     if (p->werr) {
-        if (p->data_busy || p->md5_busy)
-            return; /* answer once the other lane is back too */
-        int st = p->werr == -ENOSPC || p->werr == -EDQUOT ? 507 : 500;
-        if (!p->body_done || p->paused) {
-            resp_close_after(c);
-            resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,
-                       "cannot write the upload: %s", arca_strerror(p->werr));
-            p->body_done = true; /* no more lanes, no finalize */
-            p->paused = false;
-            conn_resume_body(c); /* lets the connection finish and close */
-        }
+        put_fail(p);
         return;
     }
     if (p->body_done) {
@@ -286,6 +323,7 @@ static void lane_done(struct iojob *job)
         unsigned i = p->fill_seq % NCHUNKS;
         if (!p->buf[i] && !(p->buf[i] = malloc(CHUNK_ROOM))) {
             p->werr = -ENOMEM;
+            put_fail(p);
             return;
         }
         p->len[i] = 0;
@@ -304,6 +342,10 @@ static int put_body(struct conn *c, const char *data, size_t len)
     p->len[i] += len;
     if (p->len[i] < CHUNK || seal_chunk(p))
         return 0;
+    if (p->werr) {
+        put_fail(p); /* no memory for the next buffer; the rest is read and dropped */
+        return 0;
+    }
     p->paused = true;
     LOG_D("req %s: upload paused: all %d chunk buffers busy", conn_request_id(c), NCHUNKS);
     return 1; /* stop reading until a lane frees a buffer */
@@ -312,8 +354,10 @@ static int put_body(struct conn *c, const char *data, size_t len)
 static void put_complete(struct conn *c)
 {
     struct put *p = conn_ctx(c);
-    if (p->werr)
+    if (p->werr) {
+        put_fail(p);
         return;
+    }
     p->body_done = true;
     if (p->len[p->fill_seq % NCHUNKS] > 0) {
         p->fill_seq++;

@@ -35,6 +35,20 @@ struct blob_store {
 
 #define BLOB_FLUSH_BYTES (8u << 20)
 
+/*
+ * Direct writes.  Past BLOB_DIRECT_MIN bytes a new blob's writer switches
+ * its file to O_DIRECT and writes BLOB_STAGE_SIZE pieces from one aligned
+ * buffer of its own, reused for the whole stream.  A buffered write() copies
+ * every byte into a fresh page-cache page: on this project's VMs that copy
+ * (copy_folio_from_iter_atomic, each new page faulted in by the host) was
+ * 28% of arcad's CPU during a 1 GiB upload, more than SHA-256.  A direct
+ * write hands the buffer to the disk as it is.  Small blobs stay buffered:
+ * they are read back soon (the small-file cache) and a few KiB gain nothing.
+ */
+#define BLOB_DIRECT_ALIGN 4096u
+#define BLOB_DIRECT_MIN (1u << 20)
+#define BLOB_STAGE_SIZE (1u << 20)
+
 struct blob_writer {
     blob_store *bs;
     int fd;
@@ -44,16 +58,24 @@ struct blob_writer {
     bool keep;  /* a resumable partial file: kept when freed uncommitted (blob_writer_resume) */
     int err; /* the first write error; a failed writer stays failed */
 
-    /* Touched only by blob_writer_write() and finish. */
+    /* Touched only by blob_writer_hash() and finish. */
     EVP_MD_CTX *sha256;
     EVP_MD_CTX *sha1;
     XXH3_state_t *xxh;
-    uint64_t size;
-    uint64_t flushed;    /* bytes before it have been handed to the disk (sync_file_range) */
+    uint64_t hashed;     /* bytes fed to the hashes above */
     uint32_t block_fill; /* bytes of the current block already hashed */
     uint64_t *sums;
     uint32_t nsums;
     uint32_t cap;
+    int herr;            /* the first hashing error */
+
+    /* Touched only by blob_writer_store() and finish. */
+    uint64_t size;       /* bytes stored (the file, plus what waits in stage) */
+    uint64_t flushed;    /* bytes before it have been handed to the disk (sync_file_range) */
+    bool can_direct;     /* a new temp file: may switch to O_DIRECT */
+    bool direct;         /* switched: bytes go through stage */
+    uint8_t *stage;      /* BLOB_STAGE_SIZE bytes, BLOB_DIRECT_ALIGN-aligned */
+    size_t stage_len;    /* bytes in stage, not yet in the file (counted in size) */
 
     /*
      * Touched only by blob_writer_md5() and finish, so that MD5 (the slowest
@@ -363,6 +385,7 @@ int blob_writer_new(blob_store *bs, blob_writer **out)
         w->tmp_path[0] = '\0'; /* no file was created: never unlink that name */
         goto out;
     }
+    w->can_direct = true;
     *out = w;
     w = NULL;
 out:
@@ -393,6 +416,7 @@ static int hash_fd(blob_writer *w, int fd)
             break;
         EVP_DigestUpdate(w->md5, buf, (size_t)got);
         w->size += (uint64_t)got;
+        w->hashed += (uint64_t)got;
     }
     free(buf);
     return rc;
@@ -575,37 +599,152 @@ static int hash_update(blob_writer *w, const void *buf, size_t len)
     return 0;
 }
 
-int blob_writer_write(blob_writer *w, const void *buf, size_t len)
+/* Sets or clears O_DIRECT on fd.  0 or -errno (EINVAL: the file system has no direct I/O). */
+static int set_direct(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    fl = on ? fl | O_DIRECT : fl & ~O_DIRECT;
+    return fcntl(fd, F_SETFL, fl) == 0 ? 0 : -errno;
+}
+
+/*
+ * Writes the stage's first n bytes (n a multiple of BLOB_DIRECT_ALIGN) to the
+ * file directly and moves any rest to the front.  A file system that refuses
+ * direct I/O (EINVAL) gets the bytes buffered, and the writer stays buffered.
+ */
+static int stage_flush(blob_writer *w, size_t n)
+{
+    int rc = write_full(w->fd, w->stage, n);
+    if (rc == -EINVAL) {
+        LOG_D("blob store: no direct I/O in %s; writing through the page cache", w->bs->tmpdir);
+        w->direct = w->can_direct = false;
+        if ((rc = set_direct(w->fd, false)) == 0)
+            rc = write_full(w->fd, w->stage, w->stage_len);
+        w->stage_len = 0;
+        return rc;
+    }
+    if (rc == 0) {
+        memmove(w->stage, w->stage + n, w->stage_len - n);
+        w->stage_len -= n;
+    }
+    return rc;
+}
+
+/* Appends buf to the stage, writing each full stage to the file. */
+static int stage_write(blob_writer *w, const uint8_t *buf, size_t len)
+{
+    int rc = 0;
+    while (len > 0 && w->direct) {
+        size_t n = BLOB_STAGE_SIZE - w->stage_len;
+        if (n > len)
+            n = len;
+        memcpy(w->stage + w->stage_len, buf, n);
+        w->stage_len += n;
+        buf += n;
+        len -= n;
+        if (w->stage_len == BLOB_STAGE_SIZE && (rc = stage_flush(w, BLOB_STAGE_SIZE)) != 0)
+            return rc;
+    }
+    return len > 0 ? write_full(w->fd, buf, len) : 0; /* direct I/O was refused on the way */
+}
+
+/* Writes the bytes still in the stage and leaves the file buffered (O_DIRECT off). */
+static int stage_drain(blob_writer *w)
+{
+    int rc = 0;
+    if (!w->direct)
+        return 0;
+    size_t whole = w->stage_len - w->stage_len % BLOB_DIRECT_ALIGN;
+    if (whole > 0)
+        rc = stage_flush(w, whole);
+    if (rc == 0 && w->direct) {
+        w->direct = false;
+        if ((rc = set_direct(w->fd, false)) == 0)
+            rc = write_full(w->fd, w->stage, w->stage_len); /* the tail, under one block */
+        w->stage_len = 0;
+    }
+    return rc;
+}
+
+/* Switches a new blob's file to direct writes, at w->size (aligned). */
+static void go_direct(blob_writer *w)
+{
+    w->can_direct = false;
+    if (!w->stage && posix_memalign((void **)&w->stage, BLOB_DIRECT_ALIGN, BLOB_STAGE_SIZE) != 0) {
+        w->stage = NULL;
+        return; /* no memory for the stage: stay buffered */
+    }
+    if (set_direct(w->fd, true) != 0)
+        return;
+    w->direct = true;
+    w->stage_len = 0;
+}
+
+int blob_writer_hash(blob_writer *w, const void *buf, size_t len)
+{
+    int rc = w->herr;
+    if (rc == 0 && w->finished)
+        rc = -EINVAL;
+    if (rc == 0 && (rc = hash_update(w, buf, len)) == 0)
+        w->hashed += len;
+    if (rc != 0)
+        w->herr = rc;
+    return rc;
+}
+
+int blob_writer_store(blob_writer *w, const void *buf, size_t len)
 {
     int rc = w->err;
+    const uint8_t *p = buf;
     if (rc != 0)
         goto out;
     if (w->finished) {
         rc = -EINVAL;
         goto out;
     }
-    if ((rc = hash_update(w, buf, len)) != 0)
-        goto out;
-    if ((rc = write_full(w->fd, buf, len)) != 0) {
-        LOG_E("blob store: write to %s failed: %s", w->tmp_path, strerror(-rc));
-        goto out;
+    if (!w->direct && w->can_direct && w->size + len >= BLOB_DIRECT_MIN) {
+        /* Up to the next aligned offset through the page cache, the rest direct. */
+        size_t head = (size_t)((BLOB_DIRECT_ALIGN - w->size % BLOB_DIRECT_ALIGN) % BLOB_DIRECT_ALIGN);
+        if (head > len)
+            head = len;
+        if ((rc = write_full(w->fd, p, head)) != 0)
+            goto werr;
+        w->size += head;
+        p += head;
+        len -= head;
+        if (w->size % BLOB_DIRECT_ALIGN == 0)
+            go_direct(w);
     }
+    rc = w->direct ? stage_write(w, p, len) : write_full(w->fd, p, len);
+    if (rc != 0)
+        goto werr;
     w->size += len;
     /*
-     * Start the disk writing what has piled up, without waiting for it, so
-     * that it overlaps the rest of the stream: otherwise the page cache holds
-     * the whole blob until finish, whose fdatasync then writes all of it
+     * Buffered: start the disk writing what has piled up, without waiting for
+     * it, so that it overlaps the rest of the stream: otherwise the page cache
+     * holds the whole blob until finish, whose fdatasync then writes all of it
      * (about a second per GiB here) after the last byte arrived.
      */
-    if (w->size - w->flushed >= BLOB_FLUSH_BYTES) {
+    if (!w->direct && w->size - w->flushed >= BLOB_FLUSH_BYTES) {
         (void)sync_file_range(w->fd, (off_t)w->flushed, (off_t)(w->size - w->flushed),
                               SYNC_FILE_RANGE_WRITE);
         w->flushed = w->size;
     }
+    goto out;
+werr:
+    LOG_E("blob store: write to %s failed: %s", w->tmp_path, strerror(-rc));
 out:
     if (rc != 0)
         w->err = rc;
     return rc;
+}
+
+int blob_writer_write(blob_writer *w, const void *buf, size_t len)
+{
+    int rc = blob_writer_hash(w, buf, len);
+    return rc != 0 ? rc : blob_writer_store(w, buf, len);
 }
 
 void blob_writer_md5(blob_writer *w, const void *buf, size_t len)
@@ -616,15 +755,19 @@ void blob_writer_md5(blob_writer *w, const void *buf, size_t len)
 
 int blob_writer_finish(blob_writer *w, struct blob_digests *dig)
 {
-    int rc = w->err;
+    int rc = w->err ? w->err : w->herr;
     if (rc != 0)
         goto out;
-    if (w->finished) {
-        rc = -EINVAL;
+    if (w->finished || w->hashed != w->size) {
+        rc = -EINVAL; /* finished twice, or the lanes were fed different bytes */
         goto out;
     }
     if ((rc = digests_final(w)) != 0)
         goto out;
+    if ((rc = stage_drain(w)) != 0) {
+        LOG_E("blob store: write to %s failed: %s", w->tmp_path, strerror(-rc));
+        goto out;
+    }
     if (fdatasync(w->fd) != 0) {
         rc = -errno;
         LOG_E("blob store: fdatasync %s failed: %s", w->tmp_path, strerror(errno));
@@ -724,5 +867,6 @@ void blob_writer_free(blob_writer *w)
     EVP_MD_CTX_free(w->md5);
     XXH3_freeState(w->xxh);
     free(w->sums);
+    free(w->stage);
     free(w);
 }

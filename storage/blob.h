@@ -14,9 +14,14 @@
  * xxh3 speed; SHA-256 stays the identity.
  *
  * Thread safety: a blob_store may be used from any number of threads.  One
- * blob_writer is used by one thread at a time, except that blob_writer_md5()
- * and blob_writer_write() may run at the same time on two threads (they touch
- * disjoint state), so that the slowest hash runs beside the others.
+ * blob_writer is used by one thread at a time, except that blob_writer_md5(),
+ * blob_writer_hash() and blob_writer_store() may run at the same time on three
+ * threads (they touch disjoint state): the slowest hash, the other hashes and
+ * the disk write each run beside the others.
+ *
+ * A new blob's writer (blob_writer_new) writes its file with O_DIRECT past its
+ * first MiB, from one aligned 1 MiB buffer of its own, where the file system
+ * allows it; otherwise, and for resumable writers, through the page cache.
  */
 #ifndef ARCA_BLOB_H
 #define ARCA_BLOB_H
@@ -106,11 +111,19 @@ void blob_partial_remove(blob_store *bs, const uint8_t sha256[32]);
 int blob_partial_each(blob_store *bs, void (*cb)(void *arg, const uint8_t sha256[32]), void *arg);
 /* Makes blob_writer_free remove a resumable writer's file. */
 void blob_writer_discard(blob_writer *w);
-/* Appends len bytes: SHA-256, SHA-1, block sums and the file write.  0 or -errno. */
+/* Appends len bytes: blob_writer_hash() then blob_writer_store().  0 or -errno. */
 int blob_writer_write(blob_writer *w, const void *buf, size_t len);
+/* Feeds the next len bytes to SHA-256, SHA-1 and the block sums.  0 or ARCA_E_CRYPTO. */
+int blob_writer_hash(blob_writer *w, const void *buf, size_t len);
+/* Writes the next len bytes to the file.  0 or -errno. */
+int blob_writer_store(blob_writer *w, const void *buf, size_t len);
 /* Feeds the same bytes, in the same order, to MD5.  Never fails. */
 void blob_writer_md5(blob_writer *w, const void *buf, size_t len);
-/* Finalizes digests into dig and fdatasyncs the temp file.  0 or -errno. */
+/*
+ * Finalizes digests into dig and fdatasyncs the temp file.  0 or -errno;
+ * -EINVAL when blob_writer_hash() and blob_writer_store() saw different byte
+ * counts.
+ */
 int blob_writer_finish(blob_writer *w, struct blob_digests *dig);
 /* Moves the block sums out into blocks (the writer no longer owns them); call after finish. */
 void blob_writer_take_blocks(blob_writer *w, struct blob_blocks *blocks);

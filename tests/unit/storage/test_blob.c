@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,27 @@ static void md5_in(blob_writer *w, const uint8_t *buf, size_t len, size_t chunk)
         blob_writer_md5(w, buf + off, len - off < chunk ? len - off : chunk);
 }
 
+/* The stored blob sha256 holds exactly buf. */
+static void assert_file_is(struct fixture *f, const uint8_t sha256[32], const uint8_t *buf,
+                           size_t len)
+{
+    int fd = -1;
+    uint64_t size = 0;
+    assert_int_equal(blob_open(f->bs, sha256, &fd, &size), 0);
+    assert_int_equal(size, len);
+    uint8_t *got = malloc(len ? len : 1);
+    assert_non_null(got);
+    size_t have = 0;
+    while (have < len) {
+        ssize_t n = pread(fd, got + have, len - have, (off_t)have);
+        assert_true(n > 0);
+        have += (size_t)n;
+    }
+    assert_memory_equal(got, buf, len);
+    free(got);
+    close(fd);
+}
+
 /* Stores buf and returns its digests and blocks; checks them against one-shot hashes. */
 static void store(struct fixture *f, const uint8_t *buf, size_t len, const size_t *sizes,
                   size_t nsizes, struct blob_digests *dig, struct blob_blocks *blocks)
@@ -134,6 +156,7 @@ static void store(struct fixture *f, const uint8_t *buf, size_t len, const size_
     assert_memory_equal(dig->sha1, sha1, 20);
     assert_memory_equal(dig->md5, md5, 16);
     assert_int_equal(dig->size, len);
+    assert_file_is(f, dig->sha256, buf, len);
     assert_int_equal(blocks->count, (len + MiB - 1) / MiB);
     for (uint32_t i = 0; i < blocks->count; i++) {
         size_t off = (size_t)i * MiB, n = len - off < MiB ? len - off : MiB;
@@ -257,6 +280,177 @@ static void test_md5_concurrent(void **state)
     blob_writer_free(w);
     free(buf);
     assert_int_equal(tmp_count(f), 0);
+}
+
+/* The open flags of the fd this process has open on a file under dir/tmp, or -1. */
+static long temp_file_flags(struct fixture *f)
+{
+    char tmp[128], link[300], target[PATH_MAX], info[300], line[128];
+    snprintf(tmp, sizeof(tmp), "%s/tmp/", f->dir);
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    long flags = -1;
+    struct dirent *de;
+    while (flags < 0 && (de = readdir(d)) != NULL) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strncmp(target, tmp, strlen(tmp)) != 0)
+            continue;
+        snprintf(info, sizeof(info), "/proc/self/fdinfo/%s", de->d_name);
+        FILE *fp = fopen(info, "r");
+        assert_non_null(fp);
+        while (fgets(line, sizeof(line), fp))
+            if (sscanf(line, "flags: %lo", &flags) == 1)
+                break;
+        fclose(fp);
+    }
+    closedir(d);
+    return flags;
+}
+
+/*
+ * A new blob goes through the page cache for its first MiB and with O_DIRECT
+ * after it; whatever the chunking, the file holds exactly the bytes written.
+ */
+static void test_direct_writes(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 5 * MiB + 4097;
+    uint8_t *buf = pattern(len, 21);
+    static const size_t odd[] = {4095, 1, MiB + 3, 12345, 3 * MiB};
+    blob_writer *w = NULL;
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_write(w, buf, 4095), 0);
+    long before = temp_file_flags(f);
+    assert_true(before >= 0);
+    assert_int_equal(before & O_DIRECT, 0);
+    /* Does this file system take O_DIRECT at all (tmpfs before Linux 6.6 does not)? */
+    char probe[128];
+    snprintf(probe, sizeof(probe), "%s/direct-probe", f->dir);
+    int pfd = open(probe, O_WRONLY | O_CREAT | O_DIRECT, 0600);
+    bool fs_direct = pfd >= 0;
+    if (pfd >= 0)
+        close(pfd);
+    unlink(probe);
+    size_t off = 4095;
+    int checked = 0;
+    for (size_t i = 1; off < len; i++) {
+        size_t n = odd[i % 5] < len - off ? odd[i % 5] : len - off;
+        assert_int_equal(blob_writer_write(w, buf + off, n), 0);
+        off += n;
+        if (off > 2 * MiB && off < len) {
+            long during = temp_file_flags(f);
+            assert_true(during >= 0);
+            assert_int_equal((during & O_DIRECT) != 0, fs_direct);
+            checked++;
+        }
+    }
+    assert_true(checked > 0);
+    md5_in(w, buf, len, 1 << 20);
+    struct blob_digests dig;
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    assert_int_equal(temp_file_flags(f) & O_DIRECT, 0); /* the tail went buffered */
+    assert_int_equal(blob_writer_commit(w), 0);
+    blob_writer_free(w);
+    uint8_t sha[32];
+    digest("SHA256", buf, len, sha);
+    assert_memory_equal(dig.sha256, sha, 32);
+    assert_file_is(f, sha, buf, len);
+    /* Sizes around the switch and around one stage: each stored byte-exact. */
+    static const size_t sizes[] = {MiB - 1, MiB, MiB + 1, 2 * MiB - 4096, 2 * MiB, 2 * MiB + 4095,
+                                   3 * MiB + 1};
+    static const size_t chunk[] = {65536 + 13};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        uint8_t *b = pattern(sizes[k], 100 + (uint32_t)k);
+        struct blob_digests d;
+        struct blob_blocks blocks = {0};
+        store(f, b, sizes[k], chunk, 1, &d, &blocks);
+        blob_blocks_cleanup(&blocks);
+        free(b);
+    }
+    assert_int_equal(tmp_count(f), 0);
+    free(buf);
+}
+
+struct lane_job {
+    blob_writer *w;
+    const uint8_t *buf;
+    size_t len, chunk;
+    int which; /* 0 hash, 1 store, 2 md5 */
+    int rc;
+};
+
+static void *lane_thread(void *arg)
+{
+    struct lane_job *j = arg;
+    for (size_t off = 0; off < j->len && j->rc == 0; off += j->chunk) {
+        size_t n = j->len - off < j->chunk ? j->len - off : j->chunk;
+        if (j->which == 0)
+            j->rc = blob_writer_hash(j->w, j->buf + off, n);
+        else if (j->which == 1)
+            j->rc = blob_writer_store(j->w, j->buf + off, n);
+        else
+            blob_writer_md5(j->w, j->buf + off, n);
+    }
+    return NULL;
+}
+
+/*
+ * Hashing, storing and MD5 on three threads at once, each with its own
+ * chunking (the server's three upload lanes): digests, block sums and the
+ * file are as if written in one go.  Lanes fed different byte counts make
+ * finish fail and store nothing.
+ */
+static void test_three_lanes(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 7 * MiB + 333;
+    uint8_t *buf = pattern(len, 31);
+    blob_writer *w = NULL;
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    struct lane_job jobs[3] = {{w, buf, len, 65536 + 1, 0, 0},
+                               {w, buf, len, 524288, 1, 0},
+                               {w, buf, len, 100000, 2, 0}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, lane_thread, &jobs[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+    }
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    blob_writer_take_blocks(w, &blocks);
+    assert_int_equal(blob_writer_commit(w), 0);
+    blob_writer_free(w);
+    uint8_t sha256[32], sha1[20], md5[16];
+    digest("SHA256", buf, len, sha256);
+    digest("SHA1", buf, len, sha1);
+    digest("MD5", buf, len, md5);
+    assert_memory_equal(dig.sha256, sha256, 32);
+    assert_memory_equal(dig.sha1, sha1, 20);
+    assert_memory_equal(dig.md5, md5, 16);
+    assert_int_equal(dig.size, len);
+    assert_int_equal(blocks.count, 8);
+    for (uint32_t b = 0; b < blocks.count; b++) {
+        size_t off = (size_t)b * MiB, n = off + MiB <= len ? MiB : len - off;
+        assert_true(blocks.sums[b] == blob_block_sum(buf + off, n));
+    }
+    blob_blocks_cleanup(&blocks);
+    assert_file_is(f, sha256, buf, len);
+
+    /* One byte stored short of what was hashed: finish refuses, nothing is kept. */
+    assert_int_equal(blob_writer_new(f->bs, &w), 0);
+    assert_int_equal(blob_writer_hash(w, buf, 2 * MiB), 0);
+    assert_int_equal(blob_writer_store(w, buf, 2 * MiB - 1), 0);
+    assert_int_equal(blob_writer_finish(w, &dig), -EINVAL);
+    blob_writer_free(w);
+    assert_int_equal(tmp_count(f), 0);
+    free(buf);
 }
 
 static void test_dedup(void **state)
@@ -563,6 +757,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_known_vectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunking, setup, teardown),
         cmocka_unit_test_setup_teardown(test_md5_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_three_lanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_cleans_tmp, setup, teardown),
