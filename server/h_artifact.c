@@ -727,7 +727,9 @@ static void put_headers(struct conn *c)
                    NULL, "send Content-Length or Transfer-Encoding: chunked");
         return;
     }
-    p->buf[0] = malloc(CHUNK_ROOM);
+    /* A body shorter than a chunk never seals one before it ends: its length is enough. */
+    int64_t cl = conn_is_chunked(c) ? -1 : conn_content_length(c);
+    p->buf[0] = malloc(cl >= 0 && cl < (int64_t)CHUNK ? (size_t)cl + 1 : CHUNK_ROOM);
     int rc = p->buf[0] ? blob_writer_new(srv->blobs, &p->w) : -ENOMEM;
     if (rc != 0) {
         resp_error(c, rc == -ENOSPC ? 507 : 500, rc == -ENOSPC ? "insufficient_storage" : "internal",
