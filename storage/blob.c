@@ -611,25 +611,38 @@ static int set_direct(int fd, bool on)
 
 /*
  * Writes the stage's first n bytes (n a multiple of BLOB_DIRECT_ALIGN) to the
- * file directly and moves any rest to the front.  A file system that refuses
- * direct I/O (EINVAL) gets the bytes buffered, and the writer stays buffered.
+ * file directly and moves any rest to the front.  When a direct write is
+ * refused (EINVAL: a file system without direct I/O, or a short write that
+ * left the offset unaligned), the bytes not yet written, and all that follow,
+ * go through the page cache: none is written twice.
  */
 static int stage_flush(blob_writer *w, size_t n)
 {
-    int rc = write_full(w->fd, w->stage, n);
-    if (rc == -EINVAL) {
-        LOG_D("blob store: no direct I/O in %s; writing through the page cache", w->bs->tmpdir);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = write(w->fd, w->stage + done, n - done);
+        if (k > 0) {
+            done += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno != EINVAL)
+            return -errno;
+        if (k == 0)
+            return -EIO;
+        LOG_D("blob store: direct write refused in %s; writing through the page cache",
+              w->bs->tmpdir);
         w->direct = w->can_direct = false;
-        if ((rc = set_direct(w->fd, false)) == 0)
-            rc = write_full(w->fd, w->stage, w->stage_len);
+        int rc = set_direct(w->fd, false);
+        if (rc == 0)
+            rc = write_full(w->fd, w->stage + done, w->stage_len - done);
         w->stage_len = 0;
         return rc;
     }
-    if (rc == 0) {
-        memmove(w->stage, w->stage + n, w->stage_len - n);
-        w->stage_len -= n;
-    }
-    return rc;
+    memmove(w->stage, w->stage + n, w->stage_len - n);
+    w->stage_len -= n;
+    return 0;
 }
 
 /* Appends buf to the stage, writing each full stage to the file. */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -373,6 +374,41 @@ static void test_direct_writes(void **state)
     }
     assert_int_equal(tmp_count(f), 0);
     free(buf);
+}
+
+/*
+ * A file system without direct I/O (ramfs; as root only, else skipped): the
+ * writer stays buffered and the blob is still whole.
+ */
+static void test_no_direct_io_fs(void **state)
+{
+    struct fixture *f = *state;
+    struct fixture rf = {{0}, NULL};
+    char *mnt = rf.dir;
+    int n = snprintf(rf.dir, sizeof(rf.dir), "%.50s/ramfs", f->dir);
+    assert_true(n > 0 && (size_t)n < sizeof(rf.dir));
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    if (geteuid() != 0 || mount("ramfs", mnt, "ramfs", 0, NULL) != 0) {
+        rmdir(mnt);
+        skip();
+    }
+    assert_int_equal(blob_store_open(rf.dir, &rf.bs), 0);
+    const size_t len = 3 * MiB + 5;
+    uint8_t *buf = pattern(len, 41);
+    blob_writer *w = NULL;
+    assert_int_equal(blob_writer_new(rf.bs, &w), 0);
+    assert_int_equal(blob_writer_write(w, buf, 2 * MiB + 1), 0);
+    assert_int_equal(temp_file_flags(&rf) & O_DIRECT, 0);
+    assert_int_equal(blob_writer_write(w, buf + 2 * MiB + 1, len - 2 * MiB - 1), 0);
+    md5_in(w, buf, len, MiB);
+    struct blob_digests dig;
+    assert_int_equal(blob_writer_finish(w, &dig), 0);
+    assert_int_equal(blob_writer_commit(w), 0);
+    blob_writer_free(w);
+    assert_file_is(&rf, dig.sha256, buf, len);
+    blob_store_free(rf.bs);
+    free(buf);
+    assert_int_equal(umount(mnt), 0);
 }
 
 struct lane_job {
@@ -759,6 +795,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_md5_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_lanes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_direct_io_fs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_cleans_tmp, setup, teardown),
