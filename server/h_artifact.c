@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,6 +148,7 @@ struct put {
     /* Chunks are numbered; chunk n lives in buf[n % NCHUNKS] (allocated on first use). */
     uint8_t *buf[NCHUNKS];
     size_t len[NCHUNKS];
+    size_t cap[NCHUNKS];        /* buf[i]'s size: CHUNK_ROOM (mapped) or a short body's (malloc) */
     unsigned fill_seq;          /* the chunk the event loop fills */
     struct lane lanes[NLANES];
     bool paused;                /* reading stopped: no free buffer */
@@ -169,6 +171,40 @@ struct put {
     struct op_result res;       /* why a PUT_REFUSED */
 };
 
+/*
+ * Chunk buffers of a whole CHUNK_ROOM are mapped, not malloc'd, so that an
+ * upload's 6 MiB go back to the system when it ends: from malloc they stayed
+ * in whichever arena had them, and three 1 GiB uploads in a row grew the
+ * server's RSS by 15 MiB.  A short body's one buffer comes from malloc.
+ */
+static uint8_t *chunk_alloc(size_t cap)
+{
+    if (cap < CHUNK_ROOM)
+        return malloc(cap);
+    void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+static void chunk_free(uint8_t *buf, size_t cap)
+{
+    if (!buf)
+        return;
+    if (cap < CHUNK_ROOM)
+        free(buf);
+    else
+        munmap(buf, cap);
+}
+
+/* Gives chunk i its buffer if it has none.  false: no memory. */
+static bool chunk_ready(struct put *p, unsigned i)
+{
+    if (!p->buf[i]) {
+        p->cap[i] = CHUNK_ROOM;
+        p->buf[i] = chunk_alloc(CHUNK_ROOM);
+    }
+    return p->buf[i] != NULL;
+}
+
 static void put_free(struct conn *c)
 {
     struct put *p = conn_ctx(c);
@@ -177,7 +213,7 @@ static void put_free(struct conn *c)
     blob_writer_free(p->w); /* an uncommitted temp file goes with it */
     blob_blocks_cleanup(&p->blocks);
     for (int i = 0; i < NCHUNKS; i++)
-        free(p->buf[i]);
+        chunk_free(p->buf[i], p->cap[i]);
     json_decref(p->props);
     op_result_clear(&p->res);
     free(p);
@@ -259,7 +295,7 @@ static bool seal_chunk(struct put *p)
     if (p->fill_seq - oldest_in_use(p) >= NCHUNKS)
         return false;
     unsigned i = p->fill_seq % NCHUNKS;
-    if (!p->buf[i] && !(p->buf[i] = malloc(CHUNK_ROOM))) {
+    if (!chunk_ready(p, i)) {
         p->werr = -ENOMEM;
         return false;
     }
@@ -321,7 +357,7 @@ static void lane_done(struct iojob *job)
     kick_lanes(p);
     if (p->paused && p->fill_seq - oldest_in_use(p) < NCHUNKS) {
         unsigned i = p->fill_seq % NCHUNKS;
-        if (!p->buf[i] && !(p->buf[i] = malloc(CHUNK_ROOM))) {
+        if (!chunk_ready(p, i)) {
             p->werr = -ENOMEM;
             put_fail(p);
             return;
@@ -729,7 +765,8 @@ static void put_headers(struct conn *c)
     }
     /* A body shorter than a chunk never seals one before it ends: its length is enough. */
     int64_t cl = conn_is_chunked(c) ? -1 : conn_content_length(c);
-    p->buf[0] = malloc(cl >= 0 && cl < (int64_t)CHUNK ? (size_t)cl + 1 : CHUNK_ROOM);
+    p->cap[0] = cl >= 0 && cl < (int64_t)CHUNK ? (size_t)cl + 1 : CHUNK_ROOM;
+    p->buf[0] = chunk_alloc(p->cap[0]);
     int rc = p->buf[0] ? blob_writer_new(srv->blobs, &p->w) : -ENOMEM;
     if (rc != 0) {
         resp_error(c, rc == -ENOSPC ? 507 : 500, rc == -ENOSPC ? "insufficient_storage" : "internal",

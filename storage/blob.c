@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -685,9 +686,13 @@ static int stage_drain(blob_writer *w)
 static void go_direct(blob_writer *w)
 {
     w->can_direct = false;
-    if (!w->stage && posix_memalign((void **)&w->stage, BLOB_DIRECT_ALIGN, BLOB_STAGE_SIZE) != 0) {
-        w->stage = NULL;
-        return; /* no memory for the stage: stay buffered */
+    if (!w->stage) {
+        /* Mapped (page-aligned), so that it goes back to the system with the writer. */
+        void *m = mmap(NULL, BLOB_STAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (m == MAP_FAILED)
+            return; /* no memory for the stage: stay buffered */
+        w->stage = m;
     }
     if (set_direct(w->fd, true) != 0)
         return;
@@ -880,6 +885,7 @@ void blob_writer_free(blob_writer *w)
     EVP_MD_CTX_free(w->md5);
     XXH3_freeState(w->xxh);
     free(w->sums);
-    free(w->stage);
+    if (w->stage)
+        munmap(w->stage, BLOB_STAGE_SIZE);
     free(w);
 }
