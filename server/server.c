@@ -360,6 +360,8 @@ int server_run(const struct arca_config *cfg)
     srv->cfg = *cfg;
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f) makes a write fail with EFBIG, answered 500, not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     /*
      * Streams allocate and free buffers of 0.5-2 MiB block after block (a TLS
      * download's output chains, upload chunks).  glibc's sliding thresholds

@@ -1,6 +1,6 @@
 """Integrity: corrupted, truncated and missing blobs are detected on download
-and by `arcad verify`; SIGTERM finishes or discards in-flight uploads and
-leaves no temp files."""
+and by `arcad verify`; a failing blob write is answered and stores nothing;
+SIGTERM finishes or discards in-flight uploads and leaves no temp files."""
 
 import http.client
 import json
@@ -315,6 +315,72 @@ class FileCacheTest(ArcaTestMixin, unittest.TestCase):
         after = metric(self.srv, "arca_file_cache_hits_total") + \
             metric(self.srv, "arca_file_cache_misses_total")
         self.assertEqual(after, before, "a file over 64 KiB went through the cache")
+
+
+class WriteFailureTest(ArcaTestMixin, unittest.TestCase):
+    """A blob write that fails (here: EFBIG past a file-size limit set on the
+    running server) is answered 500 with a JSON error, whether the failure comes
+    while the body streams or after all of it arrived; nothing is stored, no
+    temp file stays, and the server keeps serving."""
+
+    LIMIT = 8 * MiB
+
+    def setUp(self):
+        import resource
+        self.srv = ArcaServer().__enter__()
+        resource.prlimit(self.srv.pid, resource.RLIMIT_FSIZE, (self.LIMIT, self.LIMIT))
+
+    def tearDown(self):
+        self.srv.__exit__(None, None, None)
+
+    def assertFailsCleanly(self, size):
+        before = self.srv.storage()
+        p = "/repos/wfail/n%s/1/f.bin" % uniq()
+        body = os.urandom(size)
+        t0 = time.monotonic()
+        with RawConn(self.srv.port, timeout=20) as c:
+            c.send("PUT %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %d\r\n\r\n" % (p, self.srv.token, size))
+            try:
+                for off in range(0, size, MiB):
+                    c.send(body[off:off + MiB])
+            except OSError:
+                pass  # the server stops reading once it has answered
+            try:
+                r = c.read_response()
+            except (EOFError, ConnectionError) as e:
+                self.fail("no answer to an upload whose write failed (%r); log:\n%s"
+                          % (e, self.srv.log_tail(1500)))
+        took = time.monotonic() - t0
+        self.assertError(r, 500, "internal")
+        self.assertIn("File too large", r.json()["error"]["message"])
+        self.assertLess(took, 10, "the error answer took %.1f s" % took)
+        self.assertNotStored(p)
+        self.assertStorageUnchanged(before)
+        deadline = time.monotonic() + 5
+        while self.srv.tmp_files() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.srv.tmp_files(), [], "temp file left after a failed write")
+        self.srv.assert_alive()
+        small = os.urandom(5000)
+        sp = "/repos/wfail/ok%s/1/s.bin" % uniq()
+        self.assertEqual(self.srv.put(sp, small).status, 201)
+        self.assertStored(sp, small)
+
+    def test_fails_while_streaming(self):
+        self.assertFailsCleanly(32 * MiB)
+
+    def test_fails_near_the_end(self):
+        # Past the limit by less than the 4 MiB the lanes may trail the socket:
+        # a store-lane write fails while the body ends or after it has ended.
+        for extra in (1536 * 1024, 3 * MiB):
+            with self.subTest(extra=extra):
+                self.assertFailsCleanly(self.LIMIT + extra)
+
+    def test_fails_in_the_tail(self):
+        # Past the limit by less than one direct-write stage: the failing
+        # write is the tail's, when the upload is finalized.
+        self.assertFailsCleanly(self.LIMIT + 300 * 1024)
 
 
 class ShutdownTest(ArcaTestMixin, unittest.TestCase):
