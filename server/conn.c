@@ -48,6 +48,8 @@
 /* 1 MiB rather than 256 KiB: a 1 GiB upload's event-loop system time 0.46-0.50 -> 0.27 s. */
 #define READ_MAX (1024u * 1024)
 #define STREAM_QUEUE (8u * BLOB_BLOCK_SIZE) /* file bytes kept queued while streaming */
+#define LINGER_NS (5ull * 1000000000) /* an early-answered connection reads on at most this long */
+#define LINGER_IDLE_S 2               /* ... and closes after this long without a byte */
 
 struct conn {
     struct worker *w;
@@ -77,6 +79,9 @@ struct conn {
     void *ctx;
     int async;              /* outstanding async operations */
     bool dead;              /* the socket is gone; freed when async reaches 0 */
+    bool abandoned;         /* the parser was stopped with the request unread (fail_request) */
+    bool lingering;         /* answered and half-closed: reading and dropping until EOF */
+    uint64_t linger_until;
 
     /* The answer. */
     int status;
@@ -599,9 +604,15 @@ static void read_off(struct conn *c)
         event_del(c->rev);
 }
 
+static void linger_read(struct conn *c, evutil_socket_t fd, short what);
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->lingering) {
+        linger_read(c, fd, what);
+        return;
+    }
     if (what & EV_TIMEOUT) {
         eventcb(c->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, c);
         return;
@@ -723,6 +734,55 @@ static void conn_release(struct conn *c)
     maybe_finish_drain(w);
 }
 
+/*
+ * A connection answered before its request body was read (413, 500 while
+ * streaming) closes gently, as nginx's lingering close does: the answer is
+ * out, the write side is shut (FIN), and what the client still sends is read
+ * and dropped until it stops, for at most LINGER_NS.  Closing at once with
+ * unread bytes sends an RST, and a client whose stack takes the RST before it
+ * reads the answer never sees why its upload failed.  Plain connections only
+ * (TLS ones close as before).  Async work still out for the request (an
+ * upload's lanes) finds the request answered and does nothing more; the
+ * connection is freed when both the lingering and that work are over.
+ */
+static void linger_start(struct conn *c)
+{
+    int fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+    if (c->tls || c->w->draining || fd < 0 || shutdown(fd, SHUT_WR) != 0) {
+        conn_release(c);
+        return;
+    }
+    c->lingering = true;
+    c->linger_until = time_mono_ns() + LINGER_NS;
+    if (c->header_timer)
+        evtimer_del(c->header_timer);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    struct timeval idle = {LINGER_IDLE_S, 0};
+    event_add(c->rev, &idle);
+}
+
+static void linger_read(struct conn *c, evutil_socket_t fd, short what)
+{
+    char buf[16384];
+    struct timeval idle = {LINGER_IDLE_S, 0};
+    if ((what & EV_TIMEOUT) || time_mono_ns() >= c->linger_until) {
+        conn_release(c);
+        return;
+    }
+    for (int i = 0; i < 64; i++) { /* at most 1 MiB per wakeup: others get their turn */
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            break;
+        conn_release(c); /* the client closed (or the socket failed): done */
+        return;
+    }
+    event_add(c->rev, &idle);
+}
+
 static void access_log(struct conn *c)
 {
     uint64_t dur = time_mono_ns() - c->start_ns;
@@ -745,7 +805,10 @@ static void request_done(struct conn *c)
     bool close_now = c->close_after || !c->keep_alive || c->w->draining;
     if (close_now || c->async > 0) {
         /* Async work still holding the request (an upload cut short) ends with the connection. */
-        conn_release(c);
+        if (c->abandoned || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            linger_start(c); /* the client may still be sending: no reset under its feet */
+        else
+            conn_release(c);
         return;
     }
     reset_request(c);
@@ -767,6 +830,7 @@ static void fail_request(struct conn *c, int status, const char *code, const cha
                  (unsigned long long)++c->w->next_req);
     c->close_after = true;
     c->keep_alive = false;
+    c->abandoned = true;
     reqparse_stop(c->rp);
     read_off(c);
     resp_error(c, status, code, NULL, "%s", msg);
@@ -999,7 +1063,7 @@ static void writecb(struct bufferevent *bev, void *arg)
         request_done(c);
     } else if (c->close_after) {
         access_log(c);
-        conn_release(c);
+        linger_start(c); /* body bytes may still be on their way */
     }
     /* else: answered early but still reading an accepted body; done at on_complete. */
 }
@@ -1138,7 +1202,7 @@ void conn_drain_all(struct worker *w)
     struct conn *c = w->conns;
     while (c) {
         struct conn *next = c->next;
-        if (!reqparse_in_request(c->rp) && !c->responded && c->async == 0)
+        if (c->lingering || (!reqparse_in_request(c->rp) && !c->responded && c->async == 0))
             conn_release(c);
         else
             c->close_after = true;

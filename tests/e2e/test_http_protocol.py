@@ -207,6 +207,44 @@ class ProtocolTest(ServerTestCase):
             with self.subTest(attempt=i):
                 self._chunked_over_limit_413()
 
+    def test_early_answer_closes_gently(self):
+        """A 413 sent while the body still streams is followed by a FIN, not a
+        reset: the client can go on sending for a while (the bytes are read and
+        dropped), reads the whole answer, then sees a clean end of stream."""
+        p = "/repos/chunk/linger%s/1/c.bin" % uniq()
+        with self.srv.conn() as c:
+            c.send(put_head(p, None, self.auth() + "Transfer-Encoding: chunked\r\n"))
+            chunk = b"%x\r\n" % (256 * KiB) + os.urandom(256 * KiB) + b"\r\n"
+            for _ in range(6):  # 1.5 MiB > 1M limit
+                c.send(chunk)
+            r = c.read_response()
+            self.assertError(r, 413, "payload_too_large")
+            # Keeps sending well past the answer: a closed socket would reset these.
+            for _ in range(16):
+                c.send(chunk)
+            c.sock.shutdown(socket.SHUT_WR)
+            c.sock.settimeout(10)
+            try:
+                rest = c.sock.recv(1)
+            except ConnectionResetError:
+                self.fail("the server reset the connection instead of closing it")
+            self.assertEqual(rest, b"", "bytes after the answer")
+        # A client that stops sending but keeps the socket open is closed after a few seconds.
+        with self.srv.conn() as c:
+            c.send(put_head(p, None, self.auth() + "Transfer-Encoding: chunked\r\n"))
+            try:
+                for _ in range(6):
+                    c.send(chunk)
+            except OSError:
+                pass
+            r = c.read_response()
+            self.assertError(r, 413, "payload_too_large")
+            t0 = time.monotonic()
+            self.assertTrue(c.closed_within(10), "a lingering connection was never closed")
+            self.assertLess(time.monotonic() - t0, 8)
+        self.srv.assert_alive()
+        self.assertNotStored(p)
+
     def _chunked_over_limit_413(self):
         before = self.srv.storage()
         p = "/repos/chunk/big%s/1/c.bin" % uniq()
