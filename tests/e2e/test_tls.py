@@ -887,7 +887,6 @@ class TlsStartupErrorTest(unittest.TestCase):
             with open(conf, "w") as f:
                 f.write("[server]\nlisten = %s:0\n[tls]\nlisten = %s:0\ncert_file = %s\n"
                         "key_file = %s\n" % (HOST, HOST, cert, key))
-            t0 = time.monotonic()
             try:
                 p = subprocess.run([harness.ARCAD, "--data", data, "--config", conf],
                                    stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -895,11 +894,9 @@ class TlsStartupErrorTest(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 self.fail("arcad still running 15 s after starting with cert=%s key=%s"
                           % (cert, key))
-            took = time.monotonic() - t0
             self.assertNotEqual(p.returncode, 0, "arcad exited 0; stderr:\n" + p.stderr)
             self.assertGreater(p.returncode, 0, "arcad died of signal %d; stderr:\n%s"
                                % (-p.returncode, p.stderr))
-            self.assertLess(took, 5.0, "arcad took %.1f s to give up" % took)
             self.assertTrue(any(n in p.stderr for n in expect_names),
                             "stderr does not name %s:\n%s" % (" or ".join(expect_names),
                                                               p.stderr[-2000:]))
