@@ -724,6 +724,7 @@ static void conn_release(struct conn *c)
         atomic_fetch_sub(&c->w->srv->metrics.connections, 1);
     }
     c->dead = true;
+    c->lingering = false;
     if (c->async > 0)
         return;
     struct worker *w = c->w;
@@ -766,11 +767,17 @@ static void linger_start(struct conn *c)
 static void linger_read(struct conn *c, evutil_socket_t fd, short what)
 {
     char buf[16384];
-    struct timeval idle = {LINGER_IDLE_S, 0};
-    if ((what & EV_TIMEOUT) || time_mono_ns() >= c->linger_until) {
+    uint64_t now = time_mono_ns();
+    if ((what & EV_TIMEOUT) || now >= c->linger_until) {
         conn_release(c);
         return;
     }
+    /* Idle for LINGER_IDLE_S, but never past linger_until. */
+    uint64_t left = c->linger_until - now;
+    struct timeval idle = {LINGER_IDLE_S, 0};
+    if (left < (uint64_t)LINGER_IDLE_S * 1000000000)
+        idle = (struct timeval){(time_t)(left / 1000000000),
+                                (suseconds_t)(left % 1000000000 / 1000)};
     for (int i = 0; i < 64; i++) { /* at most 1 MiB per wakeup: others get their turn */
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
         if (n > 0)

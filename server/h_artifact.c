@@ -391,6 +391,7 @@ static void put_complete(struct conn *c)
 {
     struct put *p = conn_ctx(c);
     if (p->werr) {
+        p->body_done = true; /* all of it was read (and dropped): the connection may stay */
         put_fail(p);
         return;
     }

@@ -37,8 +37,9 @@ struct blob_store {
 #define BLOB_FLUSH_BYTES (8u << 20)
 
 /*
- * Direct writes.  Past BLOB_DIRECT_MIN bytes a new blob's writer switches
- * its file to O_DIRECT and writes BLOB_STAGE_SIZE pieces from one aligned
+ * Direct writes.  In the write that brings a new blob to BLOB_DIRECT_MIN
+ * bytes, the writer switches its file to O_DIRECT at the first 4 KiB
+ * boundary and from then on writes BLOB_STAGE_SIZE pieces from one aligned
  * buffer of its own, reused for the whole stream.  A buffered write() copies
  * every byte into a fresh page-cache page: on this project's VMs that copy
  * (copy_folio_from_iter_atomic, each new page faulted in by the host) was

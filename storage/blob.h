@@ -19,8 +19,8 @@
  * threads (they touch disjoint state): the slowest hash, the other hashes and
  * the disk write each run beside the others.
  *
- * A new blob's writer (blob_writer_new) writes its file with O_DIRECT past its
- * first MiB, from one aligned 1 MiB buffer of its own, where the file system
+ * A new blob's writer (blob_writer_new) writes its file with O_DIRECT from the
+ * first 4 KiB boundary in the write that brings it to 1 MiB, from one aligned 1 MiB buffer of its own, where the file system
  * allows it; otherwise, and for resumable writers, through the page cache.
  */
 #ifndef ARCA_BLOB_H
@@ -113,7 +113,10 @@ int blob_partial_each(blob_store *bs, void (*cb)(void *arg, const uint8_t sha256
 void blob_writer_discard(blob_writer *w);
 /* Appends len bytes: blob_writer_hash() then blob_writer_store().  0 or -errno. */
 int blob_writer_write(blob_writer *w, const void *buf, size_t len);
-/* Feeds the next len bytes to SHA-256, SHA-1 and the block sums.  0 or ARCA_E_CRYPTO. */
+/*
+ * Feeds the next len bytes to SHA-256, SHA-1 and the block sums.  0,
+ * ARCA_E_CRYPTO, -ENOMEM (block sums), or -EINVAL after finish.
+ */
 int blob_writer_hash(blob_writer *w, const void *buf, size_t len);
 /* Writes the next len bytes to the file.  0 or -errno. */
 int blob_writer_store(blob_writer *w, const void *buf, size_t len);
