@@ -28,6 +28,7 @@ struct blob_store {
     char *dir;
     char *tmpdir;
     bool readonly; /* opened for verification beside a server: never writes */
+    bool nested;   /* the layout before LAYOUT_FILE: <aa>/<bb>/<hex> (read-only opens only) */
     /* Fetched once: an implicit fetch per EVP_DigestInit_ex costs a lookup under a lock. */
     EVP_MD *md_sha256;
     EVP_MD *md_sha1;
@@ -130,6 +131,119 @@ out:
     return rc;
 }
 
+/*
+ * Shards.  A blob lives at <dir>/<aa>/<hex>, <aa> its first two hex digits:
+ * 256 directories, all created when the store is first opened, so a PUT
+ * never creates a directory (ext4 with dir_index keeps millions of names per
+ * directory fast).  Stores written before LAYOUT_FILE existed nest a second
+ * level, <aa>/<bb>/<hex>: 65,536 directories, and while a store was young
+ * almost every PUT made one (a mkdir was a third of arcad's CPU in the 4 KiB
+ * PUT benchmark, plus one more directory fsync per PUT).  A writable open
+ * moves such blobs up a level, each with one rename, and then writes
+ * LAYOUT_FILE; a crash part-way leaves every blob at one of the two places
+ * and the next open goes on from there.
+ */
+#define LAYOUT_FILE "LAYOUT"
+#define LAYOUT_TEXT "arca blob store layout 2: <aa>/<sha256 hex>\n"
+
+static bool is_hex_name(const char *s, size_t n)
+{
+    if (strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* Moves the blobs of shard/<bb>/ up into shard/ and removes <bb>; *moved counts them. */
+static int unnest_one(const char *shard, const char *sub, unsigned *moved)
+{
+    char dir[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
+    int rc = 0;
+    int n = snprintf(dir, sizeof(dir), "%s/%s", shard, sub);
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return -ENAMETOOLONG;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!is_hex_name(de->d_name, 64))
+            continue; /* "." and "..", or not ours: left, and then the rmdir below fails */
+        int nf = snprintf(from, sizeof(from), "%s/%s", dir, de->d_name);
+        int nt = snprintf(to, sizeof(to), "%s/%s", shard, de->d_name);
+        if (nf < 0 || (size_t)nf >= sizeof(from) || nt < 0 || (size_t)nt >= sizeof(to)) {
+            rc = -ENAMETOOLONG;
+            break;
+        }
+        if (rename(from, to) != 0) {
+            rc = -errno;
+            LOG_E("blob store: cannot move %s to %s: %s", from, to, strerror(errno));
+            break;
+        }
+        (*moved)++;
+    }
+    closedir(d);
+    if (rc == 0 && (rc = fs_fsync_dir(shard)) == 0 && rmdir(dir) != 0)
+        LOG_W("blob store: %s is not empty after moving its blobs up: %s", dir, strerror(errno));
+    return rc;
+}
+
+/*
+ * Creates the 256 shard directories, moves blobs of the nested layout up a
+ * level, then writes LAYOUT_FILE.  With LAYOUT_FILE present it only checks it.
+ */
+static int prepare_shards(const blob_store *bs)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int rc = 0;
+    bool made = false;
+    unsigned moved = 0;
+    snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
+    if (stat(path, &st) == 0)
+        return 0;
+    for (unsigned a = 0; a < 256 && rc == 0; a++) {
+        snprintf(path, sizeof(path), "%s/%02x", bs->dir, a);
+        if (mkdir(path, 0755) == 0) {
+            made = true;
+            continue;
+        }
+        if (errno != EEXIST) {
+            rc = -errno;
+            LOG_E("blob store: cannot create %s: %s", path, strerror(errno));
+            break;
+        }
+        DIR *d = opendir(path);
+        if (!d) {
+            rc = -errno;
+            break;
+        }
+        char subs[256][3];
+        unsigned nsub = 0;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL && nsub < 256)
+            if (is_hex_name(de->d_name, 2))
+                memcpy(subs[nsub++], de->d_name, 3);
+        closedir(d);
+        for (unsigned i = 0; i < nsub && rc == 0; i++)
+            rc = unnest_one(path, subs[i], &moved);
+    }
+    if (rc == 0 && made)
+        rc = fs_fsync_dir(bs->dir);
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
+        rc = fs_write_atomic(path, LAYOUT_TEXT, sizeof(LAYOUT_TEXT) - 1, 0644);
+    }
+    if (moved > 0)
+        LOG_I("blob store: moved %u blob(s) from <aa>/<bb>/ to <aa>/ in %s", moved, bs->dir);
+    if (rc != 0)
+        LOG_E("blob store: cannot prepare the shard directories of %s: %s", bs->dir,
+              strerror(-rc));
+    return rc;
+}
+
 /* Opens the store; a writable open also creates its folders and clears crash leftovers. */
 static int store_open(const char *dir, bool readonly, blob_store **out)
 {
@@ -156,12 +270,16 @@ static int store_open(const char *dir, bool readonly, blob_store **out)
             rc = -errno;
             goto out;
         }
+        /* Not yet opened by a server that moves blobs to the flat layout. */
+        char marker[PATH_MAX];
+        snprintf(marker, sizeof(marker), "%s/" LAYOUT_FILE, dir);
+        bs->nested = stat(marker, &st) != 0;
     } else {
         if ((rc = fs_mkdirs(bs->tmpdir, 0755)) != 0) {
             LOG_E("blob store: cannot create %s: %s", bs->tmpdir, strerror(-rc));
             goto out;
         }
-        if ((rc = clean_tmp(bs->tmpdir)) != 0)
+        if ((rc = clean_tmp(bs->tmpdir)) != 0 || (rc = prepare_shards(bs)) != 0)
             goto out;
     }
     bs->md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -205,7 +323,8 @@ int blob_store_path(const blob_store *bs, const uint8_t sha256[32], char *buf, s
 {
     char hex[65];
     hex_encode(sha256, 32, hex);
-    int n = snprintf(buf, buflen, "%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex);
+    int n = bs->nested ? snprintf(buf, buflen, "%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex)
+                       : snprintf(buf, buflen, "%s/%.2s/%s", bs->dir, hex, hex);
     if (n < 0 || (size_t)n >= buflen)
         return -ENAMETOOLONG;
     return 0;
@@ -809,22 +928,10 @@ void blob_writer_take_blocks(blob_writer *w, struct blob_blocks *blocks)
     w->cap = 0;
 }
 
-/* mkdir that reports whether it created the directory (so its parent needs an fsync). */
-static int mkdir_one(const char *path, bool *created)
-{
-    *created = false;
-    if (mkdir(path, 0755) == 0) {
-        *created = true;
-        return 0;
-    }
-    return errno == EEXIST ? 0 : -errno;
-}
-
 int blob_writer_commit(blob_writer *w)
 {
     int rc = 0;
-    char final[PATH_MAX], shard1[PATH_MAX], shard2[PATH_MAX];
-    bool made1 = false, made2 = false;
+    char final[PATH_MAX], shard[PATH_MAX];
     struct stat st;
     if (!w->finished || w->committed) {
         rc = -EINVAL;
@@ -832,16 +939,10 @@ int blob_writer_commit(blob_writer *w)
     }
     if ((rc = blob_store_path(w->bs, w->dig.sha256, final, sizeof(final))) != 0)
         goto out;
-    /* final is "<dir>/aa/bb/<hex>": the shard directories are its prefixes. */
+    /* final is "<dir>/aa/<hex>" (store_open made every shard directory). */
     size_t dlen = strlen(w->bs->dir);
-    memcpy(shard1, final, dlen + 3);
-    shard1[dlen + 3] = '\0';
-    memcpy(shard2, final, dlen + 6);
-    shard2[dlen + 6] = '\0';
-    if ((rc = mkdir_one(shard1, &made1)) != 0 || (rc = mkdir_one(shard2, &made2)) != 0) {
-        LOG_E("blob store: cannot create shard directory for %s: %s", final, strerror(-rc));
-        goto out;
-    }
+    memcpy(shard, final, dlen + 3);
+    shard[dlen + 3] = '\0';
     close(w->fd);
     w->fd = -1;
     bool exists = stat(final, &st) == 0;
@@ -864,8 +965,7 @@ int blob_writer_commit(blob_writer *w)
      * it runs, because the writer that renamed the file may not have synced
      * the directory yet.
      */
-    if ((rc = fs_fsync_dir(shard2)) != 0 || (made2 && (rc = fs_fsync_dir(shard1)) != 0) ||
-        (made1 && (rc = fs_fsync_dir(w->bs->dir)) != 0)) {
+    if ((rc = fs_fsync_dir(shard)) != 0) {
         LOG_E("blob store: directory fsync for %s failed: %s", final, strerror(-rc));
         goto out;
     }

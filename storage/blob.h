@@ -1,5 +1,8 @@
 /*
- * The blob store: content-addressed files under <dir>/<aa>/<bb>/<sha256 hex>.
+ * The blob store: content-addressed files under <dir>/<aa>/<sha256 hex>, <aa>
+ * the first two hex digits (256 shard directories, made by the first writable
+ * open; stores from before the <dir>/LAYOUT file, with a second level
+ * <aa>/<bb>/, are moved to this layout by a writable open).
  *
  * A blob is written through a blob_writer: bytes stream into a temp file in
  * <dir>/tmp while SHA-256, SHA-1, MD5 and an xxh3-64 checksum of every

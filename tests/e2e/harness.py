@@ -587,7 +587,7 @@ class ArcaServer:
         return os.path.join(self.data, "blobs", "tmp")
 
     def blob_path(self, sha):
-        return os.path.join(self.data, "blobs", sha[:2], sha[2:4], sha)
+        return os.path.join(self.data, "blobs", sha[:2], sha)
 
     def tmp_files(self):
         try:
@@ -596,14 +596,21 @@ class ArcaServer:
             return []
 
     def blob_files(self):
-        """[(path, name)] of every file under DATA/blobs/<aa>/<bb>/."""
+        """[(path, name)] of every file under DATA/blobs/<aa>/ (the 256 shard directories)."""
         out = []
         root = self.blobs_dir
         if not os.path.isdir(root):
             return out
         for a in sorted(os.listdir(root)):
             pa = os.path.join(root, a)
-            if a == "tmp" or not os.path.isdir(pa):
+            if len(a) != 2 or not os.path.isdir(pa):  # not tmp/, partial/
+                continue
+            for n in sorted(os.listdir(pa)):
+                out.append((os.path.join(pa, n), n))
+        return out
+        for a in sorted(os.listdir(root)):
+            pa = os.path.join(root, a)
+            if len(a) != 2 or not os.path.isdir(pa):  # not tmp/, partial/
                 continue
             for b in sorted(os.listdir(pa)):
                 pb = os.path.join(pa, b)

@@ -183,7 +183,7 @@ class CrashLoopTest(ArcaTestMixin, unittest.TestCase):
             self.assertEqual(h.hexdigest(), name, "blob file %s does not match its name "
                              "(size %d)" % (fpath, st.st_size))
             rel = os.path.relpath(fpath, self.srv.blobs_dir).split(os.sep)
-            self.assertEqual(rel, [name[:2], name[2:4], name], fpath)
+            self.assertEqual(rel, [name[:2], name], fpath)
             self.verified_blobs[fpath] = key
 
     def list_crash_repo(self):

@@ -42,7 +42,7 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         r = self.srv.put(p, data)
         self.assertEqual(r.status, 201, r)
         bp = self.srv.blob_path(sha256_hex(data))
-        self.assertTrue(os.path.isfile(bp), "blob not at DATA/blobs/<aa>/<bb>/<sha256>: %s" % bp)
+        self.assertTrue(os.path.isfile(bp), "blob not at DATA/blobs/<aa>/<sha256>: %s" % bp)
         with open(bp, "rb") as f:
             self.assertTrue(f.read() == data, "blob file content differs from upload")
         return p, bp

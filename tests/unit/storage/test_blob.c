@@ -193,7 +193,7 @@ static void test_known_vectors(void **state)
 
     char path[PATH_MAX], want[PATH_MAX];
     assert_int_equal(blob_store_path(f->bs, dig.sha256, path, sizeof(path)), 0);
-    snprintf(want, sizeof(want), "%s/ba/78/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    snprintf(want, sizeof(want), "%s/ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
              f->dir);
     assert_string_equal(path, want);
     assert_int_equal(blob_store_path(f->bs, dig.sha256, path, 20), -ENAMETOOLONG);
@@ -502,7 +502,7 @@ static void test_dedup(void **state)
     assert_memory_equal(d1.sha256, d2.sha256, 32);
     char hex[65], shard[PATH_MAX];
     hex_encode(d1.sha256, 32, hex);
-    snprintf(shard, sizeof(shard), "%s/%.2s/%.2s", f->dir, hex, hex + 2);
+    snprintf(shard, sizeof(shard), "%s/%.2s", f->dir, hex);
     assert_int_equal(count_entries(shard), 1);
     assert_int_equal(tmp_count(f), 0);
     assert_int_equal(blob_verify(f->bs, &d1, &b1), 0);
@@ -549,6 +549,97 @@ static void test_startup_cleans_tmp(void **state)
     f->bs = NULL;
     assert_int_equal(blob_store_open(f->dir, &f->bs), 0);
     assert_int_equal(tmp_count(f), 0);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* A store that predates the LAYOUT file (blobs at <aa>/<bb>/<hex>) is read and then moved. */
+static void test_layout_migration(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {SIZE_MAX};
+    uint8_t *b1 = pattern(3000, 21), *b2 = pattern(70000, 22);
+    struct blob_digests d1, d2;
+    struct blob_blocks k1 = {0}, k2 = {0};
+    char h1[65], sub1[256], flat1[PATH_MAX], nest1[PATH_MAX], flat2[PATH_MAX], p[PATH_MAX];
+    store(f, b1, 3000, sizes, 1, &d1, &k1);
+    store(f, b2, 70000, sizes, 1, &d2, &k2);
+    hex_encode(d1.sha256, 32, h1);
+    assert_int_equal(blob_store_path(f->bs, d1.sha256, flat1, sizeof(flat1)), 0);
+    assert_int_equal(blob_store_path(f->bs, d2.sha256, flat2, sizeof(flat2)), 0);
+    snprintf(p, sizeof(p), "%s/%.2s/%s", f->dir, h1, h1);
+    assert_string_equal(flat1, p);
+    snprintf(p, sizeof(p), "%s/LAYOUT", f->dir);
+    assert_true(exists(p));
+    for (unsigned a = 0; a < 256; a++) { /* every shard exists from the first open */
+        snprintf(p, sizeof(p), "%s/%02x", f->dir, a);
+        assert_true(exists(p));
+    }
+    blob_store_free(f->bs);
+    f->bs = NULL;
+
+    /*
+     * Turn it into an old store, as a crash part-way through moving would
+     * leave it: blob 1 nested, blob 2 already flat, no LAYOUT, a shard missing
+     * (old stores made shards on demand), a stranger's file in a nested folder.
+     */
+    snprintf(sub1, sizeof(sub1), "%s/%.2s/%.2s", f->dir, h1, h1 + 2);
+    snprintf(nest1, sizeof(nest1), "%s/%s", sub1, h1);
+    assert_int_equal(mkdir(sub1, 0755), 0);
+    assert_int_equal(rename(flat1, nest1), 0);
+    snprintf(p, sizeof(p), "%s/LAYOUT", f->dir);
+    assert_int_equal(unlink(p), 0);
+    const char *gone = h1[0] == '7' ? "8e" : "7e";
+    snprintf(p, sizeof(p), "%s/%s", f->dir, gone);
+    assert_int_equal(rmdir(p), 0);
+    char odd_dir[256], odd[PATH_MAX];
+    snprintf(odd_dir, sizeof(odd_dir), "%s/%s/00", f->dir, gone);
+    assert_int_equal(fs_mkdirs(odd_dir, 0755), 0);
+    snprintf(odd, sizeof(odd), "%s/notes.txt", odd_dir);
+    assert_int_equal(fs_write_atomic(odd, "x", 1, 0644), 0);
+
+    /* Read-only (arcad verify): finds both where they are, moves nothing. */
+    blob_store *ro = NULL;
+    char rp[PATH_MAX];
+    assert_int_equal(blob_store_open_readonly(f->dir, &ro), 0);
+    assert_int_equal(blob_store_path(ro, d1.sha256, rp, sizeof(rp)), 0);
+    assert_string_equal(rp, nest1);
+    assert_int_equal(blob_verify(ro, &d1, &k1), 0);
+    blob_store_free(ro);
+    assert_true(exists(nest1));
+    assert_false(exists(flat1));
+
+    /* A writable open moves blob 1 up, keeps blob 2, leaves the stranger, writes LAYOUT. */
+    assert_int_equal(blob_store_open(f->dir, &f->bs), 0);
+    assert_true(exists(flat1));
+    assert_false(exists(nest1));
+    assert_false(exists(sub1));
+    assert_true(exists(flat2));
+    assert_true(exists(odd));
+    snprintf(p, sizeof(p), "%s/LAYOUT", f->dir);
+    assert_true(exists(p));
+    assert_int_equal(blob_verify(f->bs, &d1, &k1), 0);
+    assert_int_equal(blob_verify(f->bs, &d2, &k2), 0);
+
+    /* Read-only now reads the flat layout; a second writable open changes nothing. */
+    assert_int_equal(blob_store_open_readonly(f->dir, &ro), 0);
+    assert_int_equal(blob_store_path(ro, d1.sha256, rp, sizeof(rp)), 0);
+    assert_string_equal(rp, flat1);
+    assert_int_equal(blob_verify(ro, &d2, &k2), 0);
+    blob_store_free(ro);
+    blob_store_free(f->bs);
+    assert_int_equal(blob_store_open(f->dir, &f->bs), 0);
+    assert_int_equal(blob_verify(f->bs, &d1, &k1), 0);
+    assert_true(exists(odd));
+
+    blob_blocks_cleanup(&k1);
+    blob_blocks_cleanup(&k2);
+    free(b1);
+    free(b2);
 }
 
 /* A read-only store (arcad verify beside a server) reads blobs and changes nothing. */
@@ -800,6 +891,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_cleans_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
