@@ -78,6 +78,42 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         self.srv.stop()
         self.assertVerifyFinds(None, expect_rc=0)
 
+    def test_store_from_before_the_flat_layout(self):
+        """A data dir whose blobs sit at blobs/<aa>/<bb>/<sha256> (before blobs/LAYOUT): verify
+        reads it as it is, and the next start moves every blob up a level and serves it."""
+        files = {}
+        for size in (0, 5, 70000, 2 * MiB + 3):
+            data = os.urandom(size)
+            p, _ = self.upload(data)
+            files[p] = data
+        self.srv.stop()
+        root = self.srv.blobs_dir
+        os.unlink(os.path.join(root, "LAYOUT"))
+        nested = []
+        for data in files.values():
+            sha = sha256_hex(data)
+            sub = os.path.join(root, sha[:2], sha[2:4])
+            os.makedirs(sub, exist_ok=True)
+            os.rename(self.srv.blob_path(sha), os.path.join(sub, sha))
+            nested.append(os.path.join(sub, sha))
+        self.assertVerifyFinds(None, expect_rc=0)  # read-only: finds them nested
+        self.assertTrue(all(os.path.isfile(n) for n in nested))
+
+        self.srv.start()
+        self.assertIn("moved %d blob(s)" % len(files), self.srv.log_text())
+        self.assertTrue(os.path.isfile(os.path.join(root, "LAYOUT")))
+        for n in nested:
+            self.assertFalse(os.path.exists(os.path.dirname(n)), "old shard left: " + n)
+        for p, data in files.items():
+            self.assertTrue(os.path.isfile(self.srv.blob_path(sha256_hex(data))))
+            r = self.srv.get(p)
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(r.body == data, "%s differs after the move" % p)
+        # new uploads land flat, and the store stays whole
+        self.upload(os.urandom(3000))
+        self.srv.stop()
+        self.assertVerifyFinds(None, expect_rc=0)
+
     def test_flipped_byte_first_block(self):
         data = os.urandom(3 * MiB + 5)
         p, bp = self.upload(data)

@@ -65,14 +65,14 @@ class MemoryTest(ArcaTestMixin, unittest.TestCase):
                 self.assertEqual(r.body, want)
 
                 peak = srv.rss_peak()
-            print("\n1 GiB (%s): upload %.1f s (%.0f MB/s), download %.1f s (%.0f MB/s); "
+            print("\n%.2f GiB (%s): upload %.1f s (%.0f MB/s), download %.1f s (%.0f MB/s); "
                   "VmHWM after upload %.1f MiB, after download %.1f MiB, max sampled RSS "
-                  "%.1f MiB" % ("chunked" if chunked else "Content-Length", up_s,
+                  "%.1f MiB" % (SIZE / GiB, "chunked" if chunked else "Content-Length", up_s,
                                 SIZE / up_s / 1e6, down_s, SIZE / down_s / 1e6,
                                 peak_after_upload / MiB, peak / MiB, rss.max / MiB))
-            self.assertLess(peak_after_upload, LIMIT, "VmHWM after 1 GiB upload: %.1f MiB"
+            self.assertLess(peak_after_upload, LIMIT, "VmHWM after the upload: %.1f MiB"
                             % (peak_after_upload / MiB))
-            self.assertLess(peak, LIMIT, "VmHWM after 1 GiB download: %.1f MiB" % (peak / MiB))
+            self.assertLess(peak, LIMIT, "VmHWM after the download: %.1f MiB" % (peak / MiB))
             srv.assert_alive()
 
 
