@@ -953,7 +953,15 @@ int blob_writer_commit(blob_writer *w)
     } else {
         if (exists)
             LOG_W("blob store: %s has the wrong size; replacing it", final);
-        if (rename(w->tmp_path, final) != 0) {
+        int moved = rename(w->tmp_path, final);
+        if (moved != 0 && errno == ENOENT && (mkdir(shard, 0755) == 0 || errno == EEXIST)) {
+            /* The shard directory was removed by hand: make it again (and its name durable). */
+            LOG_W("blob store: shard directory %s was missing; made it again", shard);
+            if ((rc = fs_fsync_dir(w->bs->dir)) != 0)
+                goto out;
+            moved = rename(w->tmp_path, final);
+        }
+        if (moved != 0) {
             rc = -errno;
             LOG_E("blob store: rename to %s failed: %s", final, strerror(errno));
             goto out;

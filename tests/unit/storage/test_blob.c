@@ -511,6 +511,30 @@ static void test_dedup(void **state)
     free(buf);
 }
 
+/* A shard directory removed by hand is made again by the next blob that belongs in it. */
+static void test_missing_shard_remade(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {SIZE_MAX};
+    uint8_t *buf = pattern(9000, 31);
+    struct blob_digests dig;
+    struct blob_blocks blocks = {0};
+    char path[PATH_MAX], shard[PATH_MAX];
+    store(f, buf, 9000, sizes, 1, &dig, &blocks);
+    blob_blocks_cleanup(&blocks);
+    assert_int_equal(blob_store_path(f->bs, dig.sha256, path, sizeof(path)), 0);
+    snprintf(shard, sizeof(shard), "%s", path);
+    *strrchr(shard, '/') = '\0';
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(shard), 0);
+    store(f, buf, 9000, sizes, 1, &dig, &blocks);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+    assert_int_equal(count_entries(shard), 1);
+    assert_int_equal(tmp_count(f), 0);
+    blob_blocks_cleanup(&blocks);
+    free(buf);
+}
+
 static void test_abort(void **state)
 {
     struct fixture *f = *state;
@@ -892,6 +916,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_startup_cleans_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_shard_remade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
