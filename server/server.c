@@ -385,14 +385,18 @@ int server_run(const struct arca_config *cfg)
         LOG_E("cannot create data directory %s: %s", cfg->data_dir, arca_strerror(rc));
         goto out;
     }
-    snprintf(path, sizeof(path), "%s/blobs", cfg->data_dir);
-    if ((rc = blob_store_open(path, &srv->blobs)) != 0) {
-        LOG_E("cannot open blob store %s: %s", path, arca_strerror(rc));
-        goto out;
-    }
+    /*
+     * The index first: its lock keeps a second arcad off this data directory
+     * before the blob store clears temp files or moves blobs to a new layout.
+     */
     snprintf(path, sizeof(path), "%s/index", cfg->data_dir);
     if ((rc = repo_db_open(path, cfg->centre_id, &srv->db)) != 0) {
         LOG_E("cannot open index %s: %s", path, arca_strerror(rc));
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/blobs", cfg->data_dir);
+    if ((rc = blob_store_open(path, &srv->blobs)) != 0) {
+        LOG_E("cannot open blob store %s: %s", path, arca_strerror(rc));
         goto out;
     }
     if ((rc = repo_set_policy(srv->db, &cfg->stages)) != 0) {

@@ -139,9 +139,11 @@ out:
  * level, <aa>/<bb>/<hex>: 65,536 directories, and while a store was young
  * almost every PUT made one (a mkdir was a third of arcad's CPU in the 4 KiB
  * PUT benchmark, plus one more directory fsync per PUT).  A writable open
- * moves such blobs up a level, each with one rename, and then writes
- * LAYOUT_FILE; a crash part-way leaves every blob at one of the two places
- * and the next open goes on from there.
+ * moves such blobs up a level, each with one rename, and writes LAYOUT_FILE
+ * once none is left nested.  A crash part-way leaves every blob at one of the
+ * two places; blob_open looks in the other place when the first has no such
+ * file, so a blob is found wherever a crash, a read-only open beside a
+ * migration, or an older arcad run on the directory left it.
  */
 #define LAYOUT_FILE "LAYOUT"
 #define LAYOUT_TEXT "arca blob store layout 2: <aa>/<sha256 hex>\n"
@@ -156,88 +158,143 @@ static bool is_hex_name(const char *s, size_t n)
     return true;
 }
 
-/* Moves the blobs of shard/<bb>/ up into shard/ and removes <bb>; *moved counts them. */
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * Moves the blobs of shard/<sub>/ up into shard/, reading the folder again
+ * until a pass finds none (readdir need not see names renamed away under
+ * it).  *moved counts them.  0 or -errno (logged).
+ */
 static int unnest_one(const char *shard, const char *sub, unsigned *moved)
 {
     char dir[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
     int rc = 0;
+    unsigned pass;
     int n = snprintf(dir, sizeof(dir), "%s/%s", shard, sub);
     if (n < 0 || (size_t)n >= sizeof(dir))
         return -ENAMETOOLONG;
-    DIR *d = opendir(dir);
-    if (!d)
-        return -errno;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!is_hex_name(de->d_name, 64))
-            continue; /* "." and "..", or not ours: left, and then the rmdir below fails */
-        int nf = snprintf(from, sizeof(from), "%s/%s", dir, de->d_name);
-        int nt = snprintf(to, sizeof(to), "%s/%s", shard, de->d_name);
-        if (nf < 0 || (size_t)nf >= sizeof(from) || nt < 0 || (size_t)nt >= sizeof(to)) {
-            rc = -ENAMETOOLONG;
-            break;
-        }
-        if (rename(from, to) != 0) {
+    do {
+        pass = 0;
+        DIR *d = opendir(dir);
+        if (!d) {
             rc = -errno;
-            LOG_E("blob store: cannot move %s to %s: %s", from, to, strerror(errno));
-            break;
+            LOG_E("blob store: cannot read %s: %s", dir, strerror(errno));
+            return rc;
         }
-        (*moved)++;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (!is_hex_name(de->d_name, 64))
+                continue; /* "." and "..", or not ours: left where it is */
+            int nf = snprintf(from, sizeof(from), "%s/%s", dir, de->d_name);
+            int nt = snprintf(to, sizeof(to), "%s/%s", shard, de->d_name);
+            if (nf < 0 || (size_t)nf >= sizeof(from) || nt < 0 || (size_t)nt >= sizeof(to)) {
+                rc = -ENAMETOOLONG;
+                break;
+            }
+            if (rename(from, to) != 0) {
+                rc = -errno;
+                LOG_E("blob store: cannot move %s to %s: %s", from, to, strerror(errno));
+                break;
+            }
+            pass++;
+        }
+        closedir(d);
+        *moved += pass;
+    } while (rc == 0 && pass > 0);
+    return rc;
+}
+
+/* Moves one shard's nested blobs up; *left counts <bb> folders that still hold something. */
+static int unnest_shard(const char *shard, unsigned *moved, unsigned *left)
+{
+    char subs[256][3], sub[PATH_MAX];
+    unsigned nsub = 0;
+    int rc = 0;
+    DIR *d = opendir(shard);
+    if (!d) {
+        rc = -errno;
+        LOG_E("blob store: cannot read %s: %s", shard, strerror(errno));
+        return rc;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && nsub < 256) {
+        int n = snprintf(sub, sizeof(sub), "%s/%s", shard, de->d_name);
+        if (is_hex_name(de->d_name, 2) && n > 0 && (size_t)n < sizeof(sub) && is_dir(sub))
+            memcpy(subs[nsub++], de->d_name, 3);
     }
     closedir(d);
-    if (rc == 0 && (rc = fs_fsync_dir(shard)) == 0 && rmdir(dir) != 0)
-        LOG_W("blob store: %s is not empty after moving its blobs up: %s", dir, strerror(errno));
+    if (nsub == 0)
+        return 0;
+    for (unsigned i = 0; i < nsub && rc == 0; i++)
+        rc = unnest_one(shard, subs[i], moved);
+    /* The new names first, then the emptied folders go (and that is made durable too). */
+    if (rc == 0)
+        rc = fs_fsync_dir(shard);
+    for (unsigned i = 0; i < nsub && rc == 0; i++) {
+        int n = snprintf(sub, sizeof(sub), "%s/%s", shard, subs[i]);
+        if (n < 0 || (size_t)n >= sizeof(sub) || rmdir(sub) != 0) {
+            LOG_W("blob store: %s still holds something after its blobs moved up: %s", sub,
+                  strerror(errno));
+            (*left)++;
+        }
+    }
+    if (rc == 0)
+        rc = fs_fsync_dir(shard);
     return rc;
 }
 
 /*
  * Creates the 256 shard directories, moves blobs of the nested layout up a
- * level, then writes LAYOUT_FILE.  With LAYOUT_FILE present it only checks it.
+ * level, then writes LAYOUT_FILE.  With LAYOUT_FILE present it does nothing.
  */
 static int prepare_shards(const blob_store *bs)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], shard[PATH_MAX];
     struct stat st;
     int rc = 0;
     bool made = false;
-    unsigned moved = 0;
-    snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
+    unsigned moved = 0, left = 0;
+    int n = snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
+    if (n < 0 || (size_t)n >= sizeof(path) - 8)
+        return -ENAMETOOLONG; /* and so every shard path below fits */
     if (stat(path, &st) == 0)
         return 0;
     for (unsigned a = 0; a < 256 && rc == 0; a++) {
-        snprintf(path, sizeof(path), "%s/%02x", bs->dir, a);
-        if (mkdir(path, 0755) == 0) {
+        snprintf(shard, sizeof(shard), "%s/%02x", bs->dir, a);
+        if (mkdir(shard, 0755) == 0) {
             made = true;
-            continue;
+        } else if (errno != EEXIST || !is_dir(shard)) {
+            rc = errno == EEXIST ? -ENOTDIR : -errno;
+            LOG_E("blob store: cannot make the shard directory %s: %s", shard, strerror(-rc));
+        } else {
+            rc = unnest_shard(shard, &moved, &left);
         }
-        if (errno != EEXIST) {
-            rc = -errno;
-            LOG_E("blob store: cannot create %s: %s", path, strerror(errno));
-            break;
-        }
-        DIR *d = opendir(path);
-        if (!d) {
-            rc = -errno;
-            break;
-        }
-        char subs[256][3];
-        unsigned nsub = 0;
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL && nsub < 256)
-            if (is_hex_name(de->d_name, 2))
-                memcpy(subs[nsub++], de->d_name, 3);
-        closedir(d);
-        for (unsigned i = 0; i < nsub && rc == 0; i++)
-            rc = unnest_one(path, subs[i], &moved);
     }
-    if (rc == 0 && made)
+    if (rc == 0 && made) {
+        /* The new shard names, and on a new store the blob store's own name in its parent. */
         rc = fs_fsync_dir(bs->dir);
-    if (rc == 0) {
-        snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
-        rc = fs_write_atomic(path, LAYOUT_TEXT, sizeof(LAYOUT_TEXT) - 1, 0644);
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        slash = strrchr(path, '/');
+        if (rc == 0 && slash && slash != path) {
+            *slash = '\0';
+            rc = fs_fsync_dir(path);
+        }
     }
     if (moved > 0)
         LOG_I("blob store: moved %u blob(s) from <aa>/<bb>/ to <aa>/ in %s", moved, bs->dir);
+    if (rc == 0 && left == 0) {
+        snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
+        rc = fs_write_atomic(path, LAYOUT_TEXT, sizeof(LAYOUT_TEXT) - 1, 0644);
+    } else if (rc == 0) {
+        LOG_W("blob store: %u nested folder(s) in %s could not be removed; the move is tried "
+              "again at the next start, and their blobs are still read where they are",
+              left, bs->dir);
+    }
     if (rc != 0)
         LOG_E("blob store: cannot prepare the shard directories of %s: %s", bs->dir,
               strerror(-rc));
@@ -270,10 +327,10 @@ static int store_open(const char *dir, bool readonly, blob_store **out)
             rc = -errno;
             goto out;
         }
-        /* Not yet opened by a server that moves blobs to the flat layout. */
+        /* Not yet opened by a server that moves blobs to the flat layout: look nested first. */
         char marker[PATH_MAX];
-        snprintf(marker, sizeof(marker), "%s/" LAYOUT_FILE, dir);
-        bs->nested = stat(marker, &st) != 0;
+        int n = snprintf(marker, sizeof(marker), "%s/" LAYOUT_FILE, dir);
+        bs->nested = n > 0 && (size_t)n < sizeof(marker) && stat(marker, &st) != 0;
     } else {
         if ((rc = fs_mkdirs(bs->tmpdir, 0755)) != 0) {
             LOG_E("blob store: cannot create %s: %s", bs->tmpdir, strerror(-rc));
@@ -319,15 +376,22 @@ void blob_store_free(blob_store *bs)
     free(bs);
 }
 
-int blob_store_path(const blob_store *bs, const uint8_t sha256[32], char *buf, size_t buflen)
+/* The path of sha256's blob in the flat layout, or in the nested one. */
+static int layout_path(const blob_store *bs, bool nested, const uint8_t sha256[32], char *buf,
+                       size_t buflen)
 {
     char hex[65];
     hex_encode(sha256, 32, hex);
-    int n = bs->nested ? snprintf(buf, buflen, "%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex)
-                       : snprintf(buf, buflen, "%s/%.2s/%s", bs->dir, hex, hex);
+    int n = nested ? snprintf(buf, buflen, "%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex)
+                   : snprintf(buf, buflen, "%s/%.2s/%s", bs->dir, hex, hex);
     if (n < 0 || (size_t)n >= buflen)
         return -ENAMETOOLONG;
     return 0;
+}
+
+int blob_store_path(const blob_store *bs, const uint8_t sha256[32], char *buf, size_t buflen)
+{
+    return layout_path(bs, bs->nested, sha256, buf, buflen);
 }
 
 int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *size_out)
@@ -338,6 +402,9 @@ int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *s
     if ((rc = blob_store_path(bs, sha256, path, sizeof(path))) != 0)
         goto out;
     fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Not there: the other layout (a move cut short, or an older arcad run here since). */
+    if (fd < 0 && errno == ENOENT && layout_path(bs, !bs->nested, sha256, path, sizeof(path)) == 0)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
         rc = -errno;
         goto out;

@@ -608,17 +608,6 @@ class ArcaServer:
             for n in sorted(os.listdir(pa)):
                 out.append((os.path.join(pa, n), n))
         return out
-        for a in sorted(os.listdir(root)):
-            pa = os.path.join(root, a)
-            if len(a) != 2 or not os.path.isdir(pa):  # not tmp/, partial/
-                continue
-            for b in sorted(os.listdir(pa)):
-                pb = os.path.join(pa, b)
-                if not os.path.isdir(pb):
-                    continue
-                for n in sorted(os.listdir(pb)):
-                    out.append((os.path.join(pb, n), n))
-        return out
 
     # -- HTTP ----------------------------------------------------------------
 

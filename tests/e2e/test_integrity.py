@@ -7,11 +7,12 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import ArcaServer, ArcaTestMixin, RawConn, sha256_hex
+from harness import ARCAD, ArcaServer, ArcaTestMixin, RawConn, sha256_hex
 
 MiB = 1 << 20
 
@@ -429,6 +430,35 @@ class ShutdownTest(ArcaTestMixin, unittest.TestCase):
                     pass
             time.sleep(0.02)
         return False
+
+    def test_second_server_on_the_same_data_dir_touches_nothing(self):
+        """A second arcad started on a data dir in use exits with an error before it removes the
+        first one's in-flight temp file (start-up clears temp files only once it holds the
+        index lock)."""
+        with ArcaServer() as srv:
+            self.srv = srv
+            p = "/repos/term/second%s/1/p.bin" % uniq()
+            body = os.urandom(16 * MiB)
+            c = RawConn(srv.port, timeout=30)
+            try:
+                c.send("PUT %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (p, srv.token, len(body)))
+                c.send(body[:8 * MiB])
+                self.assertTrue(self.wait_receiving(srv), "no temp file for the upload")
+                tmp = srv.tmp_files()
+                second = subprocess.run([ARCAD, "--listen", "127.0.0.1:0", "--data", srv.data],
+                                        capture_output=True, text=True, timeout=30)
+                self.assertNotEqual(second.returncode, 0, "a second arcad started on the same "
+                                    "data dir:\n" + second.stderr[-2000:])
+                self.assertIn("index", second.stderr)
+                self.assertEqual(srv.tmp_files(), tmp, "the second arcad removed temp files")
+                c.send(body[8 * MiB:])
+                r = c.read_response()
+                self.assertEqual(r.status, 201, r)
+            finally:
+                c.close()
+            self.assertStored(p, body)
+            self.assertServing()
 
     def test_sigterm_discards_stalled_upload(self):
         with ArcaServer(config="[server]\nshutdown_grace = 2\n") as srv:
