@@ -1,7 +1,9 @@
 """Crash loop: SIGKILL arcad at random moments during a stream of concurrent
 uploads, restart it, and check that every acknowledged upload is whole and
 byte-exact, that nothing partial is visible, that no temp files survive a
-restart and that every blob file matches its name.
+restart and that every blob file matches its name.  And SIGKILL arcad while it
+moves a store from the nested blob layout (blobs/aa/bb/) to the flat one: no
+blob is ever lost, and the move completes.
 
 Environment: ARCA_CRASH_ITERATIONS (default 30), ARCA_CRASH_SEED (default:
 random, printed)."""
@@ -10,6 +12,8 @@ import hashlib
 import http.client
 import os
 import random
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -332,6 +336,104 @@ class CrashLoopTest(ArcaTestMixin, unittest.TestCase):
         self.assertEqual(srv.stop(), 0, "SIGTERM exit code; log:\n" + srv.log_tail())
         r = srv.verify()
         self.assertEqual(r.returncode, 0, "arcad verify after the crash loop:\n%s%s"
+                         % (r.stdout[-3000:], r.stderr[-3000:]))
+
+
+class LayoutMoveCrashTest(ArcaTestMixin, unittest.TestCase):
+    """SIGKILL arcad while it moves an old store's blobs (blobs/aa/bb/<sha>) up a level."""
+
+    N = 3000
+
+    def setUp(self):
+        self.rnd = random.Random(SEED)
+        self.srv = ArcaServer()
+        self.addCleanup(self.srv.cleanup)
+
+    def places(self, shas):
+        """(nested, flat) counts; fails if a blob is in neither place or in both."""
+        root = self.srv.blobs_dir
+        nested = flat = 0
+        for sha in shas:
+            n = os.path.exists(os.path.join(root, sha[:2], sha[2:4], sha))
+            f = os.path.exists(os.path.join(root, sha[:2], sha))
+            self.assertTrue(n != f, "blob %s: nested %s, flat %s" % (sha, n, f))
+            nested += n
+            flat += f
+        return nested, flat
+
+    def nest_all(self, shas):
+        root = self.srv.blobs_dir
+        for sha in shas:
+            flat = os.path.join(root, sha[:2], sha)
+            if os.path.exists(flat):
+                os.makedirs(os.path.join(root, sha[:2], sha[2:4]), exist_ok=True)
+                os.rename(flat, os.path.join(root, sha[:2], sha[2:4], sha))
+        try:
+            os.unlink(os.path.join(root, "LAYOUT"))
+        except FileNotFoundError:
+            pass
+
+    def test_kill_during_layout_move(self):
+        srv = self.srv
+        srv.start()
+        files = {}
+        conn = http.client.HTTPConnection(HOST, srv.port, timeout=30)
+        for i in range(self.N):
+            data = os.urandom(64 + i % 512)
+            p = "/repos/move/a%d/1/f%d.bin" % (i % 50, i)
+            conn.request("PUT", p, body=data, headers=srv.auth_headers())
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 201)
+            files[p] = data
+        conn.close()
+        self.assertEqual(srv.stop(), 0)
+        shas = [sha256_hex(d) for d in files.values()]
+        self.nest_all(shas)
+
+        # Kill at a delay that adapts until kills land mid-move (some blobs moved, some not).
+        delay, mixed, kills = 0.05, 0, 0
+        log = open(srv.log_path, "ab")
+        try:
+            while mixed < 5 and kills < 60:
+                proc = subprocess.Popen(srv.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=log)
+                time.sleep(delay * self.rnd.uniform(0.7, 1.3))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(30)
+                kills += 1
+                nested, flat = self.places(shas)
+                if nested == len(shas):
+                    delay *= 1.5   # killed before the move began
+                elif flat == len(shas):
+                    delay /= 1.7   # too late: start over from a fully nested store
+                    self.nest_all(shas)
+                else:
+                    mixed += 1     # left half-moved: the next start goes on from here
+        finally:
+            log.close()
+        sys.stderr.write("\nlayout move: %d kills, %d left a half-moved store, last delay "
+                         "%.3f s\n" % (kills, mixed, delay))
+        self.assertGreaterEqual(mixed, 1, "no kill landed while blobs were being moved")
+
+        srv.start()
+        self.assertEqual(self.places(shas), (0, len(shas)))
+        root = srv.blobs_dir
+        self.assertTrue(os.path.isfile(os.path.join(root, "LAYOUT")))
+        left = [os.path.join(a, b) for a in os.listdir(root) if len(a) == 2
+                for b in os.listdir(os.path.join(root, a)) if len(b) == 2]
+        self.assertEqual(left, [], "nested folders left after the move")
+        conn = http.client.HTTPConnection(HOST, srv.port, timeout=30)
+        for p, data in files.items():
+            conn.request("GET", p, headers=srv.auth_headers())
+            r = conn.getresponse()
+            body = r.read()
+            self.assertEqual(r.status, 200, p)
+            self.assertTrue(body == data, "%s differs after the move" % p)
+        conn.close()
+        self.assertEqual(srv.stop(), 0)
+        r = srv.verify()
+        self.assertEqual(r.returncode, 0, "arcad verify after the move:\n%s%s"
                          % (r.stdout[-3000:], r.stderr[-3000:]))
 
 
