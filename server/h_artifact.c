@@ -537,6 +537,13 @@ static void job_final_done(struct iojob *job)
         return;
     if (conn_responded(c))
         return;
+    /*
+     * Whatever the answer, the temp file goes now rather than with the
+     * connection, and before the answer: a client that got "nothing stored"
+     * must find no temp file either.
+     */
+    blob_writer_free(p->w);
+    p->w = NULL;
     char stored[65];
     switch (p->outcome) {
     case PUT_STORED:
@@ -575,9 +582,6 @@ static void job_final_done(struct iojob *job)
                    "storing the upload failed: %s", arca_strerror(p->err));
         break;
     }
-    /* Whatever the answer, the temp file goes now rather than with the connection. */
-    blob_writer_free(p->w);
-    p->w = NULL;
 }
 
 static void put_finalize(struct put *p)
