@@ -319,6 +319,9 @@ static void put_fail(struct put *p)
         return;
     int st = p->werr == -ENOSPC || p->werr == -EDQUOT ? 507 : 500;
     bool unread = !p->body_done || p->paused;
+    /* No lane is out: the temp file goes before the answer, as in job_final_done. */
+    blob_writer_free(p->w);
+    p->w = NULL;
     if (unread)
         resp_close_after(c);
     resp_error(c, st, st == 507 ? "insufficient_storage" : "internal", NULL,

@@ -195,7 +195,19 @@ static int unnest_one(const char *shard, const char *sub, unsigned *moved)
                 rc = -ENAMETOOLONG;
                 break;
             }
-            if (rename(from, to) != 0) {
+            /*
+             * Two hard links to one file (a copy made with cp -l): rename()
+             * does nothing and succeeds, so the nested name is dropped instead.
+             */
+            struct stat sf, st;
+            if (lstat(from, &sf) == 0 && lstat(to, &st) == 0 && sf.st_dev == st.st_dev &&
+                sf.st_ino == st.st_ino) {
+                if (unlink(from) != 0) {
+                    rc = -errno;
+                    LOG_E("blob store: cannot remove %s: %s", from, strerror(errno));
+                    break;
+                }
+            } else if (rename(from, to) != 0) {
                 rc = -errno;
                 LOG_E("blob store: cannot move %s to %s: %s", from, to, strerror(errno));
                 break;
@@ -248,8 +260,9 @@ static int unnest_shard(const char *shard, unsigned *moved, unsigned *left)
 }
 
 /*
- * Creates the 256 shard directories, moves blobs of the nested layout up a
- * level, then writes LAYOUT_FILE.  With LAYOUT_FILE present it does nothing.
+ * Creates the 256 shard directories (again, if one was removed), moves blobs
+ * of the nested layout up a level, then writes LAYOUT_FILE.  With LAYOUT_FILE
+ * present only shards that hold a sub-folder are read.
  */
 static int prepare_shards(const blob_store *bs)
 {
@@ -261,16 +274,21 @@ static int prepare_shards(const blob_store *bs)
     int n = snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
     if (n < 0 || (size_t)n >= sizeof(path) - 8)
         return -ENAMETOOLONG; /* and so every shard path below fits */
-    if (stat(path, &st) == 0)
-        return 0;
+    bool laid_out = stat(path, &st) == 0;
     for (unsigned a = 0; a < 256 && rc == 0; a++) {
         snprintf(shard, sizeof(shard), "%s/%02x", bs->dir, a);
         if (mkdir(shard, 0755) == 0) {
             made = true;
-        } else if (errno != EEXIST || !is_dir(shard)) {
+        } else if (errno != EEXIST || lstat(shard, &st) != 0 || !S_ISDIR(st.st_mode)) {
             rc = errno == EEXIST ? -ENOTDIR : -errno;
             LOG_E("blob store: cannot make the shard directory %s: %s", shard, strerror(-rc));
-        } else {
+        } else if (!laid_out || st.st_nlink > 2) {
+            /*
+             * Moved already, yet the shard has a sub-folder (ext4, XFS and
+             * tmpfs count them in st_nlink; btrfs does not, and there such
+             * blobs stay where they are, found by blob_open's second look):
+             * an older arcad wrote nested blobs here since.  Move them too.
+             */
             rc = unnest_shard(shard, &moved, &left);
         }
     }
@@ -287,10 +305,10 @@ static int prepare_shards(const blob_store *bs)
     }
     if (moved > 0)
         LOG_I("blob store: moved %u blob(s) from <aa>/<bb>/ to <aa>/ in %s", moved, bs->dir);
-    if (rc == 0 && left == 0) {
+    if (rc == 0 && left == 0 && !laid_out) {
         snprintf(path, sizeof(path), "%s/" LAYOUT_FILE, bs->dir);
         rc = fs_write_atomic(path, LAYOUT_TEXT, sizeof(LAYOUT_TEXT) - 1, 0644);
-    } else if (rc == 0) {
+    } else if (rc == 0 && left > 0) {
         LOG_W("blob store: %u nested folder(s) in %s could not be removed; the move is tried "
               "again at the next start, and their blobs are still read where they are",
               left, bs->dir);
@@ -403,7 +421,8 @@ int blob_open(blob_store *bs, const uint8_t sha256[32], int *fd_out, uint64_t *s
         goto out;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     /* Not there: the other layout (a move cut short, or an older arcad run here since). */
-    if (fd < 0 && errno == ENOENT && layout_path(bs, !bs->nested, sha256, path, sizeof(path)) == 0)
+    if (fd < 0 && (errno == ENOENT || errno == ENOTDIR) &&
+        layout_path(bs, !bs->nested, sha256, path, sizeof(path)) == 0)
         fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
         rc = -errno;
