@@ -321,7 +321,29 @@ up_once() {  # up_once SERVER RUN -> sets RES to GB/s or FAIL (no subshell: it r
     fi
     RES=$(awk -v b="$BIG_BYTES" -v t="$t" 'BEGIN{printf "%.4f\n", b/t/1e9}')
 }
+now_s() { date +%s.%N; }
+# nginx's upload made durable the way arca's is before its 201: curl's time plus an fdatasync of
+# the stored file (`sync -d`), timed right after curl returns.
+nginx_durable() {  # nginx_durable RUN CURL_GBPS -> sets RES to GB/s or FAIL
+    local f="$T/nginx/www/up/$RUN_ID-$1/big.bin" t0 t1
+    [[ $2 != FAIL && -f $f ]] || { RES=FAIL; return; }
+    t0=$(now_s); sync -d "$f"; t1=$(now_s)
+    RES=$(awk -v b="$BIG_BYTES" -v g="$2" -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" \
+        'BEGIN{printf "%.4f\n", b/(b/g/1e9 + s)/1e9}')
+}
+# The disk's durable write speed, the ceiling of any upload that is on disk before it is
+# acknowledged: the same file written with O_DIRECT and one fdatasync at the end.
+dd_ceiling() {  # sets RES to GB/s or FAIL
+    local out t
+    out=$(LC_ALL=C dd if="$T/files/big.bin" of="$T/dd-ceiling.bin" bs=1M oflag=direct \
+        conv=fdatasync 2>&1) || { RES=FAIL; rm -f "$T/dd-ceiling.bin"; return; }
+    rm -f "$T/dd-ceiling.bin"
+    t=$(awk '/bytes/ && / s, /{for (k = 1; k <= NF; k++) if ($k == "s,") print $(k-1)}' <<<"$out")
+    [[ -n $t ]] || { RES=FAIL; return; }
+    RES=$(awk -v b="$BIG_BYTES" -v t="$t" 'BEGIN{printf "%.4f\n", b/t/1e9}')
+}
 declare -A UP
+UPD="" DDC=""
 for ((i = 1; i <= RUNS; i++)); do
     printf 'arca-bench %s run %d\n' "$RUN_ID" "$i" | dd of="$T/files/big.bin" conv=notrunc status=none
     for s in "${SERVERS[@]}"; do
@@ -329,14 +351,32 @@ for ((i = 1; i <= RUNS; i++)); do
         up_once "$s" "$i"; v=$RES
         UP[$s]="${UP[$s]:-} $v"
         log "upload   $s run $i: $v GB/s"
-        if [[ $s == nginx ]]; then sync; rm -f "$T/nginx/www/up/$RUN_ID-$i/big.bin"; fi
+        if [[ $s == nginx ]]; then
+            nginx_durable "$i" "$v"; UPD+=" $RES"
+            log "upload   nginx + fdatasync run $i: $RES GB/s"
+            sync; rm -f "$T/nginx/www/up/$RUN_ID-$i/big.bin"
+        fi
     done
+    sync
+    dd_ceiling; DDC+=" $RES"
+    log "disk ceiling (dd oflag=direct conv=fdatasync) run $i: $RES GB/s"
 done
 for s in "${SERVERS[@]}"; do
     # shellcheck disable=SC2086
     R[upload,$s]=$(median ${UP[$s]})
     NOTE[upload,$s]="runs:${UP[$s]}"
 done
+R[upload,arca]=${R[upload,arca]:-}
+if (( HAVE_NGINX )); then
+    # shellcheck disable=SC2086
+    R[updurable,nginx]=$(median $UPD)
+    R[updurable,arca]=${R[upload,arca]}
+    NOTE[updurable,nginx]="runs:$UPD"
+fi
+# shellcheck disable=SC2086
+R[ceiling,nginx]=$(median $DDC)
+R[ceiling,arca]=${R[upload,arca]}
+NOTE[ceiling,dd]="runs:$DDC"
 
 # ---------------------------------------------------------------- 1 GiB download
 # nginx serves the big file (same inode as the upload source); arca serves the blob of its first
@@ -512,6 +552,8 @@ val() { local v=${R[$1,$2]:-}; [[ -z $v ]] && v="-"; echo "$v"; }
 if (( SIZE_MB == 1024 )); then SZ="1 GiB"; else SZ="$SIZE_MB MiB"; fi
 ROWS=(
     "upload|$SZ upload, GB/s (median of $RUNS)|>= 1.5x|1.5"
+    "updurable|  vs nginx + fdatasync (in nginx column)|-|"
+    "ceiling|  vs dd O_DIRECT+fdatasync (in nginx col.)|-|"
     "download|$SZ download, GB/s (median of $RUNS)|>= 0.9x|0.9"
     "tlsdown|$SZ download over TLS, GB/s (median of $RUNS)|-|"
     "get4k|4 KiB GET, req/s (2xx only)|>= 0.8x|0.8"
@@ -541,8 +583,8 @@ for row in "${ROWS[@]}"; do
     TSV+=$'\n'"$label	$a	$n	$r	$target	$m"
 done
 echo
-for key in upload download tlsdown get4k put4k; do
-    for s in "${SERVERS[@]}"; do
+for key in upload updurable ceiling download tlsdown get4k put4k; do
+    for s in "${SERVERS[@]}" dd; do
         [[ -n ${NOTE[$key,$s]:-} ]] && echo "  $key $s: ${NOTE[$key,$s]}"
     done
 done
