@@ -1008,13 +1008,11 @@ static void repair(struct peer *p, bool deep)
     p->st.repair.blobs_bad = bb.n;
     pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < bb.n && !atomic_load(&r->stop); i++) {
-        char hex[65], path[4096];
+        char hex[65];
         struct blob_blocks blocks = {0};
         bool fetched = false;
         hex_encode(bb.items[i].sha256, 32, hex);
-        /* A damaged copy must go: the store keeps an existing file of the right size. */
-        if (blob_store_path(r->bs, bb.items[i].sha256, path, sizeof(path)) == 0)
-            unlink(path);
+        /* The damaged copy stays readable (as damaged) until the fetched one replaces it. */
         LOG_W("replication: repair: blob %s is missing or damaged here; fetching it from %s", hex,
               p->cfg.name);
         rc = fetch_blob(p, p->curl, bb.items[i].sha256, bb.items[i].size, &blocks, &fetched, true);

@@ -471,8 +471,17 @@ static void job_final_work(struct iojob *job)
         return;
     }
     /* Settled before the blob is committed, so a refused upload leaves no orphan. */
-    if (compare_existing(p, srv->db))
+    if (compare_existing(p, srv->db)) {
+        /*
+         * The same bytes again (a retry): they still replace the stored copy,
+         * which may have gone bad or gone since; this is how one is repaired.
+         */
+        if (p->outcome == PUT_SAME && (rc = blob_writer_commit(p->w)) != 0) {
+            p->outcome = PUT_ERROR;
+            p->err = rc;
+        }
         return;
+    }
     if ((rc = blob_writer_commit(p->w)) != 0) {
         p->outcome = PUT_ERROR;
         p->err = rc;
@@ -492,22 +501,27 @@ static void job_deploy_work(struct iojob *job)
         memcpy(sha256, p->exp_sha256, 32);
     else
         rc = repo_find_sha1(srv->db, p->exp_sha1, sha256);
+    struct blob_blocks blocks = {0};
     if (rc == 0)
-        rc = repo_get_blob(srv->db, sha256, &p->dig, NULL);
+        rc = repo_get_blob(srv->db, sha256, &p->dig, &blocks);
     if (rc == 0) {
-        /* The index knows it; make sure the bytes are really there before linking them. */
-        int fd;
-        uint64_t size;
-        rc = blob_open(srv->blobs, sha256, &fd, &size);
-        if (rc == 0) {
-            close(fd);
-            if (size != p->dig.size)
-                rc = ARCA_E_CORRUPT;
+        /*
+         * The index knows it; make sure the bytes on disk are whole before a
+         * new coordinate names them (every block against its xxh3): a copy
+         * that went bad gets a 404, so the client sends the body and its
+         * commit replaces the bad copy.
+         */
+        rc = blob_scrub(srv->blobs, &p->dig, &blocks);
+        if (rc == -ENOENT || rc == ARCA_E_CORRUPT) {
+            char hex[65];
+            hex_encode(sha256, 32, hex);
+            LOG_W("req %s: checksum deploy: blob %s is %s on disk; asking for the body",
+                  conn_request_id(p->c), hex, rc == -ENOENT ? "missing" : "damaged");
+            if (rc == ARCA_E_CORRUPT)
+                atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
         }
-        if (rc != 0)
-            LOG_W("checksum deploy: index names a blob that is %s on disk; asking for the body",
-                  rc == -ENOENT ? "missing" : "damaged");
     }
+    blob_blocks_cleanup(&blocks);
     if (rc == ARCA_E_NOTFOUND || rc == -ENOENT || rc == ARCA_E_CORRUPT) {
         p->outcome = PUT_NOT_FOUND;
         return;

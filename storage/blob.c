@@ -479,13 +479,15 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
     return XXH3_64bits(scratch, len) == blocks->sums[idx] ? 0 : ARCA_E_CORRUPT;
 }
 
-int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks)
+/* blob_verify, and blob_scrub when sha is false (SHA-256 only without block sums). */
+static int check_blob(blob_store *bs, const struct blob_digests *dig,
+                      const struct blob_blocks *blocks, bool sha)
 {
     int rc = 0, fd = -1;
     uint64_t size = 0;
     unsigned char *buf = NULL;
     EVP_MD_CTX *ctx = NULL;
-    uint8_t sha[32];
+    uint8_t digest[32];
     if ((rc = blob_open(bs, dig->sha256, &fd, &size)) != 0)
         goto out;
     if (size != dig->size || (blocks && blocks->count != block_count(size))) {
@@ -498,7 +500,9 @@ int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blo
         rc = -ENOMEM;
         goto out;
     }
-    if (!EVP_DigestInit_ex(ctx, bs->md_sha256, NULL)) {
+    if (!blocks || blocks->count == 0)
+        sha = true; /* nothing cheaper to check against */
+    if (sha && !EVP_DigestInit_ex(ctx, bs->md_sha256, NULL)) {
         rc = ARCA_E_CRYPTO;
         goto out;
     }
@@ -515,16 +519,16 @@ int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blo
             rc = ARCA_E_CORRUPT;
             goto out;
         }
-        if (!EVP_DigestUpdate(ctx, buf, len)) {
+        if (sha && !EVP_DigestUpdate(ctx, buf, len)) {
             rc = ARCA_E_CRYPTO;
             goto out;
         }
     }
-    if (!EVP_DigestFinal_ex(ctx, sha, NULL)) {
+    if (sha && !EVP_DigestFinal_ex(ctx, digest, NULL)) {
         rc = ARCA_E_CRYPTO;
         goto out;
     }
-    if (memcmp(sha, dig->sha256, 32) != 0)
+    if (sha && memcmp(digest, dig->sha256, 32) != 0)
         rc = ARCA_E_CORRUPT;
 out:
     EVP_MD_CTX_free(ctx);
@@ -532,6 +536,16 @@ out:
     if (fd >= 0)
         close(fd);
     return rc;
+}
+
+int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks)
+{
+    return check_blob(bs, dig, blocks, true);
+}
+
+int blob_scrub(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks)
+{
+    return check_blob(bs, dig, blocks, false);
 }
 
 /* A writer with its hash contexts, and no file yet. */
@@ -1031,14 +1045,16 @@ int blob_writer_commit(blob_writer *w)
     shard[dlen + 3] = '\0';
     close(w->fd);
     w->fd = -1;
-    bool exists = stat(final, &st) == 0;
-    if (exists && (uint64_t)st.st_size == w->dig.size) {
-        /* Identical content is already stored (same SHA-256 and size): keep one copy. */
-        if (unlink(w->tmp_path) != 0)
-            LOG_W("blob store: cannot remove %s: %s", w->tmp_path, strerror(errno));
-    } else {
-        if (exists)
-            LOG_W("blob store: %s has the wrong size; replacing it", final);
+    /*
+     * The content may be stored already.  The new copy replaces it all the
+     * same: one rename costs what removing the temp file would, and a stored
+     * copy that went bad since (a flipped byte keeps the size; only a read
+     * notices) is repaired by uploading the good bytes again.  Readers of the
+     * old copy keep their open file.
+     */
+    if (stat(final, &st) == 0 && (uint64_t)st.st_size != w->dig.size)
+        LOG_W("blob store: %s has the wrong size; replacing it", final);
+    {
         int moved = rename(w->tmp_path, final);
         if (moved != 0 && errno == ENOENT && (mkdir(shard, 0755) == 0 || errno == EEXIST)) {
             /* The shard directory was removed by hand: make it again (and its name durable). */

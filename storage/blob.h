@@ -87,6 +87,13 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
 int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks);
 
 /*
+ * The cheap check: re-reads a whole stored blob and compares its size and
+ * every block's xxh3 with blocks (SHA-256 is left out; with no block sums it
+ * is blob_verify).  Same results as blob_verify.
+ */
+int blob_scrub(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks);
+
+/*
  * Reads a stored blob and computes its digests and block sums (blocks: the
  * caller's, blob_blocks_cleanup), for a blob on disk the index does not name
  * yet.  0, -ENOENT, -errno, -ENOMEM, ARCA_E_CRYPTO.

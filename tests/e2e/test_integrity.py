@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import ARCAD, ArcaServer, ArcaTestMixin, RawConn, sha256_hex
+from harness import ARCAD, ArcaServer, ArcaTestMixin, RawConn, sha1_hex, sha256_hex
 
 MiB = 1 << 20
 
@@ -179,6 +179,59 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         flip_byte(bp, 0)
         self.assertCorrupt(p1)
         self.assertCorrupt(p2)
+
+    def assertDeployRefused(self, data):
+        """Checksum deploy (by SHA-256 and by SHA-1) of content whose stored copy is bad:
+        404, so the client sends the body; nothing is linked."""
+        for h in ({"X-Checksum-Sha256": sha256_hex(data)}, {"X-Checksum-Sha1": sha1_hex(data)}):
+            dp = "/repos/integ/dep%s/1/d.bin" % uniq()
+            h["X-Checksum-Deploy"] = "true"
+            r = self.srv.put(dp, b"", headers=h)
+            self.assertError(r, 404, "not_found")
+            self.assertNotStored(dp)
+
+    def test_good_bytes_repair_a_corrupt_blob(self):
+        """A stored copy gone bad keeps its size, so only a read notices.  Checksum deploy
+        of it gets 404 instead of a link to bad bytes; uploading the good bytes again, to
+        the same coordinate (200, the safe retry) or to another (201), puts a whole copy in
+        its place, and every coordinate naming that content downloads byte-exact again."""
+        for size, off, same in ((5000, 4999, True), (3 * MiB + 5, 2 * MiB + 1, False)):
+            with self.subTest(size=size):
+                data = os.urandom(size)
+                p1, bp = self.upload(data)
+                p2 = "/repos/integ/rep%s/2/g.bin" % uniq()
+                self.assertEqual(self.srv.put(p2, data).status, 201)
+                flip_byte(bp, off)
+                if off < MiB:
+                    self.assertCorrupt(p1)
+                self.assertDeployRefused(data)
+                self.assertIn("checksum deploy: blob %s is damaged" % sha256_hex(data),
+                              self.srv.log_text())
+                if same:
+                    self.assertEqual(self.srv.put(p1, data).status, 200)
+                else:
+                    p3 = "/repos/integ/rep%s/3/h.bin" % uniq()
+                    self.assertEqual(self.srv.put(p3, data).status, 201)
+                    self.assertStored(p3, data)
+                self.assertStored(p1, data)
+                self.assertStored(p2, data)
+                with open(bp, "rb") as f:
+                    self.assertTrue(f.read() == data, "the blob file was not replaced")
+                self.assertEqual(self.srv.tmp_files(), [])
+                h = {"X-Checksum-Deploy": "true", "X-Checksum-Sha256": sha256_hex(data)}
+                dp = "/repos/integ/dep%s/1/d.bin" % uniq()
+                self.assertEqual(self.srv.put(dp, b"", headers=h).status, 201)
+                self.assertStored(dp, data)
+        self.srv.stop()
+        self.assertVerifyFinds(None, expect_rc=0)
+
+    def test_deploy_refuses_a_missing_blob(self):
+        data = os.urandom(7000)
+        p, bp = self.upload(data)
+        os.unlink(bp)
+        self.assertDeployRefused(data)
+        self.assertEqual(self.srv.put(p, data).status, 200)
+        self.assertStored(p, data)
 
     def test_truncated_blob(self):
         data = os.urandom(2 * MiB + 100)

@@ -795,8 +795,29 @@ static void test_corruption(void **state)
     assert_int_equal(blob_check_block(fd, size, &blocks, 2, scratch), 0);
     assert_int_equal(blob_verify(f->bs, &dig, &blocks), ARCA_E_CORRUPT);
     assert_int_equal(blob_verify(f->bs, &dig, NULL), ARCA_E_CORRUPT); /* SHA-256 alone */
+    assert_int_equal(blob_scrub(f->bs, &dig, &blocks), ARCA_E_CORRUPT);  /* block sums alone */
+    assert_int_equal(blob_scrub(f->bs, &dig, NULL), ARCA_E_CORRUPT);     /* no sums: SHA-256 */
     flip_byte(path, MiB + 4242);
     assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+    assert_int_equal(blob_scrub(f->bs, &dig, &blocks), 0);
+    assert_int_equal(blob_scrub(f->bs, &dig, NULL), 0);
+
+    /*
+     * Storing the same bytes again repairs a copy gone bad: the new, whole
+     * copy takes the name (the old one stays readable through an open fd).
+     */
+    flip_byte(path, 2 * MiB + 7);
+    assert_int_equal(blob_scrub(f->bs, &dig, &blocks), ARCA_E_CORRUPT);
+    struct blob_digests dig2;
+    struct blob_blocks blocks2 = {0};
+    store(f, buf, len, sizes, 1, &dig2, &blocks2);
+    assert_memory_equal(dig2.sha256, dig.sha256, 32);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+    assert_int_equal(blob_check_block(fd, size, &blocks, 2, scratch), ARCA_E_CORRUPT);
+    assert_int_equal(tmp_count(f), 0);
+    blob_blocks_cleanup(&blocks2);
+    close(fd);
+    assert_int_equal(blob_open(f->bs, dig.sha256, &fd, &size), 0);
 
     /* Truncation: the last block comes up short. */
     assert_int_equal(truncate(path, (off_t)len - 10), 0);
