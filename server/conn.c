@@ -1009,8 +1009,10 @@ static void conn_process(struct conn *c)
         size_t n;
         enum reqparse_event ev = reqparse_feed(c->rp, v.iov_base, feed, &n);
         evbuffer_drain(in, n);
-        if (!was_in_request && reqparse_in_request(c->rp))
+        if (!was_in_request && reqparse_in_request(c->rp)) {
             c->start_ns = time_mono_ns();
+            c->route = ROUTE_OTHER; /* until routed: a request refused before that is "other" */
+        }
         atomic_fetch_add_explicit(&c->w->srv->metrics.bytes_in,
                                   reqparse_body_bytes(c->rp) - body_before, memory_order_relaxed);
         if (ev == REQPARSE_ERROR) {

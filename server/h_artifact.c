@@ -615,7 +615,11 @@ static bool read_checksum(struct conn *c, const char *header, bool *want, uint8_
     const char *v = conn_header(c, header);
     if (!v)
         return true;
-    if (conn_header_count(c, header) > 1 || hex_decode(v, strlen(v), out, n) != 0) {
+    if (conn_header_count(c, header) > 1) {
+        resp_error(c, 400, "bad_request", NULL, "send %s once", header);
+        return false;
+    }
+    if (hex_decode(v, strlen(v), out, n) != 0) {
         resp_error(c, 400, "bad_request", NULL, "%s must be %zu hex digits", header, 2 * n);
         return false;
     }
@@ -623,39 +627,58 @@ static bool read_checksum(struct conn *c, const char *header, bool *want, uint8_
     return true;
 }
 
+/*
+ * RFC 9530 Content-Digest, on one or more header lines: sha-256, sha (SHA-1)
+ * and md5 are checked like the X-Checksum headers; other algorithms are
+ * ignored.  Two values for one algorithm (in it, or against an X-Checksum
+ * header) are refused before the body is read: 400 checksum_conflict.
+ */
 static bool read_content_digest(struct conn *c, struct put *p)
 {
-    const char *v = conn_header(c, "Content-Digest");
-    if (!v)
-        return true;
     static const struct {
-        const char *alg;
+        const char *alg, *label;
         size_t n;
         size_t want_off, exp_off;
     } algs[] = {
-        {"sha-256", 32, offsetof(struct put, want_sha256), offsetof(struct put, exp_sha256)},
-        {"sha", 20, offsetof(struct put, want_sha1), offsetof(struct put, exp_sha1)},
-        {"md5", 16, offsetof(struct put, want_md5), offsetof(struct put, exp_md5)},
+        {"sha-256", "sha256", 32, offsetof(struct put, want_sha256),
+         offsetof(struct put, exp_sha256)},
+        {"sha", "sha1", 20, offsetof(struct put, want_sha1), offsetof(struct put, exp_sha1)},
+        {"md5", "md5", 16, offsetof(struct put, want_md5), offsetof(struct put, exp_md5)},
     };
-    for (size_t i = 0; i < 3; i++) {
-        uint8_t d[32];
-        int rc = content_digest_get(v, algs[i].alg, d, algs[i].n);
-        if (rc == ARCA_E_NOTFOUND)
-            continue;
-        if (rc != 0) {
-            resp_error(c, 400, "bad_request", NULL, "malformed Content-Digest for %s",
-                       algs[i].alg);
-            return false;
+    int lines = conn_header_count(c, "Content-Digest");
+    for (int line = 0; line < lines; line++) {
+        const char *v = conn_header_nth(c, "Content-Digest", line);
+        for (size_t i = 0; v && i < 3; i++) {
+            uint8_t d[32];
+            char a[65], b[65];
+            int rc = content_digest_get(v, algs[i].alg, d, algs[i].n);
+            if (rc == ARCA_E_NOTFOUND)
+                continue;
+            if (rc == ARCA_E_INVALID) {
+                resp_error(c, 400, "bad_request", NULL,
+                           "malformed Content-Digest: each member must be ALG=:BASE64: "
+                           "(sha-256 32 bytes, sha 20, md5 16)");
+                return false;
+            }
+            bool *want = (bool *)((char *)p + algs[i].want_off);
+            uint8_t *exp = (uint8_t *)p + algs[i].exp_off;
+            if (rc == ARCA_E_CONFLICT || (*want && memcmp(exp, d, algs[i].n) != 0)) {
+                json_t *extra = json_pack("{s:s}", "algorithm", algs[i].label);
+                if (rc != ARCA_E_CONFLICT) {
+                    hex_encode(exp, algs[i].n, a);
+                    hex_encode(d, algs[i].n, b);
+                    json_object_set_new(extra, "values", json_pack("[s,s]", a, b));
+                }
+                resp_error(c, 400, "checksum_conflict", extra,
+                           "the request gives two different %s checksums (Content-Digest and "
+                           "X-Checksum headers, or one Content-Digest algorithm twice); nothing "
+                           "stored",
+                           algs[i].label);
+                return false;
+            }
+            memcpy(exp, d, algs[i].n);
+            *want = true;
         }
-        bool *want = (bool *)((char *)p + algs[i].want_off);
-        uint8_t *exp = (uint8_t *)p + algs[i].exp_off;
-        if (*want && memcmp(exp, d, algs[i].n) != 0) {
-            resp_error(c, 400, "checksum_mismatch", NULL,
-                       "Content-Digest %s disagrees with the X-Checksum header", algs[i].alg);
-            return false;
-        }
-        memcpy(exp, d, algs[i].n);
-        *want = true;
     }
     return true;
 }
@@ -765,6 +788,10 @@ static void put_headers(struct conn *c)
         }
     }
     const char *deploy = conn_header(c, "X-Checksum-Deploy");
+    if (deploy && strcasecmp(deploy, "true") != 0 && strcasecmp(deploy, "false") != 0) {
+        resp_error(c, 400, "bad_request", NULL, "X-Checksum-Deploy must be true or false");
+        return;
+    }
     if (deploy && strcasecmp(deploy, "true") == 0) {
         if (!p->want_sha256 && !p->want_sha1) {
             resp_error(c, 400, "bad_request", NULL,
@@ -1005,8 +1032,32 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
 
     uint64_t start = 0, len = size;
     int status = 200;
-    const char *inm = conn_header(c, "If-None-Match");
-    if (inm && etag_list_matches(inm, etag))
+    /*
+     * Preconditions in RFC 9110's order (13.2.2): If-Match, else
+     * If-Unmodified-Since (412 when it fails); then If-None-Match, else
+     * If-Modified-Since (304).  A date that does not parse is ignored, as the
+     * RFC says; the file's time is its Last-Modified (whole seconds).
+     */
+    const char *im = conn_header(c, "If-Match"), *ius = conn_header(c, "If-Unmodified-Since");
+    const char *inm = conn_header(c, "If-None-Match"), *ims = conn_header(c, "If-Modified-Since");
+    int64_t mtime = (int64_t)(created_ms / 1000), when;
+    bool have_time = created_ms != 0;
+    if (im ? !etag_list_matches_strong(im, etag)
+           : ius && have_time && time_parse_http(ius, &when) == 0 && mtime > when) {
+        if (fd >= 0)
+            close(fd);
+        resp_start(c, 412);
+        resp_header(c, "ETag", "%s", etag);
+        if (lastmod[0])
+            resp_header(c, "Last-Modified", "%s", lastmod);
+        resp_finish_json(c, error_json("precondition_failed", NULL,
+                                       im ? "If-Match: the file's ETag is %s"
+                                          : "If-Unmodified-Since: the file was last modified %s",
+                                       im ? etag : lastmod));
+        return;
+    }
+    if (inm ? etag_list_matches(inm, etag)
+            : ims && have_time && time_parse_http(ims, &when) == 0 && mtime <= when)
         status = 304;
     const char *range = conn_header(c, "Range");
     if (status == 200 && range && strcmp(conn_method(c), "GET") == 0) {
@@ -1081,6 +1132,13 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
     resp_header(c, "X-Checksum-Sha256", "%s", sha256);
     resp_header(c, "X-Checksum-Sha1", "%s", sha1);
     resp_header(c, "X-Checksum-Md5", "%s", md5);
+    /*
+     * Uploaded bytes are never a page of this server: no type sniffing, and an
+     * uploaded .html or .svg opened in a browser runs no script with this
+     * origin (anonymous-read repositories are reachable from a browser).
+     */
+    resp_header(c, "X-Content-Type-Options", "nosniff");
+    resp_header(c, "Content-Security-Policy", "sandbox");
     if (resolved)
         resp_header(c, "X-Arca-Resolved-Version", "%s", resolved);
     if (status == 304) {

@@ -196,19 +196,22 @@ const char *content_type_for(const char *path)
     return "application/octet-stream";
 }
 
-bool etag_list_matches(const char *header, const char *etag)
+static bool etag_list_match(const char *header, const char *etag, bool strong)
 {
     const char *p = header;
     size_t elen = strlen(etag);
     while (*p) {
+        bool weak = false;
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         if (*p == '\0')
             break;
         if (*p == '*')
             return true;
-        if (p[0] == 'W' && p[1] == '/')
+        if (p[0] == 'W' && p[1] == '/') {
             p += 2;
+            weak = true;
+        }
         const char *end = p;
         if (*end == '"') {
             end = strchr(p + 1, '"');
@@ -219,11 +222,21 @@ bool etag_list_matches(const char *header, const char *etag)
             while (*end && *end != ',' && *end != ' ')
                 end++;
         }
-        if ((size_t)(end - p) == elen && memcmp(p, etag, elen) == 0)
+        if ((size_t)(end - p) == elen && memcmp(p, etag, elen) == 0 && !(strong && weak))
             return true;
         p = end;
     }
     return false;
+}
+
+bool etag_list_matches(const char *header, const char *etag)
+{
+    return etag_list_match(header, etag, false);
+}
+
+bool etag_list_matches_strong(const char *header, const char *etag)
+{
+    return etag_list_match(header, etag, true);
 }
 
 static int b64val(int c)
@@ -274,32 +287,46 @@ int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t
 {
     size_t alen = strlen(alg);
     const char *p = header;
+    bool found = false;
     while (*p) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         if (*p == '\0')
             break;
-        const char *eq = strchr(p, '=');
-        if (!eq)
+        /* One member: key "=" ":" base64 ":" *( ";" parameter ), RFC 8941 style. */
+        const char *key = p;
+        while (isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.' || *p == '*')
+            p++;
+        if (p == key || p[0] != '=' || p[1] != ':')
             return ARCA_E_INVALID;
-        const char *comma = strchr(eq, ',');
-        const char *end = comma ? comma : eq + strlen(eq);
-        if ((size_t)(eq - p) == alen && strncasecmp(p, alg, alen) == 0) {
-            const char *v = eq + 1;
-            while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-                end--;
-            if (end - v < 2 || v[0] != ':' || end[-1] != ':')
-                return ARCA_E_INVALID;
-            uint8_t tmp[64];
-            int n = base64_decode(v + 1, (size_t)(end - v - 2), tmp, sizeof(tmp));
-            if (n != (int)outlen)
-                return ARCA_E_INVALID;
-            memcpy(out, tmp, outlen);
-            return 0;
+        size_t klen = (size_t)(p - key);
+        const char *v = p + 2, *close = strchr(v, ':');
+        if (!close)
+            return ARCA_E_INVALID;
+        p = close + 1;
+        while (*p == ';') { /* parameters are allowed and ignored */
+            p++;
+            while (*p && *p != ',' && *p != ';')
+                p++;
         }
-        p = comma ? comma + 1 : end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p != '\0' && *p != ',')
+            return ARCA_E_INVALID;
+        uint8_t tmp[64];
+        int n = base64_decode(v, (size_t)(close - v), tmp, sizeof(tmp));
+        if (n < 0)
+            return ARCA_E_INVALID;
+        if (klen != alen || strncasecmp(key, alg, alen) != 0)
+            continue;
+        if (n != (int)outlen)
+            return ARCA_E_INVALID;
+        if (found && memcmp(out, tmp, outlen) != 0)
+            return ARCA_E_CONFLICT; /* the same algorithm twice, with two values */
+        memcpy(out, tmp, outlen);
+        found = true;
     }
-    return ARCA_E_NOTFOUND;
+    return found ? 0 : ARCA_E_NOTFOUND;
 }
 
 enum {

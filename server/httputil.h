@@ -48,14 +48,19 @@ const char *content_type_for(const char *path);
  * weakly (they match the same opaque tag).
  */
 bool etag_list_matches(const char *header, const char *etag);
+/* The same with strong comparison (If-Match): a "W/" entry never matches. */
+bool etag_list_matches_strong(const char *header, const char *etag);
 
 /* Decodes standard base64 (with padding) into out; returns bytes written or -1. */
 int base64_decode(const char *in, size_t len, uint8_t *out, size_t outmax);
 
 /*
  * Finds algorithm alg ("sha-256", "sha", "md5") in an RFC 9530 Content-Digest
- * value and decodes it into out (outlen bytes expected).  0 when found and
- * well formed, ARCA_E_NOTFOUND when absent, ARCA_E_INVALID when malformed.
+ * value and decodes it into out (outlen bytes expected).  Every member must be
+ * well formed (key=:base64:, parameters after it ignored), whatever its
+ * algorithm.  0 when found, ARCA_E_NOTFOUND when absent, ARCA_E_INVALID when
+ * malformed (or alg's value has the wrong length), ARCA_E_CONFLICT when alg
+ * is listed twice with different values.
  */
 int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t outlen);
 

@@ -413,6 +413,12 @@ enum reqparse_action reqparse_check(struct reqparse *rp, struct reqparse_verdict
         verdict(v, REQPARSE_FAIL, 400, "bad_request", "the request target is not a path");
         return v->action;
     }
+    if (memchr(rp->arena + rp->url_off, '#', rp->path_len)) {
+        /* A fragment is never sent (RFC 9112 3.2); a '#' in a name is sent as %23. */
+        verdict(v, REQPARSE_FAIL, 400, "bad_request",
+                "the request target contains '#'; send a '#' in a name as %%23");
+        return v->action;
+    }
     if (reqparse_header_count(rp, "Host") > 1) {
         verdict(v, REQPARSE_FAIL, 400, "bad_request", "more than one Host header");
         return v->action;

@@ -65,6 +65,30 @@ static bool utf8_valid(const unsigned char *s, size_t len)
     return true;
 }
 
+/*
+ * True when valid UTF-8 s[0..len) holds a character that changes how a name
+ * looks or where it breaks without being seen: the C1 controls, the
+ * bidirectional marks, embeddings, overrides and isolates (the "Trojan Source"
+ * characters), and the Unicode line and paragraph separators.
+ */
+static bool invisible_control(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+            return true; /* U+0080..U+009F */
+        if (u[i] == 0xd8 && u[i + 1] == 0x9c)
+            return true; /* U+061C arabic letter mark */
+        if (i + 2 < len && u[i] == 0xe2 && u[i + 1] == 0x80 &&
+            (u[i + 2] == 0x8e || u[i + 2] == 0x8f || (u[i + 2] >= 0xa8 && u[i + 2] <= 0xae)))
+            return true; /* U+200E, U+200F, U+2028..U+202E */
+        if (i + 2 < len && u[i] == 0xe2 && u[i + 1] == 0x81 && u[i + 2] >= 0xa6 &&
+            u[i + 2] <= 0xa9)
+            return true; /* U+2066..U+2069 */
+    }
+    return false;
+}
+
 int coord_segment_check(const char *s, size_t len, const char **why)
 {
     const char *reason = NULL;
@@ -99,8 +123,14 @@ int coord_segment_check(const char *s, size_t len, const char **why)
             goto out;
         }
     }
-    if (!utf8_valid((const unsigned char *)s, len))
+    if (!utf8_valid((const unsigned char *)s, len)) {
         reason = "segment is not valid UTF-8";
+        goto out;
+    }
+    if (invisible_control(s, len))
+        reason = "segment contains a C1 control, bidirectional-text control or line separator "
+                 "character (U+0080-U+009F, U+061C, U+200E-U+200F, U+2028-U+202E, "
+                 "U+2066-U+2069)";
 out:
     if (reason && why)
         *why = reason;

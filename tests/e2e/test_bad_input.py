@@ -69,6 +69,12 @@ BAD_TARGETS = [
     ("bad escape %zz", "/repos/evil/n/1/x%zz.bin", IP_OR_BR),
     ("bad escape truncated", "/repos/evil/n/1/x.bin%2", IP_OR_BR),
     ("bad escape lone percent", "/repos/evil/n/1/x%", IP_OR_BR),
+    ("C1 control NEL", "/repos/evil/n/1/a%c2%85b.bin", IP),
+    ("C1 control in name", "/repos/evil/n%c2%9f/1/x.bin", IP),
+    ("right-to-left override", "/repos/evil/n/1/invoice%e2%80%aefdp.exe", IP),
+    ("bidi isolate", "/repos/evil/n/1/%e2%81%a6x.bin", IP),
+    ("line separator", "/repos/evil/n/1/a%e2%80%a8b.bin", IP),
+    ("raw fragment", "/repos/evil/n/1/a#frag", ("bad_request",)),
 ]
 
 # raw bytes in the request line that are not valid there at all

@@ -3,6 +3,7 @@
 connection cap.  Uses raw sockets wherever http.client would hide details."""
 
 import os
+import re
 import socket
 import threading
 import time
@@ -437,6 +438,26 @@ class ProtocolTest(ServerTestCase):
         r = self.srv.get("/healthz", headers={"X-Big": "d" * 6000})
         self.assertEqual(r.status, 200)
         self.assertServing()
+
+    def test_refused_request_counts_as_route_other(self):
+        """A request refused before it is routed (here a 431 after an upload on the same
+        connection) is counted under route="other", not under the previous request's route."""
+        def count(route, status):
+            m = re.search(r'(?m)^arca_http_requests_total\{route="%s",status="%s"\} (\d+)$'
+                          % (route, status), self.srv.get("/metrics").body.decode())
+            return int(m.group(1)) if m else 0
+        before_other, before_put = count("other", "431"), count("artifact_put", "431")
+        with self.srv.conn() as c:
+            c.send(put_head("/repos/lim/rt%s/1/b.bin" % uniq(), 3, self.auth()) + b"abc")
+            self.assertEqual(c.read_response().status, 201)
+            c.send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n" % ("c" * 10000))
+            self.assertError(c.read_response(), 431, "header_too_large")
+        for _ in range(100):  # counted once the answer has drained (see test_metrics)
+            if count("other", "431") > before_other:
+                break
+            time.sleep(0.02)
+        self.assertEqual(count("other", "431"), before_other + 1)
+        self.assertEqual(count("artifact_put", "431"), before_put)
 
     def test_414_uri_too_long(self):
         before = self.srv.storage()

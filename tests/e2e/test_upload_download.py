@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (ArcaServer, ArcaTestMixin, ServerTestCase, b64, content_digest_sha256,
-                     md5_hex, sha1_hex, sha256_hex)
+from harness import (ArcaServer, ArcaTestMixin, RawConn, ServerTestCase, b64,
+                     content_digest_sha256, md5_hex, sha1_hex, sha256_hex)
 
 MiB = 1 << 20
 SAFE_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -53,6 +53,8 @@ class UploadDownloadTest(ServerTestCase):
         self.assertEqual(h.get("accept-ranges"), "bytes", r)
         self.assertIsNotNone(email.utils.parsedate_to_datetime(h.get("last-modified")), r)
         self.assertTrue(h.get("x-request-id"), r)
+        self.assertEqual(h.get("x-content-type-options"), "nosniff", r)
+        self.assertEqual(h.get("content-security-policy"), "sandbox", r)
 
     def upload(self, data, ext="bin", headers=None, repo="libs"):
         name = "app" + uniq()
@@ -290,6 +292,64 @@ class UploadDownloadTest(ServerTestCase):
                 self.assertStorageUnchanged(before)
         self.assertServing()
 
+    def raw_put(self, path, data, header_lines):
+        """A PUT with header lines as given (repeated names allowed)."""
+        with RawConn(self.srv.port, timeout=20) as c:
+            c.send("PUT %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n%s\r\n"
+                   % (path, self.srv.auth_line(), len(data),
+                      "".join(h + "\r\n" for h in header_lines)))
+            c.send(data)
+            return c.read_response()
+
+    def test_content_digest_conflicts(self):
+        """Two different values for one algorithm (in one Content-Digest, over two lines, or
+        against an X-Checksum header) are refused before the body counts: 400
+        checksum_conflict, nothing stored.  Repeated equal values and parameters are fine."""
+        data = os.urandom(3000)
+        good, bad = b64(hashlib.sha256(data).digest()), b64(hashlib.sha256(b"x").digest())
+        for lines in (["Content-Digest: sha-256=:%s:, sha-256=:%s:" % (good, bad)],
+                      ["Content-Digest: sha-256=:%s:, sha-256=:%s:" % (bad, good)],
+                      ["Content-Digest: sha-256=:%s:" % good, "Content-Digest: sha-256=:%s:" % bad],
+                      ["X-Checksum-Sha256: %s" % sha256_hex(data),
+                       "Content-Digest: sha-256=:%s:" % bad],
+                      ["X-Checksum-Md5: %s" % md5_hex(data),
+                       "Content-Digest: md5=:%s:" % b64(hashlib.md5(b"x").digest())]):
+            with self.subTest(lines=lines):
+                before = self.srv.storage()
+                p = "/repos/libs/cdc%s/1.0/c.bin" % uniq()
+                r = self.raw_put(p, data, lines)
+                self.assertError(r, 400, "checksum_conflict")
+                self.assertIn(r.json()["error"]["algorithm"], ("sha256", "md5"))
+                self.assertNotStored(p)
+                self.assertStorageUnchanged(before)
+        r = self.raw_put("/repos/libs/cdc%s/1.0/c.bin" % uniq(), data,
+                         ["Content-Digest: sha-256=:%s:" % good,
+                          "Content-Digest: sha-256=:%s:" % bad])
+        self.assertEqual(r.json()["error"]["values"],
+                         [sha256_hex(data), hashlib.sha256(b"x").hexdigest()])
+        for lines in (["Content-Digest: sha-256=:%s:, sha-256=:%s:" % (good, good)],
+                      ["Content-Digest: sha-256=:%s:;note=1, sha-512=:AAAA:" % good],
+                      ["Content-Digest: SHA-256=:%s:" % good],
+                      ["Content-Digest: sha-256=:%s:" % good, "Content-Digest: md5=:%s:"
+                       % b64(hashlib.md5(data).digest())]):
+            with self.subTest(lines=lines):
+                p = "/repos/libs/cdc%s/1.0/c.bin" % uniq()
+                r = self.raw_put(p, data, lines)
+                self.assertEqual(r.status, 201, r)
+                self.assertStored(p, data)
+        for lines, msg in ((["Content-Digest: garbage"], "malformed Content-Digest"),
+                           (["Content-Digest: sha-256=:%s:, nonsense" % good],
+                            "malformed Content-Digest"),
+                           (["X-Checksum-Sha256: %s" % sha256_hex(data)] * 2,
+                            "send X-Checksum-Sha256 once")):
+            with self.subTest(lines=lines):
+                p = "/repos/libs/cdc%s/1.0/c.bin" % uniq()
+                r = self.raw_put(p, data, lines)
+                self.assertError(r, 400, "bad_request")
+                self.assertIn(msg, r.json()["error"]["message"])
+                self.assertNotStored(p)
+        self.assertServing()
+
     # -- checksum deploy -----------------------------------------------------------
 
     def test_checksum_deploy(self):
@@ -337,6 +397,23 @@ class UploadDownloadTest(ServerTestCase):
                 self.assertNotStored(p)
         self.assertStorageUnchanged(before)
         self.assertServing()
+
+    def test_checksum_deploy_header_values(self):
+        """X-Checksum-Deploy is true or false (any case): false is an ordinary upload, any
+        other value a 400 before anything is read."""
+        data = os.urandom(300)
+        for v in ("yes", "1", ""):
+            with self.subTest(v=v):
+                p = "/repos/other/dv%s/1.0/f.bin" % uniq()
+                r = self.srv.put(p, b"", headers={"X-Checksum-Deploy": v,
+                                                  "X-Checksum-Sha256": sha256_hex(data)})
+                self.assertError(r, 400, "bad_request")
+                self.assertIn("true or false", r.json()["error"]["message"])
+                self.assertNotStored(p)
+        p = "/repos/other/dv%s/1.0/f.bin" % uniq()
+        r = self.srv.put(p, data, headers={"X-Checksum-Deploy": "False"})
+        self.assertEqual(r.status, 201, r)
+        self.assertStored(p, data)
 
     # -- concurrency -----------------------------------------------------------------
 
@@ -607,6 +684,60 @@ class UploadDownloadTest(ServerTestCase):
         r = self.srv.get(path, headers={"If-None-Match": '"%s"' % ("1" * 64)})
         self.assertEqual(r.status, 200)
         self.assertTrue(r.body == data)
+
+    def test_if_modified_since_304(self):
+        """If-Modified-Since (mirrors, wget -N): 304 at or after Last-Modified, 200 before it;
+        ignored when If-None-Match is present or the date does not parse."""
+        data = os.urandom(3000)
+        path, _ = self.upload(data)
+        lm = self.srv.head(path).header("last-modified")
+        t = email.utils.parsedate_to_datetime(lm).timestamp()
+        later = email.utils.formatdate(t + 3600, usegmt=True)
+        earlier = email.utils.formatdate(t - 1, usegmt=True)
+        for ims in (lm, later):
+            with self.subTest(ims=ims):
+                for m in (self.srv.get, self.srv.head):
+                    r = m(path, headers={"If-Modified-Since": ims})
+                    self.assertEqual(r.status, 304, r)
+                    self.assertEqual(r.body, b"")
+                    self.assertEqual(r.header("last-modified"), lm)
+        for h in ({"If-Modified-Since": earlier},
+                  {"If-Modified-Since": "yesterday"},
+                  {"If-Modified-Since": later, "If-None-Match": '"%s"' % ("2" * 64)}):
+            with self.subTest(h=h):
+                r = self.srv.get(path, headers=h)
+                self.assertEqual(r.status, 200, r)
+                self.assertTrue(r.body == data)
+
+    def test_if_match_and_if_unmodified_since_412(self):
+        """If-Match (strong comparison) and, without it, If-Unmodified-Since: 412 with a JSON
+        error when they fail, the file when they hold."""
+        data = os.urandom(5000)
+        path, _ = self.upload(data)
+        etag = '"%s"' % sha256_hex(data)
+        lm = self.srv.head(path).header("last-modified")
+        t = email.utils.parsedate_to_datetime(lm).timestamp()
+        earlier = email.utils.formatdate(t - 60, usegmt=True)
+        for h in ({"If-Match": '"%s"' % ("3" * 64)}, {"If-Match": "W/" + etag},
+                  {"If-Unmodified-Since": earlier},
+                  {"If-Match": '"nope"', "If-Unmodified-Since": lm}):
+            with self.subTest(h=h):
+                for m in (self.srv.get, self.srv.head):
+                    r = m(path, headers=h)
+                    self.assertEqual(r.status, 412, r)
+                    if m == self.srv.get:
+                        self.assertError(r, 412, "precondition_failed")
+                    self.assertEqual(r.header("etag"), etag)
+        for h in ({"If-Match": etag}, {"If-Match": "*"}, {"If-Match": '"x", ' + etag},
+                  {"If-Unmodified-Since": lm}, {"If-Unmodified-Since": "not a date"},
+                  {"If-Match": etag, "If-Unmodified-Since": earlier}):
+            with self.subTest(h=h):
+                r = self.srv.get(path, headers=h)
+                self.assertEqual(r.status, 200, r)
+                self.assertTrue(r.body == data)
+        r = self.srv.get(path, headers={"If-Match": etag, "Range": "bytes=0-9"})
+        self.assertEqual(r.status, 206)
+        self.assertTrue(r.body == data[:10])
 
     # -- request ids -------------------------------------------------------------------
 

@@ -95,6 +95,13 @@ static void test_etag(void **state)
     assert_true(etag_list_matches("*", "\"abc\""));
     assert_false(etag_list_matches("\"abcd\"", "\"abc\""));
     assert_false(etag_list_matches("\"unterminated", "\"abc\""));
+    /* Strong comparison (If-Match): a weak entry never matches. */
+    assert_true(etag_list_matches_strong("\"abc\"", "\"abc\""));
+    assert_true(etag_list_matches_strong("\"x\", \"abc\"", "\"abc\""));
+    assert_true(etag_list_matches_strong("*", "\"abc\""));
+    assert_false(etag_list_matches_strong("W/\"abc\"", "\"abc\""));
+    assert_false(etag_list_matches_strong("\"x\", W/\"abc\"", "\"abc\""));
+    assert_false(etag_list_matches_strong("", "\"abc\""));
 }
 
 static void test_content_digest(void **state)
@@ -111,6 +118,22 @@ static void test_content_digest(void **state)
     assert_int_equal(content_digest_get("sha-256=:AAAA:", "sha-256", d, 32), ARCA_E_INVALID);
     assert_int_equal(content_digest_get("sha-256=47DE", "sha-256", d, 32), ARCA_E_INVALID);
     assert_int_equal(content_digest_get("garbage", "sha-256", d, 32), ARCA_E_INVALID);
+    /* Any malformed member spoils the field, whichever algorithm is asked for. */
+    assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:, x", "md5", d, 16),
+                     ARCA_E_INVALID);
+    assert_int_equal(content_digest_get("sha-512=:!!:, md5=:1B2M2Y8AsgTpgAmY7PhCfg==:", "md5",
+                                        d, 16),
+                     ARCA_E_INVALID);
+    /* Parameters are ignored; an upper-case key is accepted. */
+    assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:;a=1;b", "md5", d, 16), 0);
+    assert_int_equal(content_digest_get("MD5=:1B2M2Y8AsgTpgAmY7PhCfg==:", "md5", d, 16), 0);
+    /* The same algorithm twice: fine when equal, a conflict when not. */
+    assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:, "
+                                        "md5=:1B2M2Y8AsgTpgAmY7PhCfg==:", "md5", d, 16),
+                     0);
+    assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:, "
+                                        "md5=:AAAAAAAAAAAAAAAAAAAAAA==:", "md5", d, 16),
+                     ARCA_E_CONFLICT);
 }
 
 static void test_base64(void **state)

@@ -287,6 +287,9 @@ static void test_strict_checks(void **state)
         {"PUT /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", REQPARSE_FAIL, 400},
         {"GET /a HTTP/1.1\r\nExpect: 200-ok\r\n\r\n", REQPARSE_REFUSE, 417},
         {"GET a HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400}, /* not a path */
+        {"GET /a#frag HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400}, /* a fragment */
+        {"GET /a%23b HTTP/1.1\r\n\r\n", REQPARSE_OK, 0},      /* an encoded '#' */
+        {"GET /a?q=#x HTTP/1.1\r\n\r\n", REQPARSE_OK, 0},     /* in the query: not ours */
         {"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", REQPARSE_OK, 0},
         {"\r\nGET http://h:1/a?b HTTP/1.1\r\n\r\n", REQPARSE_OK, 0}, /* absolute form */
     };

@@ -95,6 +95,26 @@ static void test_segment_rejects(void **state)
     assert_int_equal(segs("\xe2\x82"), ARCA_E_INVALID);         /* truncated */
     assert_int_equal(segs("\xf0\x9f\x98"), ARCA_E_INVALID);     /* truncated */
     assert_int_equal(segs("\xe2\x28\xa1"), ARCA_E_INVALID);     /* bad continuation */
+    /* Valid UTF-8, but controls or invisible reordering / line-breaking characters. */
+    assert_int_equal(segs("a\xc2\x80"), ARCA_E_INVALID);         /* U+0080 */
+    assert_int_equal(segs("a\xc2\x85" "b"), ARCA_E_INVALID);        /* U+0085 NEL */
+    assert_int_equal(segs("\xc2\x9f"), ARCA_E_INVALID);          /* U+009F */
+    assert_int_equal(segs("\xd8\x9c"), ARCA_E_INVALID);          /* U+061C */
+    assert_int_equal(segs("a\xe2\x80\x8e"), ARCA_E_INVALID);     /* U+200E LRM */
+    assert_int_equal(segs("\xe2\x80\x8f"), ARCA_E_INVALID);      /* U+200F RLM */
+    assert_int_equal(segs("\xe2\x80\xa8"), ARCA_E_INVALID);      /* U+2028 */
+    assert_int_equal(segs("\xe2\x80\xa9"), ARCA_E_INVALID);      /* U+2029 */
+    assert_int_equal(segs("x\xe2\x80\xae" "y.exe"), ARCA_E_INVALID); /* U+202E RLO */
+    assert_int_equal(segs("\xe2\x81\xa6"), ARCA_E_INVALID);      /* U+2066 */
+    assert_int_equal(segs("\xe2\x81\xa9"), ARCA_E_INVALID);      /* U+2069 */
+    /* Their neighbours are fine. */
+    assert_int_equal(segs("\xc2\xa0"), 0);                      /* U+00A0 */
+    assert_int_equal(segs("\xd8\x9b"), 0);                      /* U+061B */
+    assert_int_equal(segs("\xe2\x80\x8d"), 0);                  /* U+200D ZWJ (emoji) */
+    assert_int_equal(segs("\xe2\x80\xa7"), 0);                  /* U+2027 */
+    assert_int_equal(segs("\xe2\x80\xaf"), 0);                  /* U+202F */
+    assert_int_equal(segs("\xe2\x81\xa5"), 0);                  /* U+2065 */
+    assert_int_equal(segs("\xe2\x81\xaa"), 0);                  /* U+206A */
     /* A NULL why is allowed. */
     assert_int_equal(coord_segment_check(".", 1, NULL), ARCA_E_INVALID);
 }
