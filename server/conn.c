@@ -321,6 +321,8 @@ static void end_headers(struct conn *c, uint64_t content_length, bool has_length
         evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length);
     if (c->close_after || !c->keep_alive)
         evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+    else if (reqparse_http_minor(c->rp) == 0) /* HTTP/1.0 kept open only when it asked */
+        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
     else
         evbuffer_add(out, "\r\n", 2);
 }

@@ -512,13 +512,17 @@ static void job_deploy_work(struct iojob *job)
          * commit replaces the bad copy.
          */
         rc = blob_scrub(srv->blobs, &p->dig, &blocks);
-        if (rc == -ENOENT || rc == ARCA_E_CORRUPT) {
+        if (rc != 0 && rc != -ENOMEM && rc != ARCA_E_CRYPTO) {
+            /* Missing, damaged or unreadable (EIO): the body, once sent, replaces it. */
             char hex[65];
             hex_encode(sha256, 32, hex);
             LOG_W("req %s: checksum deploy: blob %s is %s on disk; asking for the body",
-                  conn_request_id(p->c), hex, rc == -ENOENT ? "missing" : "damaged");
-            if (rc == ARCA_E_CORRUPT)
+                  conn_request_id(p->c), hex,
+                  rc == -ENOENT ? "missing" : rc == ARCA_E_CORRUPT ? "damaged"
+                                                                  : arca_strerror(rc));
+            if (rc != -ENOENT)
                 atomic_fetch_add(&srv->metrics.corrupt_detected, 1);
+            rc = ARCA_E_CORRUPT;
         }
     }
     blob_blocks_cleanup(&blocks);
@@ -765,6 +769,11 @@ static void put_headers(struct conn *c)
     if (parse_coord(c, strlen("/repos/"), &p->coord) != 0 ||
         !conn_authorize(c, "write", p->coord.repo))
         return;
+    const char *why = NULL;
+    if (coord_new_name_check(&p->coord, &why) != 0) {
+        resp_error(c, 400, "invalid_path", NULL, "invalid artifact path: %s", why);
+        return;
+    }
     if (!read_checksum(c, "X-Checksum-Sha256", &p->want_sha256, p->exp_sha256, 32) ||
         !read_checksum(c, "X-Checksum-Sha1", &p->want_sha1, p->exp_sha1, 20) ||
         !read_checksum(c, "X-Checksum-Md5", &p->want_md5, p->exp_md5, 16) ||
@@ -1041,7 +1050,12 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
     const char *im = conn_header(c, "If-Match"), *ius = conn_header(c, "If-Unmodified-Since");
     const char *inm = conn_header(c, "If-None-Match"), *ims = conn_header(c, "If-Modified-Since");
     int64_t mtime = (int64_t)(created_ms / 1000), when;
-    bool have_time = created_ms != 0;
+    /*
+     * A stage alias ("latest") can move back to an older file when the newest
+     * is revoked or demoted, so its dates say nothing about what the client
+     * holds: only the ETag validates it.
+     */
+    bool have_time = created_ms != 0 && !resolved;
     if (im ? !etag_list_matches_strong(im, etag)
            : ius && have_time && time_parse_http(ius, &when) == 0 && mtime > when) {
         if (fd >= 0)
@@ -1067,7 +1081,7 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
             if (if_range[0] == '"' || (if_range[0] == 'W' && if_range[1] == '/'))
                 honour = strcmp(if_range, etag) == 0; /* strong comparison only */
             else
-                honour = lastmod[0] && strcmp(if_range, lastmod) == 0;
+                honour = have_time && lastmod[0] && strcmp(if_range, lastmod) == 0;
         }
         if (honour) {
             enum range_result rr = range_parse(range, size, &start, &len);

@@ -304,21 +304,29 @@ int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t
         if (!close)
             return ARCA_E_INVALID;
         p = close + 1;
-        while (*p == ';') { /* parameters are allowed and ignored */
+        while (*p == ';') { /* parameters are allowed and ignored (a quoted value too) */
             p++;
-            while (*p && *p != ',' && *p != ';')
+            while (*p && *p != ',' && *p != ';') {
+                if (*p++ != '"')
+                    continue;
+                while (*p && *p != '"')
+                    p += p[0] == '\\' && p[1] ? 2 : 1;
+                if (*p != '"')
+                    return ARCA_E_INVALID;
                 p++;
+            }
         }
         while (*p == ' ' || *p == '\t')
             p++;
         if (*p != '\0' && *p != ',')
             return ARCA_E_INVALID;
+        for (const char *q = v; q < close; q++)
+            if (!isalnum((unsigned char)*q) && *q != '+' && *q != '/' && *q != '=')
+                return ARCA_E_INVALID;
+        if (klen != alen || strncasecmp(key, alg, alen) != 0)
+            continue; /* another algorithm: its value is not decoded (it may be long) */
         uint8_t tmp[64];
         int n = base64_decode(v, (size_t)(close - v), tmp, sizeof(tmp));
-        if (n < 0)
-            return ARCA_E_INVALID;
-        if (klen != alen || strncasecmp(key, alg, alen) != 0)
-            continue;
         if (n != (int)outlen)
             return ARCA_E_INVALID;
         if (found && memcmp(out, tmp, outlen) != 0)

@@ -58,6 +58,7 @@ struct reqparse {
     char line_tail[12]; /* the last bytes of the request line, to check the version */
     uint8_t line_tail_len;
     bool line_started, line_done, line_bad;
+    bool version_bad; /* HTTP/D.D, but not 1.0 or 1.1: 505 */
     bool head_prev_cr, head_bad; /* the raw header block: every CR before LF, no CTL */
     bool chunked;            /* framing as the headers declared it (trailers cannot change it) */
     int64_t declared_length; /* Content-Length as the headers declared it, -1 if none */
@@ -256,10 +257,14 @@ static void scan_request_line(struct reqparse *rp, const char *p, size_t n)
             if (rp->line_tail_len > 0 && rp->line_tail[rp->line_tail_len - 1] == '\r')
                 rp->line_tail_len--;
             /* The tail must be " HTTP/1.x"; http-parser has checked the method and target. */
-            rp->line_bad |= !(rp->line_tail_len >= 9 &&
-                              memcmp(rp->line_tail + rp->line_tail_len - 9, " HTTP/1.", 8) == 0 &&
-                              (rp->line_tail[rp->line_tail_len - 1] == '0' ||
-                               rp->line_tail[rp->line_tail_len - 1] == '1'));
+            const char *t = rp->line_tail + (rp->line_tail_len >= 9 ? rp->line_tail_len - 9 : 0);
+            bool well_formed = rp->line_tail_len >= 9 && memcmp(t, " HTTP/", 6) == 0 &&
+                               t[6] >= '0' && t[6] <= '9' && t[7] == '.' && t[8] >= '0' &&
+                               t[8] <= '9';
+            if (!well_formed)
+                rp->line_bad = true;
+            else if (!(t[6] == '1' && (t[8] == '0' || t[8] == '1')))
+                rp->version_bad = true;
             break;
         }
         if (rp->line_tail_len == sizeof(rp->line_tail)) {
@@ -423,6 +428,16 @@ enum reqparse_action reqparse_check(struct reqparse *rp, struct reqparse_verdict
         verdict(v, REQPARSE_FAIL, 400, "bad_request", "more than one Host header");
         return v->action;
     }
+    if (rp->line_done && !rp->line_bad && !rp->version_bad && rp->parser.http_major == 1 &&
+        rp->parser.http_minor == 1 && reqparse_header_count(rp, "Host") == 0) {
+        verdict(v, REQPARSE_FAIL, 400, "bad_request", "an HTTP/1.1 request needs a Host header");
+        return v->action;
+    }
+    if (rp->version_bad && !rp->line_bad && rp->line_done) {
+        verdict(v, REQPARSE_FAIL, 505, "http_version_not_supported",
+                "only HTTP/1.0 and HTTP/1.1 are served");
+        return v->action;
+    }
     if (rp->line_bad || !rp->line_done) {
         verdict(v, REQPARSE_FAIL, 400, "bad_request",
                 "malformed request line (expected METHOD TARGET HTTP/1.x)");
@@ -513,7 +528,7 @@ void reqparse_reset(struct reqparse *rp)
     memset(&rp->chunks, 0, sizeof(rp->chunks));
     rp->chunk_state = CHUNK_CHECK_MORE;
     rp->line_tail_len = 0;
-    rp->line_started = rp->line_done = rp->line_bad = false;
+    rp->line_started = rp->line_done = rp->line_bad = rp->version_bad = false;
     rp->head_prev_cr = rp->head_bad = false;
     rp->chunked = false;
     rp->declared_length = -1;

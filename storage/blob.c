@@ -196,12 +196,13 @@ static int unnest_one(const char *shard, const char *sub, unsigned *moved)
                 break;
             }
             /*
-             * Two hard links to one file (a copy made with cp -l): rename()
-             * does nothing and succeeds, so the nested name is dropped instead.
+             * Already at the flat name: the flat copy is the one reads use (and
+             * the one a re-upload may have repaired), so the nested name goes.
+             * This also covers two hard links to one file (cp -l), where
+             * rename() would do nothing and succeed.
              */
-            struct stat sf, st;
-            if (lstat(from, &sf) == 0 && lstat(to, &st) == 0 && sf.st_dev == st.st_dev &&
-                sf.st_ino == st.st_ino) {
+            struct stat st;
+            if (lstat(to, &st) == 0) {
                 if (unlink(from) != 0) {
                     rc = -errno;
                     LOG_E("blob store: cannot remove %s: %s", from, strerror(errno));
@@ -287,9 +288,16 @@ static int prepare_shards(const blob_store *bs)
              * Moved already, yet the shard has a sub-folder (ext4, XFS and
              * tmpfs count them in st_nlink; btrfs does not, and there such
              * blobs stay where they are, found by blob_open's second look):
-             * an older arcad wrote nested blobs here since.  Move them too.
+             * an older arcad wrote nested blobs here since.  Move them too;
+             * if that fails, they are read where they are and the start goes on.
              */
-            rc = unnest_shard(shard, &moved, &left);
+            if ((rc = unnest_shard(shard, &moved, &left)) != 0 && laid_out) {
+                LOG_W("blob store: cannot move the nested blobs of %s up; they are read "
+                      "where they are",
+                      shard);
+                rc = 0;
+                left++;
+            }
         }
     }
     if (rc == 0 && made) {
@@ -1046,15 +1054,31 @@ int blob_writer_commit(blob_writer *w)
     close(w->fd);
     w->fd = -1;
     /*
-     * The content may be stored already.  The new copy replaces it all the
-     * same: one rename costs what removing the temp file would, and a stored
-     * copy that went bad since (a flipped byte keeps the size; only a read
-     * notices) is repaired by uploading the good bytes again.  Readers of the
-     * old copy keep their open file.
+     * The content may be stored already.  A stored copy that reads back whole
+     * (size and every block's xxh3, as the new copy's) is kept and the temp
+     * file dropped: a good copy that every coordinate shares is never put at
+     * risk by a fresh write, and its cached pages stay warm.  One that does not
+     * (a flipped byte keeps the size; only a read notices) is replaced by the
+     * new copy, so uploading the good bytes again repairs it.  Readers of a
+     * replaced copy keep their open file.
      */
-    if (stat(final, &st) == 0 && (uint64_t)st.st_size != w->dig.size)
-        LOG_W("blob store: %s has the wrong size; replacing it", final);
-    {
+    bool keep = false;
+    if (stat(final, &st) == 0) {
+        /* Against this writer's block sums; taken out already, against SHA-256. */
+        struct blob_blocks mine = {.sums = w->sums, .count = w->nsums};
+        bool have = w->sums != NULL || w->dig.size == 0;
+        int src = (uint64_t)st.st_size == w->dig.size
+                      ? check_blob(w->bs, &w->dig, have ? &mine : NULL, false)
+                      : ARCA_E_CORRUPT;
+        keep = src == 0;
+        if (!keep)
+            LOG_W("blob store: the stored copy %s is %s; the new upload replaces it", final,
+                  (uint64_t)st.st_size != w->dig.size ? "the wrong size" : arca_strerror(src));
+    }
+    if (keep) {
+        if (unlink(w->tmp_path) != 0)
+            LOG_W("blob store: cannot remove %s: %s", w->tmp_path, strerror(errno));
+    } else {
         int moved = rename(w->tmp_path, final);
         if (moved != 0 && errno == ENOENT && (mkdir(shard, 0755) == 0 || errno == EEXIST)) {
             /* The shard directory was removed by hand: make it again (and its name durable). */

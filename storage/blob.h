@@ -141,9 +141,10 @@ int blob_writer_finish(blob_writer *w, struct blob_digests *dig);
 /* Moves the block sums out into blocks (the writer no longer owns them); call after finish. */
 void blob_writer_take_blocks(blob_writer *w, struct blob_blocks *blocks);
 /*
- * Renames the finished temp file to its content address, or drops it if that
- * address already holds a file of the same size, then fsyncs the directory.
- * 0 or -errno.
+ * Renames the finished temp file to its content address, then fsyncs the
+ * directory.  If that address already holds a copy that reads back whole
+ * (size and every block's xxh3 match this writer's), the temp file is dropped
+ * instead; a copy that does not is replaced.  0 or -errno.
  */
 int blob_writer_commit(blob_writer *w);
 /* Frees the writer; an uncommitted temp file is unlinked.  NULL is a no-op. */

@@ -123,14 +123,8 @@ int coord_segment_check(const char *s, size_t len, const char **why)
             goto out;
         }
     }
-    if (!utf8_valid((const unsigned char *)s, len)) {
+    if (!utf8_valid((const unsigned char *)s, len))
         reason = "segment is not valid UTF-8";
-        goto out;
-    }
-    if (invisible_control(s, len))
-        reason = "segment contains a C1 control, bidirectional-text control or line separator "
-                 "character (U+0080-U+009F, U+061C, U+200E-U+200F, U+2028-U+202E, "
-                 "U+2066-U+2069)";
 out:
     if (reason && why)
         *why = reason;
@@ -245,4 +239,19 @@ out:
     if (rc != 0)
         memset(c, 0, sizeof(*c));
     return rc;
+}
+
+int coord_new_name_check(const struct coord *c, const char **why)
+{
+    const char *parts[] = {c->name, c->version, c->path};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (invisible_control(parts[i], strlen(parts[i]))) {
+            if (why)
+                *why = "a segment contains a C1 control, bidirectional-text control or line "
+                       "separator character (U+0080-U+009F, U+061C, U+200E-U+200F, "
+                       "U+2028-U+202E, U+2066-U+2069)";
+            return ARCA_E_INVALID;
+        }
+    }
+    return 0;
 }

@@ -48,4 +48,13 @@ int coord_path_check(const char *s, size_t len, const char **why);
 int coord_set(struct coord *c, const char *repo, const char *name, const char *version,
               const char *path, const char **why);
 
+/*
+ * The stricter rule for a name a client creates (an upload), on top of
+ * coord_set's: no C1 control, bidirectional-text control or Unicode line
+ * separator in name, version or path.  Reads, and events from other centres,
+ * keep coord_set's rule, so names stored before this rule stay reachable and
+ * an older peer's event still applies.  0 or ARCA_E_INVALID with *why.
+ */
+int coord_new_name_check(const struct coord *c, const char **why);
+
 #endif

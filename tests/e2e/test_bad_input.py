@@ -69,12 +69,20 @@ BAD_TARGETS = [
     ("bad escape %zz", "/repos/evil/n/1/x%zz.bin", IP_OR_BR),
     ("bad escape truncated", "/repos/evil/n/1/x.bin%2", IP_OR_BR),
     ("bad escape lone percent", "/repos/evil/n/1/x%", IP_OR_BR),
-    ("C1 control NEL", "/repos/evil/n/1/a%c2%85b.bin", IP),
-    ("C1 control in name", "/repos/evil/n%c2%9f/1/x.bin", IP),
-    ("right-to-left override", "/repos/evil/n/1/invoice%e2%80%aefdp.exe", IP),
-    ("bidi isolate", "/repos/evil/n/1/%e2%81%a6x.bin", IP),
-    ("line separator", "/repos/evil/n/1/a%e2%80%a8b.bin", IP),
     ("raw fragment", "/repos/evil/n/1/a#frag", ("bad_request",)),
+]
+
+# Names no upload may create: characters that hide or reorder text.  Refused on PUT (400);
+# a GET of one is an ordinary lookup (404 here), so a name stored before the rule stays
+# reachable.
+INVISIBLE_TARGETS = [
+    ("C1 control NEL", "/repos/evil/n/1/a%c2%85b.bin"),
+    ("C1 control in name", "/repos/evil/n%c2%9f/1/x.bin"),
+    ("C1 control in version", "/repos/evil/n/1%c2%80/x.bin"),
+    ("right-to-left override", "/repos/evil/n/1/invoice%e2%80%aefdp.exe"),
+    ("bidi isolate", "/repos/evil/n/1/%e2%81%a6x.bin"),
+    ("line separator", "/repos/evil/n/1/a%e2%80%a8b.bin"),
+    ("left-to-right mark", "/repos/evil/n/1/a%e2%80%8e.bin"),
 ]
 
 # raw bytes in the request line that are not valid there at all
@@ -140,6 +148,18 @@ class BadPathTest(ServerTestCase):
         self.assertError(self.srv.get("/api/v1/repos/evil"), 404, "not_found")
         self.assertEqual(self.srv.tmp_files(), [])
         self.assertNothingNamedLikeUploads()
+        self.assertServing()
+
+    def test_invisible_characters_refused_on_upload(self):
+        before = self.srv.storage()
+        for desc, target in INVISIBLE_TARGETS:
+            with self.subTest(desc=desc):
+                r = self.srv.raw_request(req("PUT", target, token=self.srv.token))
+                self.assertError(r, 400, IP)
+                self.assertIn("bidirectional", r.json()["error"]["message"])
+                r = self.srv.raw_request(req("GET", target, token=self.srv.token))
+                self.assertError(r, 404, "not_found")
+        self.assertStorageUnchanged(before)
         self.assertServing()
 
     def test_bad_targets_get_head(self):

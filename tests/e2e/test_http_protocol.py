@@ -154,6 +154,39 @@ class ProtocolTest(ServerTestCase):
             r = c.read_response()
             self.assertEqual(r.status, 200)
             self.assertTrue(c.closed_within(5), "HTTP/1.0 connection not closed")
+        # HTTP/1.0 asking for keep-alive is told it was kept, and then it is kept
+        with self.srv.conn() as c:
+            for _ in range(2):
+                c.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                r = c.read_response()
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.header("connection", "").lower(), "keep-alive")
+        # HTTP/1.1 keeps the connection without saying so
+        r = self.srv.get("/healthz")
+        self.assertIsNone(r.header("connection"))
+
+    def test_host_required_and_version(self):
+        """RFC 9112: an HTTP/1.1 request without Host is a 400; a version other than 1.0 and
+        1.1 is a 505 (HTTP/2 arrives here only as a request line)."""
+        for line, status, code in ((b"GET /healthz HTTP/1.1\r\n\r\n", 400, "bad_request"),
+                                   (b"GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n", 505,
+                                    "http_version_not_supported"),
+                                   (b"GET /healthz HTTP/1.2\r\nHost: t\r\n\r\n", 505,
+                                    "http_version_not_supported")):
+            with self.subTest(line=line):
+                with self.srv.conn() as c:
+                    c.send(line)
+                    r = c.read_response()
+                    self.assertError(r, status, code)
+        before = self.srv.storage()
+        p = "/repos/lim/nohost%s/1/b.bin" % uniq()
+        with self.srv.conn() as c:
+            c.send(("PUT %s HTTP/1.1\r\n%sContent-Length: 3\r\n\r\nabc"
+                    % (p, self.auth())).encode())
+            self.assertError(c.read_response(), 400, "bad_request")
+        self.assertNotStored(p)
+        self.assertStorageUnchanged(before)
+        self.assertServing()
 
     # -- chunked -------------------------------------------------------------------------
 

@@ -280,6 +280,8 @@ class RevokeDeleteStageViewTest(Base):
         self.assertEqual(self.srv.get(view % ("test", name, "1.0")).status, 200)
         r = self.srv.get(view % ("prod", name, "latest"))
         self.assertEqual((r.status, r.header("x-arca-resolved-version")), (200, "2.0"))
+        held = {"If-Modified-Since": r.header("last-modified"), "If-None-Match": r.header("etag")}
+        self.assertEqual(self.srv.get(view % ("prod", name, "latest"), headers=held).status, 304)
         self.assertEqual(self.srv.head(view % ("prod", name, "latest")).status, 200)
         # Revoke 2.0: 410 through every view and the raw path; latest falls back to 1.0.
         r = self.srv.post_json(self.vpath(name, "2.0", "revoke"), {"reason": "CVE-2026-0001"})
@@ -293,6 +295,13 @@ class RevokeDeleteStageViewTest(Base):
                          "version_revoked")
         r = self.srv.get(view % ("prod", name, "latest"))
         self.assertEqual(r.header("x-arca-resolved-version"), "1.0")
+        # A client holding 2.0 through "latest" must get 1.0 now, not a 304: on an alias only
+        # the ETag validates (1.0 is older than the date it holds).
+        for h in (held, {"If-Modified-Since": held["If-Modified-Since"]}):
+            with self.subTest(h=sorted(h)):
+                r = self.srv.get(view % ("prod", name, "latest"), headers=h)
+                self.assertEqual((r.status, r.header("x-arca-resolved-version")), (200, "1.0"))
+                self.assertEqual(r.body, files["app.bin"])
         self.assertError(self.srv.put("/stages/prod/rel/%s/1.0/x" % name, b"x"), 405)
 
     def test_revoke_wins_over_promotion_and_shows_in_trace(self):

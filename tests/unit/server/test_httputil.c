@@ -8,6 +8,7 @@
 #include "arca_err.h"
 #include "httputil.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void test_url_decode(void **state)
@@ -123,6 +124,15 @@ static void test_content_digest(void **state)
                      ARCA_E_INVALID);
     assert_int_equal(content_digest_get("sha-512=:!!:, md5=:1B2M2Y8AsgTpgAmY7PhCfg==:", "md5",
                                         d, 16),
+                     ARCA_E_INVALID);
+    /* Another algorithm's value is checked for its alphabet only, however long. */
+    char big[400];
+    snprintf(big, sizeof(big), "sha-512=:%0344d:, md5=:1B2M2Y8AsgTpgAmY7PhCfg==:", 0);
+    assert_int_equal(content_digest_get(big, "md5", d, 16), 0);
+    /* A quoted parameter may hold a comma; an unterminated one spoils the field. */
+    assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:;n=\"a,b\"", "md5", d, 16),
+                     0);
+    assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:;n=\"a,b", "md5", d, 16),
                      ARCA_E_INVALID);
     /* Parameters are ignored; an upper-case key is accepted. */
     assert_int_equal(content_digest_get("md5=:1B2M2Y8AsgTpgAmY7PhCfg==:;a=1;b", "md5", d, 16), 0);

@@ -134,7 +134,7 @@ static void test_pipelined_byte_by_byte(void **state)
 {
     struct sink s = {0};
     struct reqparse *rp = new_rp(&s);
-    const char *reqs = "GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.0\r\n\r\n";
+    const char *reqs = "GET /a HTTP/1.1\r\nHost: t\r\n\r\nHEAD /b HTTP/1.0\r\n\r\n";
     size_t pos = 0;
     struct reqparse_verdict v;
     assert_int_equal(feed(rp, reqs, &pos, 1), REQPARSE_HEADERS);
@@ -161,7 +161,7 @@ static void test_body_waits_for_accept_and_pauses(void **state)
 {
     struct sink s = {.room = 4};
     struct reqparse *rp = new_rp(&s);
-    const char *req = "PUT /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789GET";
+    const char *req = "PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789GET";
     size_t pos = 0;
     struct reqparse_verdict v;
     assert_int_equal(feed(rp, req, &pos, 100), REQPARSE_HEADERS);
@@ -192,7 +192,7 @@ static void test_chunked(void **state)
 {
     struct sink s = {0};
     struct reqparse *rp = new_rp(&s);
-    const char *req = "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    const char *req = "PUT /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
     size_t pos = 0;
     struct reqparse_verdict v;
@@ -211,7 +211,7 @@ static void test_chunked(void **state)
     /* Two bytes that are not CRLF after chunk data: the strict check refuses. */
     memset(&s, 0, sizeof(s));
     rp = new_rp(&s);
-    req = "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n";
+    req = "PUT /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n";
     pos = 0;
     assert_int_equal(feed(rp, req, &pos, 100), REQPARSE_HEADERS);
     assert_int_equal(reqparse_check(rp, &v), REQPARSE_OK);
@@ -231,7 +231,7 @@ static void test_limits(void **state)
     memset(url, 'a', sizeof(url));
     url[sizeof(url) - 1] = '\0';
     char req[1200];
-    snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\n\r\n", url);
+    snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", url);
     assert_int_equal(head_verdict(req, &v), REQPARSE_FAIL);
     assert_int_equal(v.status, 414);
     assert_string_equal(v.code, "uri_too_long");
@@ -239,11 +239,11 @@ static void test_limits(void **state)
     char big[1100];
     memset(big, 'v', sizeof(big));
     big[sizeof(big) - 1] = '\0';
-    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX: %.1050s\r\n\r\n", big);
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: t\r\nX: %.1050s\r\n\r\n", big);
     assert_int_equal(head_verdict(req, &v), REQPARSE_FAIL);
     assert_int_equal(v.status, 431);
 
-    assert_int_equal(head_verdict("PUT /x HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", &v),
+    assert_int_equal(head_verdict("PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n", &v),
                      REQPARSE_REFUSE_CLOSE);
     assert_int_equal(v.status, 413);
     assert_non_null(strstr(v.message, "1001"));
@@ -254,7 +254,7 @@ static void test_limits(void **state)
     size_t pos = 0;
     char chunked[2000];
     snprintf(chunked, sizeof(chunked),
-             "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n%.1001s\r\n0\r\n\r\n",
+             "PUT /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n%.1001s\r\n0\r\n\r\n",
              big);
     assert_int_equal(feed(rp, chunked, &pos, 100), REQPARSE_HEADERS);
     assert_int_equal(reqparse_check(rp, &v), REQPARSE_OK);
@@ -273,25 +273,30 @@ static void test_strict_checks(void **state)
         enum reqparse_action action;
         int status;
     } cases[] = {
-        {"GET  /a HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400}, /* two spaces */
-        {"GET /a  HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400},
+        {"GET  /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400}, /* two spaces */
+        {"GET /a  HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
         {"GET /a HTTP/1.1 \r\n\r\n", REQPARSE_FAIL, 400},
-        {"GET /a HTTP/1.1\r\nX: \x01y\r\n\r\n", REQPARSE_FAIL, 400}, /* CTL in a value */
-        {"GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n", REQPARSE_FAIL, 400},  /* bare CR */
-        {"GET /a HTTP/1.1\r\nX(y): 1\r\n\r\n", REQPARSE_FAIL, 400},  /* not a token */
-        {"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", REQPARSE_FAIL, 400},
-        {"GET /a HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", REQPARSE_FAIL, 400},
-        {"PUT /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", REQPARSE_FAIL, 501},
-        {"PUT /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        {"GET /a HTTP/1.1\r\nHost: t\r\nX: \x01y\r\n\r\n", REQPARSE_FAIL, 400}, /* CTL in a value */
+        {"GET /a HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", REQPARSE_FAIL, 400},  /* bare CR */
+        {"GET /a HTTP/1.1\r\nHost: t\r\nX(y): 1\r\n\r\n", REQPARSE_FAIL, 400},  /* not a token */
+        {"GET /a HTTP/1.1\r\nHost: t\r\nHost: a\r\nHost: b\r\n\r\n", REQPARSE_FAIL, 400},
+        {"GET /a HTTP/1.1\r\nHost: t\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", REQPARSE_FAIL, 400},
+        {"PUT /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", REQPARSE_FAIL, 501},
+        {"PUT /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
          REQPARSE_FAIL, 400},
-        {"PUT /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", REQPARSE_FAIL, 400},
-        {"GET /a HTTP/1.1\r\nExpect: 200-ok\r\n\r\n", REQPARSE_REFUSE, 417},
-        {"GET a HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400}, /* not a path */
-        {"GET /a#frag HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400}, /* a fragment */
-        {"GET /a%23b HTTP/1.1\r\n\r\n", REQPARSE_OK, 0},      /* an encoded '#' */
-        {"GET /a?q=#x HTTP/1.1\r\n\r\n", REQPARSE_OK, 0},     /* in the query: not ours */
-        {"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", REQPARSE_OK, 0},
-        {"\r\nGET http://h:1/a?b HTTP/1.1\r\n\r\n", REQPARSE_OK, 0}, /* absolute form */
+        {"PUT /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", REQPARSE_FAIL, 400},
+        {"GET /a HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\n\r\n", REQPARSE_REFUSE, 417},
+        {"GET a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400}, /* not a path */
+        {"GET /a HTTP/1.1\r\n\r\n", REQPARSE_FAIL, 400},               /* no Host */
+        {"GET /a HTTP/1.0\r\n\r\n", REQPARSE_OK, 0},                    /* 1.0 needs none */
+        {"GET /a HTTP/2.0\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 505},
+        {"GET /a HTTP/1.2\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 505},
+        {"GET /a HTTP/1.x\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
+        {"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400}, /* a fragment */
+        {"GET /a%23b HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_OK, 0},      /* an encoded '#' */
+        {"GET /a?q=#x HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_OK, 0},     /* in the query: not ours */
+        {"GET /a HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n", REQPARSE_OK, 0},
+        {"\r\nGET http://h:1/a?b HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_OK, 0}, /* absolute form */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct reqparse_verdict v = {0};
@@ -307,7 +312,7 @@ static void test_header_end_must_be_lf(void **state)
     /* Debian's http-parser takes any byte after the last CR as LF; reqparse does not. */
     struct sink s = {0};
     struct reqparse *rp = new_rp(&s);
-    const char *req = "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r10\r\n";
+    const char *req = "PUT /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r10\r\n";
     size_t pos = 0;
     enum reqparse_event ev = feed(rp, req, &pos, 100);
     struct reqparse_verdict v;
@@ -322,7 +327,7 @@ static void test_stop_and_reset(void **state)
 {
     struct sink s = {0};
     struct reqparse *rp = new_rp(&s);
-    const char *req = "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    const char *req = "GET /a HTTP/1.1\r\nHost: t\r\nHost: a\r\nHost: b\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n";
     size_t pos = 0;
     struct reqparse_verdict v;
     assert_int_equal(feed(rp, req, &pos, 100), REQPARSE_HEADERS);

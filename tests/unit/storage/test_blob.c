@@ -497,9 +497,16 @@ static void test_dedup(void **state)
     static const size_t sizes[] = {100};
     struct blob_digests d1, d2;
     struct blob_blocks b1 = {0}, b2 = {0};
+    char path[PATH_MAX];
+    struct stat st1, st2;
     store(f, buf, len, sizes, 1, &d1, &b1);
+    assert_int_equal(blob_store_path(f->bs, d1.sha256, path, sizeof(path)), 0);
+    assert_int_equal(stat(path, &st1), 0);
     store(f, buf, len, sizes, 1, &d2, &b2);
     assert_memory_equal(d1.sha256, d2.sha256, 32);
+    /* A stored copy that reads back whole is kept: the second upload's file is dropped. */
+    assert_int_equal(stat(path, &st2), 0);
+    assert_true(st1.st_ino == st2.st_ino);
     char hex[65], shard[PATH_MAX];
     hex_encode(d1.sha256, 32, hex);
     snprintf(shard, sizeof(shard), "%s/%.2s", f->dir, hex);
@@ -812,7 +819,7 @@ static void test_corruption(void **state)
     struct blob_blocks blocks2 = {0};
     store(f, buf, len, sizes, 1, &dig2, &blocks2);
     assert_memory_equal(dig2.sha256, dig.sha256, 32);
-    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0);
+    assert_int_equal(blob_verify(f->bs, &dig, &blocks), 0); /* replaced: a new inode */
     assert_int_equal(blob_check_block(fd, size, &blocks, 2, scratch), ARCA_E_CORRUPT);
     assert_int_equal(tmp_count(f), 0);
     blob_blocks_cleanup(&blocks2);

@@ -95,28 +95,55 @@ static void test_segment_rejects(void **state)
     assert_int_equal(segs("\xe2\x82"), ARCA_E_INVALID);         /* truncated */
     assert_int_equal(segs("\xf0\x9f\x98"), ARCA_E_INVALID);     /* truncated */
     assert_int_equal(segs("\xe2\x28\xa1"), ARCA_E_INVALID);     /* bad continuation */
-    /* Valid UTF-8, but controls or invisible reordering / line-breaking characters. */
-    assert_int_equal(segs("a\xc2\x80"), ARCA_E_INVALID);         /* U+0080 */
-    assert_int_equal(segs("a\xc2\x85" "b"), ARCA_E_INVALID);        /* U+0085 NEL */
-    assert_int_equal(segs("\xc2\x9f"), ARCA_E_INVALID);          /* U+009F */
-    assert_int_equal(segs("\xd8\x9c"), ARCA_E_INVALID);          /* U+061C */
-    assert_int_equal(segs("a\xe2\x80\x8e"), ARCA_E_INVALID);     /* U+200E LRM */
-    assert_int_equal(segs("\xe2\x80\x8f"), ARCA_E_INVALID);      /* U+200F RLM */
-    assert_int_equal(segs("\xe2\x80\xa8"), ARCA_E_INVALID);      /* U+2028 */
-    assert_int_equal(segs("\xe2\x80\xa9"), ARCA_E_INVALID);      /* U+2029 */
-    assert_int_equal(segs("x\xe2\x80\xae" "y.exe"), ARCA_E_INVALID); /* U+202E RLO */
-    assert_int_equal(segs("\xe2\x81\xa6"), ARCA_E_INVALID);      /* U+2066 */
-    assert_int_equal(segs("\xe2\x81\xa9"), ARCA_E_INVALID);      /* U+2069 */
-    /* Their neighbours are fine. */
-    assert_int_equal(segs("\xc2\xa0"), 0);                      /* U+00A0 */
-    assert_int_equal(segs("\xd8\x9b"), 0);                      /* U+061B */
-    assert_int_equal(segs("\xe2\x80\x8d"), 0);                  /* U+200D ZWJ (emoji) */
-    assert_int_equal(segs("\xe2\x80\xa7"), 0);                  /* U+2027 */
-    assert_int_equal(segs("\xe2\x80\xaf"), 0);                  /* U+202F */
-    assert_int_equal(segs("\xe2\x81\xa5"), 0);                  /* U+2065 */
-    assert_int_equal(segs("\xe2\x81\xaa"), 0);                  /* U+206A */
     /* A NULL why is allowed. */
     assert_int_equal(coord_segment_check(".", 1, NULL), ARCA_E_INVALID);
+}
+
+
+/* Characters no upload may put in a name; reads keep the general rule (coord_set). */
+static void test_new_name_rule(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "a\xc2\x80", /* U+0080 */
+        "a\xc2\x85" "b", /* U+0085 NEL */
+        "\xc2\x9f", /* U+009F */
+        "\xd8\x9c", /* U+061C */
+        "a\xe2\x80\x8e", /* U+200E LRM */
+        "\xe2\x80\x8f", /* U+200F RLM */
+        "\xe2\x80\xa8", /* U+2028 */
+        "\xe2\x80\xa9", /* U+2029 */
+        "x\xe2\x80\xae" "y.exe", /* U+202E RLO */
+        "\xe2\x81\xa6", /* U+2066 */
+        "\xe2\x81\xa9", /* U+2069 */
+    };
+    static const char *const good[] = {
+        "\xc2\xa0", /* U+00A0 */
+        "\xd8\x9b", /* U+061B */
+        "\xe2\x80\x8d", /* U+200D ZWJ (emoji) */
+        "\xe2\x80\xa7", /* U+2027 */
+        "\xe2\x80\xaf", /* U+202F */
+        "\xe2\x81\xa5", /* U+2065 */
+        "\xe2\x81\xaa", /* U+206A */
+    };
+    struct coord c;
+    const char *why = NULL;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        /* Accepted by the general rule, so a stored name stays reachable... */
+        assert_int_equal(segs(bad[i]), 0);
+        /* ...and refused for a new upload, in the name, the version or the path. */
+        assert_int_equal(coord_set(&c, "r", bad[i], "1", "f", &why), 0);
+        assert_int_equal(coord_new_name_check(&c, &why), ARCA_E_INVALID);
+        assert_int_equal(coord_set(&c, "r", "n", bad[i], "f", &why), 0);
+        assert_int_equal(coord_new_name_check(&c, &why), ARCA_E_INVALID);
+        assert_int_equal(coord_set(&c, "r", "n", "1", bad[i], &why), 0);
+        assert_int_equal(coord_new_name_check(&c, &why), ARCA_E_INVALID);
+        assert_non_null(strstr(why, "bidirectional"));
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_int_equal(coord_set(&c, "r", "n", "1", good[i], &why), 0);
+        assert_int_equal(coord_new_name_check(&c, &why), 0);
+    }
 }
 
 static void test_repo_key(void **state)
@@ -242,7 +269,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_segment_accepts), cmocka_unit_test(test_segment_rejects),
         cmocka_unit_test(test_repo_key),        cmocka_unit_test(test_path),
-        cmocka_unit_test(test_set),
+        cmocka_unit_test(test_set),             cmocka_unit_test(test_new_name_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
