@@ -5,11 +5,15 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <ini.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 enum setting_type { T_STR, T_UINT, T_SIZE, T_BOOL };
 
@@ -149,15 +153,46 @@ struct load_ctx {
     int line;      /* lines read so far: the current line while a handler runs */
     char msg[256];
     int failed;
+    /* Every [section] key set so far, "section\nkey": a second one is an error. */
+    char (*seen)[96];
+    int nseen, capseen;
+    bool cont; /* the line being handled is a continuation line */
 };
+
+/* false (with ctx->msg) when section's key was set before in this file. */
+static bool first_setting(struct load_ctx *ctx, const char *section, const char *name)
+{
+    char k[96];
+    snprintf(k, sizeof(k), "%s\n%s", section, name);
+    for (int i = 0; i < ctx->nseen; i++) {
+        if (strcmp(ctx->seen[i], k) == 0) {
+            snprintf(ctx->msg, sizeof(ctx->msg),
+                     "'%s' in section [%s] is set twice (the file must say each setting once)",
+                     name, section);
+            return false;
+        }
+    }
+    if (ctx->nseen == ctx->capseen) {
+        int cap = ctx->capseen ? 2 * ctx->capseen : 64;
+        void *n = realloc(ctx->seen, (size_t)cap * sizeof(*ctx->seen));
+        if (!n)
+            return true; /* no memory to remember it: the setting still applies */
+        ctx->seen = n;
+        ctx->capseen = cap;
+    }
+    memcpy(ctx->seen[ctx->nseen++], k, sizeof(k));
+    return true;
+}
 
 /* inih's reader, counting lines so that gate rules can remember where they came from. */
 static char *read_line(char *str, int num, void *stream)
 {
     struct load_ctx *ctx = stream;
     char *r = fgets(str, num, ctx->f);
-    if (r)
+    if (r) {
         ctx->line++;
+        ctx->cont = str[0] == ' ' || str[0] == '\t'; /* inih: continues the previous value */
+    }
     return r;
 }
 
@@ -174,7 +209,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         }
         return 1;
     }
-    if (config_set(ctx->cfg, section, name, value, ctx->msg, sizeof(ctx->msg)) != 0) {
+    /* [tls.clients] adds scopes when a key comes again; elsewhere a key is set once. */
+    bool once = !ctx->cont && strcmp(section, "tls.clients") != 0;
+    if ((once && !first_setting(ctx, section, name)) ||
+        config_set(ctx->cfg, section, name, value, ctx->msg, sizeof(ctx->msg)) != 0) {
         ctx->failed = 1;
         return 0; /* ini_parse then returns this line's number */
     }
@@ -192,8 +230,14 @@ int config_load_file(struct arca_config *cfg, const char *path, char *err, size_
     }
     *work = *cfg;
     ctx->cfg = work;
+    struct stat st;
     if (!(ctx->f = fopen(path, "r"))) {
-        snprintf(err, errlen, "%s: cannot open", path);
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fileno(ctx->f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        fclose(ctx->f);
         goto out;
     }
     int line = ini_parse_stream(read_line, ctx, on_ini, ctx);
@@ -212,6 +256,8 @@ int config_load_file(struct arca_config *cfg, const char *path, char *err, size_
     rc = 0;
 out:
     free(work);
+    if (ctx)
+        free(ctx->seen);
     free(ctx);
     return rc;
 }
@@ -420,6 +466,17 @@ static int validate_client_auth(const struct arca_config *cfg, char *err, size_t
     return 0;
 }
 
+/* HOST:PORT with a port of 1-5 digits up to 65535 (0: any free port). */
+static bool listen_ok(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon)
+        return false;
+    const char *p = colon + 1;
+    size_t n = strlen(p);
+    return n >= 1 && n <= 5 && strspn(p, "0123456789") == n && atol(p) <= 65535;
+}
+
 int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
 {
     if (log_level_parse(cfg->log_level) < 0) {
@@ -428,12 +485,14 @@ int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
         return ARCA_E_CONFIG;
     }
     bool plain = strcmp(cfg->listen, "off") != 0;
-    if (plain && !strchr(cfg->listen, ':')) {
-        snprintf(err, errlen, "server.listen: expected HOST:PORT or off, got '%s'", cfg->listen);
+    if (plain && !listen_ok(cfg->listen)) {
+        snprintf(err, errlen, "server.listen: expected HOST:PORT (port 0-65535) or off, got '%s'",
+                 cfg->listen);
         return ARCA_E_CONFIG;
     }
-    if (cfg->tls_listen[0] && !strchr(cfg->tls_listen, ':')) {
-        snprintf(err, errlen, "tls.listen: expected HOST:PORT, got '%s'", cfg->tls_listen);
+    if (cfg->tls_listen[0] && !listen_ok(cfg->tls_listen)) {
+        snprintf(err, errlen, "tls.listen: expected HOST:PORT (port 0-65535), got '%s'",
+                 cfg->tls_listen);
         return ARCA_E_CONFIG;
     }
     if (cfg->tls_listen[0] && (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0])) {

@@ -835,8 +835,8 @@ static void fail_request(struct conn *c, int status, const char *code, const cha
         return;
     }
     if (c->request_id[0] == '\0')
-        snprintf(c->request_id, sizeof(c->request_id), "%s-%llx", c->w->srv->rid_prefix,
-                 (unsigned long long)++c->w->next_req);
+        snprintf(c->request_id, sizeof(c->request_id), "%s-%d-%llx", c->w->srv->rid_prefix,
+                 c->w->id, (unsigned long long)++c->w->next_req);
     c->close_after = true;
     c->keep_alive = false;
     c->abandoned = true;

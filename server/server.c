@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static void format_peer(const struct sockaddr *sa, char *out, size_t len, char *ip, size_t iplen)
@@ -58,13 +59,28 @@ static void accept_one(struct worker *w, evutil_socket_t fd, struct sockaddr *sa
 {
     struct server *srv = w->srv;
     if ((uint64_t)atomic_load(&srv->metrics.connections) >= srv->cfg.max_connections) {
-        /* Over the cap: a short, complete answer, then close.  Best effort, never blocks. */
-        static const char busy[] =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            "Connection: close\r\nRetry-After: 1\r\nContent-Length: 78\r\n\r\n"
+        /*
+         * Over the cap: a short, complete answer, then close.  Best effort, never
+         * blocks.  The client's request is not read, so the close is a gentle
+         * one (FIN after the answer), and a client that already sent its request
+         * still gets the whole answer, not a reset.
+         */
+        static const char body[] =
             "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections; retry\"}}\n";
-        ssize_t wr = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        char busy[512], date[40];
+        time_format_http((int64_t)time(NULL), date);
+        int n = snprintf(busy, sizeof(busy),
+                         "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nServer: arca\r\n"
+                         "X-Request-Id: %s-%d-%llx\r\nContent-Type: application/json\r\n"
+                         "Connection: close\r\nRetry-After: 1\r\nContent-Length: %zu\r\n\r\n%s",
+                         date, srv->rid_prefix, w->id, (unsigned long long)++w->next_req,
+                         sizeof(body) - 1, body);
+        ssize_t wr = send(fd, busy, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)wr;
+        shutdown(fd, SHUT_WR);
+        char drain[4096]; /* what the client sent already: dropped, so close sends no RST */
+        while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
+            ;
         atomic_fetch_add(&srv->metrics.connections_rejected, 1);
         close(fd);
         return;
@@ -132,6 +148,11 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     const char *colon = strrchr(listen, ':');
     if (!colon || (size_t)(colon - listen) >= sizeof(host))
         return ARCA_E_CONFIG;
+    /* The port: 0 (any free one) to 65535, digits only (getaddrinfo wraps 99999). */
+    const char *pp = colon + 1;
+    size_t plen = strlen(pp);
+    if (plen == 0 || plen > 5 || strspn(pp, "0123456789") != plen || atol(pp) > 65535)
+        return ARCA_E_CONFIG;
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
     char *h = host;
@@ -193,6 +214,30 @@ static int worker_init(struct server *srv, struct worker *w, int id)
 }
 
 /*
+ * The workers' sockets share their port through SO_REUSEPORT, which the
+ * kernel would also let another process of the same user join: a second
+ * arcad on the same port would start and take half the connections.  So a
+ * fixed port is first bound once without SO_REUSEPORT, which fails while
+ * anything listens there.  0, or -EADDRINUSE / -errno.
+ */
+static int port_free(const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    in_port_t port = ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                               : ((const struct sockaddr_in *)ss)->sin_port;
+    if (port == 0)
+        return 0; /* the kernel picks a port nobody uses */
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+    if (fd < 0)
+        return -errno;
+    /* SO_REUSEADDR as the real sockets have it: old TIME_WAIT pairs are no conflict. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)ss, sslen) != 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/*
  * Opens one listening socket per worker on addr (SO_REUSEPORT).  With port 0
  * the first socket picks the port and the others share it; the port is
  * written to <data>/<portfile>.  0 or -errno.
@@ -204,8 +249,17 @@ static int open_listeners(struct server *srv, const char *addr, bool tls, const 
     char path[PATH_MAX], host[128];
     int port = 0, rc;
     if (parse_listen(addr, &ss, &sslen) != 0) {
-        LOG_E("cannot resolve listen address '%s'", addr);
+        LOG_E("cannot use listen address '%s': expected HOST:PORT with a port of 0-65535 and "
+              "a host that resolves",
+              addr);
         return ARCA_E_CONFIG;
+    }
+    if ((rc = port_free(&ss, sslen)) != 0) {
+        LOG_E("cannot listen on %s: %s", addr,
+              rc == -EADDRINUSE ? "another process is listening on it (a second arcad would "
+                                  "share it through SO_REUSEPORT and split the requests)"
+                                : arca_strerror(rc));
+        return rc;
     }
     for (size_t i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];

@@ -638,6 +638,10 @@ static int open_db(repo_db *db, const char *dir)
                                               &err);
     if (err) {
         db->db = NULL;
+        if (strstr(err, "LOCK") && strstr(err, "Resource temporarily unavailable"))
+            LOG_E("index: %s is in use by another arcad (its index/LOCK is held); one data "
+                  "directory serves one arcad at a time",
+                  dir);
         rc = db_error("open", err);
         goto out;
     }

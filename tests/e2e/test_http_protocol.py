@@ -746,6 +746,8 @@ class ConnectionCapTest(ArcaTestMixin, unittest.TestCase):
                         r = None
                     if r is not None:
                         self.assertError(r, 503, "unavailable", "connection %d over the cap" % (9 + i))
+                        self.assertTrue(r.header("x-request-id"), r)
+                        self.assertEqual(r.header("content-length"), str(len(r.body)), r)
                 # the first eight still work
                 for i, c in enumerate(conns):
                     c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -504,6 +504,7 @@ class ShutdownTest(ArcaTestMixin, unittest.TestCase):
                 self.assertNotEqual(second.returncode, 0, "a second arcad started on the same "
                                     "data dir:\n" + second.stderr[-2000:])
                 self.assertIn("index", second.stderr)
+                self.assertIn("in use by another arcad", second.stderr)
                 self.assertEqual(srv.tmp_files(), tmp, "the second arcad removed temp files")
                 c.send(body[8 * MiB:])
                 r = c.read_response()

@@ -4,7 +4,9 @@ file and the admin token file."""
 
 import os
 import re
+import shutil
 import stat
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -336,6 +338,56 @@ class CliTest(unittest.TestCase):
         self._start_fails("[server]\nheader_timeout = soon\n",
                           [r"header_timeout", r"(:2\b|line 2)"])
         self._start_fails("[server]\nmax_connections = 0\n", [r"max_connections"])
+        self._start_fails("[server]\nworkers = 2\nworkers = 3\n",
+                          [r"workers", r"set twice", r"(:3\b|line 3)"])
+
+    def test_listen_port_out_of_range(self):
+        """getaddrinfo would wrap 99999 to 34463; the port is refused instead, from the flag
+        and from the config file (and by `arcad config`)."""
+        tmp = tempfile.mkdtemp(prefix="arca-e2e-port-")
+        try:
+            for port in ("99999", "65536", ""):
+                with self.subTest(port=port):
+                    p = run_arcad(["--listen", "127.0.0.1:" + port, "--data",
+                                   os.path.join(tmp, "d")], timeout=15)
+                    self.assertEqual(p.returncode, 2, p)
+                    self.assertIn("port 0-65535", p.stdout + p.stderr)
+                    self.assertFalse(os.path.exists(os.path.join(tmp, "d", "arcad.port")))
+            conf = os.path.join(tmp, "c.conf")
+            with open(conf, "w") as f:
+                f.write("[server]\nlisten = 127.0.0.1:99999\n")
+            p = run_arcad(["config", "--config", conf])
+            self.assertNotEqual(p.returncode, 0, p)
+            self.assertIn("port 0-65535", p.stdout + p.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_config_that_is_a_directory(self):
+        tmp = tempfile.mkdtemp(prefix="arca-e2e-confdir-")
+        try:
+            p = run_arcad(["--listen", "127.0.0.1:0", "--config", tmp, "--data",
+                           os.path.join(tmp, "d")], timeout=15)
+            self.assertNotEqual(p.returncode, 0, p)
+            self.assertIn("not a regular file", p.stdout + p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "d", "arcad.port")))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_second_arcad_on_the_same_port_is_refused(self):
+        """The workers share their port through SO_REUSEPORT; the kernel would let a second
+        arcad of the same user join it and take half the connections.  It must refuse to
+        start instead, and the first must keep serving all requests."""
+        with ArcaServer() as srv:
+            tmp = tempfile.mkdtemp(prefix="arca-e2e-port2-")
+            try:
+                p = run_arcad(["--listen", "127.0.0.1:%d" % srv.port, "--data",
+                               os.path.join(tmp, "d")], timeout=15)
+                self.assertNotEqual(p.returncode, 0, p)
+                self.assertIn("another process is listening", p.stdout + p.stderr)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for _ in range(20):  # every one answered by the first server (a second would 401)
+                self.assertEqual(srv.get("/api/v1/storage").status, 200)
 
 
 if __name__ == "__main__":

@@ -285,6 +285,37 @@ static void test_missing_file(void **state)
     assert_int_equal(config_load_file(&c, "/nonexistent/arca.conf", err, sizeof(err)),
                      ARCA_E_CONFIG);
     assert_non_null(strstr(err, "cannot open"));
+    assert_non_null(strstr(err, "No such file"));
+    /* A directory is not a config file (fopen succeeds on one, and it reads as empty). */
+    struct arca_config before = c;
+    assert_int_equal(config_load_file(&c, "/tmp", err, sizeof(err)), ARCA_E_CONFIG);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_memory_equal(&c, &before, sizeof(c));
+}
+
+static void test_listen_port_range(void **state)
+{
+    for (int i = 0; i < 4; i++) {
+        static const char *const bad[] = {"127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:",
+                                          "127.0.0.1:80x"};
+        char text[128];
+        snprintf(text, sizeof(text), "[server]\nlisten = %s\n", bad[i]);
+        expect_error(text, "server.listen: expected HOST:PORT (port 0-65535)");
+    }
+    struct arca_config c;
+    char err[256];
+    config_init_defaults(&c);
+    char *p = write_conf("[server]\nlisten = 127.0.0.1:65535\n");
+    assert_int_equal(config_load_file(&c, p, err, sizeof(err)), 0);
+    unlink(p);
+}
+
+static void test_setting_twice(void **state)
+{
+    expect_error("[server]\nworkers = 2\nworkers = 3\n", ":3: 'workers' in section "
+                 "[server] is set twice");
+    expect_error("[server]\nworkers = 2\n[storage]\nfile_cache = 1M\n[server]\nworkers = 3\n",
+                 ":6: 'workers' in section [server] is set twice");
 }
 
 int main(void)
@@ -294,6 +325,8 @@ int main(void)
         cmocka_unit_test(test_load_good),
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_setting_twice),
+        cmocka_unit_test(test_listen_port_range),
         cmocka_unit_test(test_stages_default_and_gates),
         cmocka_unit_test(test_stage_errors_name_the_line),
         cmocka_unit_test(test_tls_clients),
