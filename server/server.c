@@ -237,6 +237,26 @@ static int port_free(const struct sockaddr_storage *ss, socklen_t sslen)
     return rc;
 }
 
+/* Resolves addr and checks its port is free (both logged).  0, ARCA_E_CONFIG or -errno. */
+static int listen_address(const char *addr, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+    int rc;
+    if (parse_listen(addr, ss, sslen) != 0) {
+        LOG_E("cannot use listen address '%s': expected HOST:PORT with a port of 0-65535 and "
+              "a host that resolves",
+              addr);
+        return ARCA_E_CONFIG;
+    }
+    if ((rc = port_free(ss, *sslen)) != 0) {
+        LOG_E("cannot listen on %s: %s", addr,
+              rc == -EADDRINUSE ? "another process is listening on it (a second arcad would "
+                                  "share it through SO_REUSEPORT and split the requests)"
+                                : arca_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
 /*
  * Opens one listening socket per worker on addr (SO_REUSEPORT).  With port 0
  * the first socket picks the port and the others share it; the port is
@@ -248,19 +268,8 @@ static int open_listeners(struct server *srv, const char *addr, bool tls, const 
     socklen_t sslen;
     char path[PATH_MAX], host[128];
     int port = 0, rc;
-    if (parse_listen(addr, &ss, &sslen) != 0) {
-        LOG_E("cannot use listen address '%s': expected HOST:PORT with a port of 0-65535 and "
-              "a host that resolves",
-              addr);
-        return ARCA_E_CONFIG;
-    }
-    if ((rc = port_free(&ss, sslen)) != 0) {
-        LOG_E("cannot listen on %s: %s", addr,
-              rc == -EADDRINUSE ? "another process is listening on it (a second arcad would "
-                                  "share it through SO_REUSEPORT and split the requests)"
-                                : arca_strerror(rc));
+    if ((rc = listen_address(addr, &ss, &sslen)) != 0)
         return rc;
-    }
     for (size_t i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         struct evconnlistener *l = listen_on(w, tls ? on_accept_tls : on_accept,
@@ -435,6 +444,18 @@ int server_run(const struct arca_config *cfg)
         }
     }
 
+    {
+        /*
+         * The listen addresses before anything is created: a host that does
+         * not resolve or a port in use must not leave a half-made data dir.
+         */
+        struct sockaddr_storage ss;
+        socklen_t sslen;
+        if ((strcmp(cfg->listen, "off") != 0 &&
+             (rc = listen_address(cfg->listen, &ss, &sslen)) != 0) ||
+            (cfg->tls_listen[0] && (rc = listen_address(cfg->tls_listen, &ss, &sslen)) != 0))
+            goto out;
+    }
     if ((rc = fs_mkdirs(cfg->data_dir, 0750)) != 0) {
         LOG_E("cannot create data directory %s: %s", cfg->data_dir, arca_strerror(rc));
         goto out;

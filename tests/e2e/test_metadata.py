@@ -352,7 +352,7 @@ class CliTest(unittest.TestCase):
                                    os.path.join(tmp, "d")], timeout=15)
                     self.assertEqual(p.returncode, 2, p)
                     self.assertIn("port 0-65535", p.stdout + p.stderr)
-                    self.assertFalse(os.path.exists(os.path.join(tmp, "d", "arcad.port")))
+                    self.assertFalse(os.path.exists(os.path.join(tmp, "d")))
             conf = os.path.join(tmp, "c.conf")
             with open(conf, "w") as f:
                 f.write("[server]\nlisten = 127.0.0.1:99999\n")
@@ -384,6 +384,8 @@ class CliTest(unittest.TestCase):
                                os.path.join(tmp, "d")], timeout=15)
                 self.assertNotEqual(p.returncode, 0, p)
                 self.assertIn("another process is listening", p.stdout + p.stderr)
+                # checked before anything is made: no half-made data dir is left behind
+                self.assertFalse(os.path.exists(os.path.join(tmp, "d")), os.listdir(tmp))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             for _ in range(20):  # every one answered by the first server (a second would 401)
