@@ -466,8 +466,7 @@ static int validate_client_auth(const struct arca_config *cfg, char *err, size_t
     return 0;
 }
 
-/* HOST:PORT with a port of 1-5 digits up to 65535 (0: any free port). */
-static bool listen_ok(const char *s)
+bool config_listen_ok(const char *s)
 {
     const char *colon = strrchr(s, ':');
     if (!colon)
@@ -485,12 +484,12 @@ int config_validate(const struct arca_config *cfg, char *err, size_t errlen)
         return ARCA_E_CONFIG;
     }
     bool plain = strcmp(cfg->listen, "off") != 0;
-    if (plain && !listen_ok(cfg->listen)) {
+    if (plain && !config_listen_ok(cfg->listen)) {
         snprintf(err, errlen, "server.listen: expected HOST:PORT (port 0-65535) or off, got '%s'",
                  cfg->listen);
         return ARCA_E_CONFIG;
     }
-    if (cfg->tls_listen[0] && !listen_ok(cfg->tls_listen)) {
+    if (cfg->tls_listen[0] && !config_listen_ok(cfg->tls_listen)) {
         snprintf(err, errlen, "tls.listen: expected HOST:PORT (port 0-65535), got '%s'",
                  cfg->tls_listen);
         return ARCA_E_CONFIG;

@@ -129,6 +129,9 @@ int config_peer_set(struct arca_config *cfg, const char *name, const char *key, 
 /* Cross-field checks after loading; 0 or ARCA_E_CONFIG with err set. */
 int config_validate(const struct arca_config *cfg, char *err, size_t errlen);
 
+/* True for HOST:PORT with a port of 1-5 digits up to 65535 (0: any free port). */
+bool config_listen_ok(const char *s);
+
 /* Writes every setting as "section.key = value" lines (for `arcad config`). */
 void config_dump(const struct arca_config *cfg, FILE *out);
 

@@ -835,8 +835,7 @@ static void fail_request(struct conn *c, int status, const char *code, const cha
         return;
     }
     if (c->request_id[0] == '\0')
-        snprintf(c->request_id, sizeof(c->request_id), "%s-%d-%llx", c->w->srv->rid_prefix,
-                 c->w->id, (unsigned long long)++c->w->next_req);
+        worker_request_id(c->w, c->request_id, sizeof(c->request_id));
     c->close_after = true;
     c->keep_alive = false;
     c->abandoned = true;
@@ -853,9 +852,14 @@ static void set_request_id(struct conn *c)
             strlen(rid)) {
         snprintf(c->request_id, sizeof(c->request_id), "%s", rid);
     } else {
-        snprintf(c->request_id, sizeof(c->request_id), "%s-%d-%llx", c->w->srv->rid_prefix,
-                 c->w->id, (unsigned long long)++c->w->next_req);
+        worker_request_id(c->w, c->request_id, sizeof(c->request_id));
     }
+}
+
+void worker_request_id(struct worker *w, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-%d-%llx", w->srv->rid_prefix, w->id,
+             (unsigned long long)++w->next_req);
 }
 
 /* An auth.failure event is a synced write: it goes to the pool, not the event loop. */

@@ -473,8 +473,8 @@ static void job_final_work(struct iojob *job)
     /* Settled before the blob is committed, so a refused upload leaves no orphan. */
     if (compare_existing(p, srv->db)) {
         /*
-         * The same bytes again (a retry): they still replace the stored copy,
-         * which may have gone bad or gone since; this is how one is repaired.
+         * The same bytes again (a retry) still commit: the stored copy is read
+         * back and, if it went bad or went missing since, replaced by this one.
          */
         if (p->outcome == PUT_SAME && (rc = blob_writer_commit(p->w)) != 0) {
             p->outcome = PUT_ERROR;

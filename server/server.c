@@ -67,14 +67,14 @@ static void accept_one(struct worker *w, evutil_socket_t fd, struct sockaddr *sa
          */
         static const char body[] =
             "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections; retry\"}}\n";
-        char busy[512], date[40];
+        char busy[512], date[40], rid[72];
         time_format_http((int64_t)time(NULL), date);
+        worker_request_id(w, rid, sizeof(rid));
         int n = snprintf(busy, sizeof(busy),
                          "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nServer: arca\r\n"
-                         "X-Request-Id: %s-%d-%llx\r\nContent-Type: application/json\r\n"
+                         "X-Request-Id: %s\r\nContent-Type: application/json\r\n"
                          "Connection: close\r\nRetry-After: 1\r\nContent-Length: %zu\r\n\r\n%s",
-                         date, srv->rid_prefix, w->id, (unsigned long long)++w->next_req,
-                         sizeof(body) - 1, body);
+                         date, rid, sizeof(body) - 1, body);
         ssize_t wr = send(fd, busy, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)wr;
         shutdown(fd, SHUT_WR);
@@ -146,12 +146,8 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
 {
     char host[128];
     const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= sizeof(host))
-        return ARCA_E_CONFIG;
-    /* The port: 0 (any free one) to 65535, digits only (getaddrinfo wraps 99999). */
-    const char *pp = colon + 1;
-    size_t plen = strlen(pp);
-    if (plen == 0 || plen > 5 || strspn(pp, "0123456789") != plen || atol(pp) > 65535)
+    /* The port checked as config_validate does: getaddrinfo would wrap 99999. */
+    if (!colon || (size_t)(colon - listen) >= sizeof(host) || !config_listen_ok(listen))
         return ARCA_E_CONFIG;
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';

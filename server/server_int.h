@@ -178,6 +178,8 @@ void conn_accept(struct worker *w, int fd, const char *peer, const char *peer_ip
                  struct ssl_st *ssl);
 /* conn.c: shutdown began; idle connections close, busy ones close after their answer. */
 void conn_drain_all(struct worker *w);
+/* The worker's next generated request id, "<process prefix>-<worker>-<hex counter>". */
+void worker_request_id(struct worker *w, char *buf, size_t len);
 /* conn.c: frees every connection of w (after the loop stopped; partial uploads discarded). */
 void conn_free_all(struct worker *w);
 

@@ -668,6 +668,16 @@ class UploadDownloadTest(ServerTestCase):
 
     # -- conditional GET ---------------------------------------------------------------
 
+    def assertNotModified(self, path, headers, **expect):
+        """GET and HEAD with headers both answer 304, no body, the given header values."""
+        for m in (self.srv.get, self.srv.head):
+            r = m(path, headers=headers)
+            self.assertEqual(r.status, 304, r)
+            self.assertEqual(r.body, b"")
+            for name, value in expect.items():
+                self.assertEqual(r.header(name.replace("_", "-")), value, r)
+            self.assertTrue(r.header("x-request-id"))
+
     def test_if_none_match_304(self):
         data = os.urandom(2048)
         path, _ = self.upload(data)
@@ -675,12 +685,7 @@ class UploadDownloadTest(ServerTestCase):
         for inm in (etag, "*", '"nope", ' + etag):
             self.srv.assert_alive()  # fail fast if a previous case crashed it
             with self.subTest(inm=inm):
-                for m in (self.srv.get, self.srv.head):
-                    r = m(path, headers={"If-None-Match": inm})
-                    self.assertEqual(r.status, 304, r)
-                    self.assertEqual(r.body, b"")
-                    self.assertEqual(r.header("etag"), etag)
-                    self.assertTrue(r.header("x-request-id"))
+                self.assertNotModified(path, {"If-None-Match": inm}, etag=etag)
         r = self.srv.get(path, headers={"If-None-Match": '"%s"' % ("1" * 64)})
         self.assertEqual(r.status, 200)
         self.assertTrue(r.body == data)
@@ -696,11 +701,7 @@ class UploadDownloadTest(ServerTestCase):
         earlier = email.utils.formatdate(t - 1, usegmt=True)
         for ims in (lm, later):
             with self.subTest(ims=ims):
-                for m in (self.srv.get, self.srv.head):
-                    r = m(path, headers={"If-Modified-Since": ims})
-                    self.assertEqual(r.status, 304, r)
-                    self.assertEqual(r.body, b"")
-                    self.assertEqual(r.header("last-modified"), lm)
+                self.assertNotModified(path, {"If-Modified-Since": ims}, last_modified=lm)
         for h in ({"If-Modified-Since": earlier},
                   {"If-Modified-Since": "yesterday"},
                   {"If-Modified-Since": later, "If-None-Match": '"%s"' % ("2" * 64)}):
