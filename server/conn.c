@@ -944,37 +944,37 @@ static void dispatch(struct conn *c)
     case REQPARSE_FAIL:
         fail_request(c, v.status, v.code, v.message);
         return;
-    case REQPARSE_REFUSE:
+    case REQPARSE_REFUSE: /* a well-formed request refused (417): counted under its route */
+        router_match(c, &c->route);
         c->h = &notfound_handler;
         resp_error(c, v.status, v.code, NULL, "%s", v.message);
         return;
-    case REQPARSE_REFUSE_CLOSE:
-        c->route = ROUTE_OTHER;
+    case REQPARSE_REFUSE_CLOSE: /* 413 before the body */
+        router_match(c, &c->route);
         resp_error(c, v.status, v.code, NULL, "%s", v.message);
         c->close_after = true;
         return;
     }
+    /* Routed before authentication, so that a 401 or 429 is counted under its route. */
+    const struct handler *h = router_match(c, &c->route);
     const char *why = NULL;
     int arc = authenticate(c, &why);
     if (arc == ARCA_E_LIMITED) {
-        c->route = ROUTE_OTHER;
         resp_start(c, 429);
         resp_header(c, "Retry-After", "%d", AUTH_FAILURE_WINDOW_MS / 1000);
         resp_finish_json(c, error_json("too_many_requests", NULL, "%s", why));
         return;
     }
     if (arc == ARCA_E_INVALID) {
-        c->route = ROUTE_OTHER;
         record_auth_failure(c, why);
         resp_error(c, 401, "unauthorized", NULL, "%s", why);
         return;
     }
     if (arc < 0) {
-        c->route = ROUTE_OTHER;
         resp_error(c, 500, "internal", NULL, "authentication failed: %s", arca_strerror(arc));
         return;
     }
-    c->h = router_match(c, &c->route);
+    c->h = h;
     c->h->on_headers(c);
 }
 

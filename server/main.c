@@ -65,7 +65,8 @@ static int verify_one(void *arg, const struct blob_digests *dig, const struct bl
     char hex[65];
     hex_encode(dig->sha256, 32, hex);
     vc->checked++;
-    int rc = blob_verify(vc->bs, dig, blocks);
+    char why[160];
+    int rc = blob_verify_why(vc->bs, dig, blocks, why, sizeof(why));
     if (rc == 0) {
         vc->ok++;
         return 0;
@@ -78,7 +79,7 @@ static int verify_one(void *arg, const struct blob_digests *dig, const struct bl
     else
         vc->errors++;
     printf("{\"sha256\":\"%s\",\"size\":%llu,\"problem\":\"%s\",\"detail\":\"%s\"}\n", hex,
-           (unsigned long long)dig->size, what, arca_strerror(rc));
+           (unsigned long long)dig->size, what, why[0] ? why : arca_strerror(rc));
     fflush(stdout);
     return 0;
 }

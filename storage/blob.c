@@ -487,9 +487,15 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
     return XXH3_64bits(scratch, len) == blocks->sums[idx] ? 0 : ARCA_E_CORRUPT;
 }
 
-/* blob_verify, and blob_scrub when sha is false (SHA-256 only without block sums). */
+/* Says in why (when not NULL) what check_blob found. */
+#define WHY(...) (why ? (void)snprintf(why, why_len, __VA_ARGS__) : (void)0)
+
+/*
+ * blob_verify, and blob_scrub when sha is false (SHA-256 only without block
+ * sums).  why, when not NULL, gets what was wrong for ARCA_E_CORRUPT.
+ */
 static int check_blob(blob_store *bs, const struct blob_digests *dig,
-                      const struct blob_blocks *blocks, bool sha)
+                      const struct blob_blocks *blocks, bool sha, char *why, size_t why_len)
 {
     int rc = 0, fd = -1;
     uint64_t size = 0;
@@ -498,7 +504,15 @@ static int check_blob(blob_store *bs, const struct blob_digests *dig,
     uint8_t digest[32];
     if ((rc = blob_open(bs, dig->sha256, &fd, &size)) != 0)
         goto out;
-    if (size != dig->size || (blocks && blocks->count != block_count(size))) {
+    if (size != dig->size) {
+        WHY("the wrong size: %llu bytes on disk, %llu in the index", (unsigned long long)size,
+            (unsigned long long)dig->size);
+        rc = ARCA_E_CORRUPT;
+        goto out;
+    }
+    if (blocks && blocks->count != block_count(size)) {
+        WHY("the index has %u block sums for %llu bytes", blocks->count,
+            (unsigned long long)size);
         rc = ARCA_E_CORRUPT;
         goto out;
     }
@@ -523,7 +537,15 @@ static int check_blob(blob_store *bs, const struct blob_digests *dig,
             rc = (int)got;
             goto out;
         }
-        if ((size_t)got != len || (blocks && XXH3_64bits(buf, len) != blocks->sums[idx])) {
+        if ((size_t)got != len) {
+            WHY("the file ended at %llu bytes while being read; the index says %llu",
+                (unsigned long long)(off + (uint64_t)got), (unsigned long long)dig->size);
+            rc = ARCA_E_CORRUPT;
+            goto out;
+        }
+        if (blocks && XXH3_64bits(buf, len) != blocks->sums[idx]) {
+            WHY("block %u (bytes %llu-%llu) does not match its checksum", idx,
+                (unsigned long long)off, (unsigned long long)(off + len - 1));
             rc = ARCA_E_CORRUPT;
             goto out;
         }
@@ -536,8 +558,12 @@ static int check_blob(blob_store *bs, const struct blob_digests *dig,
         rc = ARCA_E_CRYPTO;
         goto out;
     }
-    if (sha && memcmp(digest, dig->sha256, 32) != 0)
+    if (sha && memcmp(digest, dig->sha256, 32) != 0) {
+        char hex[65];
+        hex_encode(digest, 32, hex);
+        WHY("the content's SHA-256 is %s", hex);
         rc = ARCA_E_CORRUPT;
+    }
 out:
     EVP_MD_CTX_free(ctx);
     free(buf);
@@ -546,14 +572,24 @@ out:
     return rc;
 }
 
+#undef WHY
+
 int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks)
 {
-    return check_blob(bs, dig, blocks, true);
+    return check_blob(bs, dig, blocks, true, NULL, 0);
+}
+
+int blob_verify_why(blob_store *bs, const struct blob_digests *dig,
+                    const struct blob_blocks *blocks, char *why, size_t why_len)
+{
+    if (why_len)
+        why[0] = '\0';
+    return check_blob(bs, dig, blocks, true, why, why_len);
 }
 
 int blob_scrub(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks)
 {
-    return check_blob(bs, dig, blocks, false);
+    return check_blob(bs, dig, blocks, false, NULL, 0);
 }
 
 /* A writer with its hash contexts, and no file yet. */
@@ -1067,13 +1103,12 @@ int blob_writer_commit(blob_writer *w)
         /* Against this writer's block sums; taken out already, against SHA-256. */
         struct blob_blocks mine = {.sums = w->sums, .count = w->nsums};
         bool have = w->sums != NULL || w->dig.size == 0;
-        int src = (uint64_t)st.st_size == w->dig.size
-                      ? check_blob(w->bs, &w->dig, have ? &mine : NULL, false)
-                      : ARCA_E_CORRUPT;
+        char why[160] = "";
+        int src = check_blob(w->bs, &w->dig, have ? &mine : NULL, false, why, sizeof(why));
         keep = src == 0;
         if (!keep)
-            LOG_W("blob store: the stored copy %s is %s; the new upload replaces it", final,
-                  (uint64_t)st.st_size != w->dig.size ? "the wrong size" : arca_strerror(src));
+            LOG_W("blob store: the stored copy %s is damaged (%s); the new upload replaces it",
+                  final, why[0] ? why : arca_strerror(src));
     }
     if (keep) {
         if (unlink(w->tmp_path) != 0)

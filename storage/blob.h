@@ -87,6 +87,14 @@ int blob_check_block(int fd, uint64_t size, const struct blob_blocks *blocks, ui
 int blob_verify(blob_store *bs, const struct blob_digests *dig, const struct blob_blocks *blocks);
 
 /*
+ * blob_verify that also says, in why, what was wrong when it returns
+ * ARCA_E_CORRUPT (the wrong size, which block, the SHA-256 found); why is
+ * left empty otherwise.
+ */
+int blob_verify_why(blob_store *bs, const struct blob_digests *dig,
+                    const struct blob_blocks *blocks, char *why, size_t why_len);
+
+/*
  * The cheap check: re-reads a whole stored blob and compares its size and
  * every block's xxh3 with blocks (SHA-256 is left out; with no block sums it
  * is blob_verify).  Same results as blob_verify.

@@ -492,6 +492,30 @@ class ProtocolTest(ServerTestCase):
         self.assertEqual(count("other", "431"), before_other + 1)
         self.assertEqual(count("artifact_put", "431"), before_put)
 
+    def test_refused_before_the_handler_counts_under_its_route(self):
+        """A well-formed request refused before its handler runs (401 for a bad token, 413 for
+        a declared length over the limit) is counted under the route its path names."""
+        def count(route, status):
+            m = re.search(r'(?m)^arca_http_requests_total\{route="%s",status="%s"\} (\d+)$'
+                          % (route, status), self.srv.get("/metrics").body.decode())
+            return int(m.group(1)) if m else 0
+        want = {("artifact_get", "401"): count("artifact_get", "401") + 2,
+                ("metadata", "401"): count("metadata", "401") + 1,
+                ("artifact_put", "413"): count("artifact_put", "413") + 1,
+                ("other", "401"): count("other", "401"),
+                ("other", "413"): count("other", "413")}
+        bad = {"Authorization": "Bearer not-a-token"}
+        for path in ("/repos/lim/x/1/a.bin", "/repos/lim/y/1/b.bin", "/api/v1/repos/lim"):
+            self.assertError(self.srv.get(path, headers=bad), 401, "unauthorized")
+        with self.srv.conn() as c:
+            c.send(put_head("/repos/lim/big%s/1/b.bin" % uniq(), MiB + 1, self.auth()))
+            self.assertError(c.read_response(), 413, "payload_too_large")
+        for _ in range(100):  # counted once the answer has drained (see test_metrics)
+            if all(count(*k) == v for k, v in want.items()):
+                break
+            time.sleep(0.02)
+        self.assertEqual({k: count(*k) for k in want}, want)
+
     def test_414_uri_too_long(self):
         before = self.srv.storage()
         p = "/repos/lim/url%s/1/" % uniq() + "/".join(["s" * 200] * 12)  # ~2.5 KiB

@@ -65,6 +65,12 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
                     self.fail("problem line is not JSON: %r" % ln)
         return r
 
+    def assertVerifyProblem(self, sha, problem, detail):
+        """arcad verify names the blob with this problem, and its detail says why."""
+        r = self.assertVerifyFinds(sha)
+        found = [json.loads(ln) for ln in r.stdout.splitlines() if sha in ln]
+        self.assertEqual([(f["problem"], f["detail"]) for f in found], [(problem, detail)])
+
     def assertCorrupt(self, path):
         r = self.srv.get(path)
         self.assertError(r, 500, "corrupt_blob")
@@ -127,7 +133,8 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         self.assertIn(sha256_hex(data), self.srv.log_text(), "corruption not logged with sha256")
         self.assertServing()
         self.assertEqual(self.srv.stop(), 0)
-        self.assertVerifyFinds(sha256_hex(data))
+        self.assertVerifyProblem(sha256_hex(data), "corrupt",
+                                 "block 0 (bytes 0-1048575) does not match its checksum")
 
     def test_flipped_byte_small_blob(self):
         data = os.urandom(1000)
@@ -135,7 +142,8 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         flip_byte(bp, 999)
         self.assertCorrupt(p)
         self.srv.stop()
-        self.assertVerifyFinds(sha256_hex(data))
+        self.assertVerifyProblem(sha256_hex(data), "corrupt",
+                                 "block 0 (bytes 0-999) does not match its checksum")
 
     def test_flipped_byte_later_block_never_served(self):
         """A bad block after the first: 500 corrupt_blob, or a 200 whose body
@@ -240,7 +248,9 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
             f.truncate(len(data) - 1)
         self.assertCorrupt(p)
         self.srv.stop()
-        self.assertVerifyFinds(sha256_hex(data))
+        self.assertVerifyProblem(sha256_hex(data), "corrupt",
+                                 "the wrong size: %d bytes on disk, %d in the index"
+                                 % (len(data) - 1, len(data)))
 
     def test_grown_blob(self):
         data = os.urandom(1000)
@@ -249,7 +259,8 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
             f.write(b"x")
         self.assertCorrupt(p)
         self.srv.stop()
-        self.assertVerifyFinds(sha256_hex(data))
+        self.assertVerifyProblem(sha256_hex(data), "corrupt",
+                                 "the wrong size: 1001 bytes on disk, 1000 in the index")
 
     def test_missing_blob(self):
         data = os.urandom(4096)
@@ -259,7 +270,7 @@ class CorruptionTest(ArcaTestMixin, unittest.TestCase):
         self.assertIn(sha256_hex(data), self.srv.log_text(), "missing blob not logged")
         self.assertServing()
         self.srv.stop()
-        self.assertVerifyFinds(sha256_hex(data))
+        self.assertVerifyProblem(sha256_hex(data), "missing", "No such file or directory")
 
     def test_missing_empty_blob(self):
         p, bp = self.upload(b"")
