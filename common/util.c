@@ -80,13 +80,30 @@ void time_format_http(int64_t secs, char out[40])
 
 int time_parse_http(const char *s, int64_t *secs)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (!end || *end != '\0')
-        return ARCA_E_INVALID;
-    *secs = (int64_t)timegm(&tm);
-    return 0;
+    /* RFC 9110 5.6.7: a recipient accepts the two obsolete forms too. */
+    static const char *const forms[] = {
+        "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+        "%A, %d-%b-%y %H:%M:%S GMT", /* rfc850-date: Sunday, 06-Nov-94 08:49:37 GMT */
+        "%a %b %e %H:%M:%S %Y",      /* asctime: Sun Nov  6 08:49:37 1994 */
+    };
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        const char *end = strptime(s, forms[i], &tm);
+        if (!end || *end != '\0')
+            continue;
+        if (i == 1) {
+            /* A two-digit year more than 50 years ahead is the most recent past one. */
+            time_t now = time(NULL);
+            struct tm cur;
+            gmtime_r(&now, &cur);
+            int year = cur.tm_year - cur.tm_year % 100 + tm.tm_year % 100;
+            tm.tm_year = year > cur.tm_year + 50 ? year - 100 : year;
+        }
+        *secs = (int64_t)timegm(&tm);
+        return 0;
+    }
+    return ARCA_E_INVALID;
 }
 
 int time_parse_iso(const char *s, int64_t *secs)

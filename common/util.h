@@ -18,7 +18,7 @@ uint64_t time_mono_ns(void);
 void time_format_iso(uint64_t ms, char out[32]);
 /* Formats seconds-since-epoch as an HTTP date (RFC 9110 IMF-fixdate). */
 void time_format_http(int64_t secs, char out[40]);
-/* Parses an IMF-fixdate; returns 0 and *secs, or ARCA_E_INVALID. */
+/* Parses an HTTP date (IMF-fixdate, rfc850-date or asctime); 0 and *secs, or ARCA_E_INVALID. */
 int time_parse_http(const char *s, int64_t *secs);
 /* Parses "2026-01-31T12:00:00Z" (fractional seconds allowed) or "2026-01-31" (UTC). */
 int time_parse_iso(const char *s, int64_t *secs);

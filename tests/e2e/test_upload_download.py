@@ -699,10 +699,15 @@ class UploadDownloadTest(ServerTestCase):
         t = email.utils.parsedate_to_datetime(lm).timestamp()
         later = email.utils.formatdate(t + 3600, usegmt=True)
         earlier = email.utils.formatdate(t - 1, usegmt=True)
-        for ims in (lm, later):
+        # the two obsolete forms RFC 9110 5.6.7 says a recipient must accept
+        gm = time.gmtime(t)
+        rfc850 = time.strftime("%A, %d-%b-%y %H:%M:%S GMT", gm)
+        asctime = time.strftime("%a %b ", gm) + "%2d" % gm.tm_mday + time.strftime(" %H:%M:%S %Y", gm)
+        early850 = time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(t - 1))
+        for ims in (lm, later, rfc850, asctime):
             with self.subTest(ims=ims):
                 self.assertNotModified(path, {"If-Modified-Since": ims}, last_modified=lm)
-        for h in ({"If-Modified-Since": earlier},
+        for h in ({"If-Modified-Since": earlier}, {"If-Modified-Since": early850},
                   {"If-Modified-Since": "yesterday"},
                   {"If-Modified-Since": later, "If-None-Match": '"%s"' % ("2" * 64)}):
             with self.subTest(h=h):

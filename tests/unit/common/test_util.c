@@ -59,6 +59,23 @@ static void test_http_date_roundtrip(void **state)
     assert_int_equal(time_parse_http(buf, &secs), 0);
     assert_int_equal(secs, 784111777);
     assert_int_equal(time_parse_http("yesterday", &secs), ARCA_E_INVALID);
+    /* the two obsolete forms a recipient must accept (RFC 9110 5.6.7) */
+    secs = 0;
+    assert_int_equal(time_parse_http("Sunday, 06-Nov-94 08:49:37 GMT", &secs), 0);
+    assert_int_equal(secs, 784111777);
+    secs = 0;
+    assert_int_equal(time_parse_http("Sun Nov  6 08:49:37 1994", &secs), 0);
+    assert_int_equal(secs, 784111777);
+    /* a two-digit year is never more than 50 years ahead */
+    assert_int_equal(time_parse_http("Thursday, 01-Jan-70 00:00:00 GMT", &secs), 0);
+    assert_true(secs == 0 || secs == 3155760000); /* 1970, or 2070 from 2020 on */
+    assert_int_equal(time_parse_http("Monday, 01-Jan-00 00:00:00 GMT", &secs), 0);
+    assert_int_equal(secs, 946684800); /* 2000, until 2050 */
+    /* trailing junk, a missing zone, a wrong zone */
+    assert_int_equal(time_parse_http("Sun, 06 Nov 1994 08:49:37 GMT x", &secs), ARCA_E_INVALID);
+    assert_int_equal(time_parse_http("Sun, 06 Nov 1994 08:49:37", &secs), ARCA_E_INVALID);
+    assert_int_equal(time_parse_http("Sun, 06 Nov 1994 08:49:37 PST", &secs), ARCA_E_INVALID);
+    assert_int_equal(time_parse_http("Sun Nov  6 08:49:37 1994 GMT", &secs), ARCA_E_INVALID);
 }
 
 static void test_iso_time(void **state)
