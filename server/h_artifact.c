@@ -99,6 +99,17 @@ out:
 
 /* ---- JSON ---- */
 
+/* The artifact's download path, percent-encoded; malloc'd, NULL when out of memory. */
+static char *artifact_uri(const struct coord *c)
+{
+    char *raw = NULL, *esc = NULL;
+    if (asprintf(&raw, "/repos/%s/%s/%s/%s", c->repo, c->name, c->version, c->path) < 0)
+        return NULL;
+    esc = uri_escape_path(raw);
+    free(raw);
+    return esc;
+}
+
 json_t *artifact_to_json(const struct artifact *a)
 {
     char sha256[65], sha1[41], md5[33], created[32];
@@ -106,8 +117,9 @@ json_t *artifact_to_json(const struct artifact *a)
     hex_encode(a->dig.sha1, 20, sha1);
     hex_encode(a->dig.md5, 16, md5);
     time_format_iso(a->created_ms, created);
-    json_t *uri = json_sprintf("/repos/%s/%s/%s/%s", a->coord.repo, a->coord.name,
-                               a->coord.version, a->coord.path);
+    char *esc = artifact_uri(&a->coord);
+    json_t *uri = esc ? json_string(esc) : NULL;
+    free(esc);
     return json_pack("{s:s,s:s,s:s,s:s,s:I,s:{s:s,s:s,s:s},s:s,s:s,s:o}", "repo", a->coord.repo,
                      "name", a->coord.name, "version", a->coord.version, "path", a->coord.path,
                      "size", (json_int_t)a->dig.size, "checksums", "sha256", sha256, "sha1", sha1,
@@ -569,8 +581,10 @@ static void job_final_done(struct iojob *job)
     switch (p->outcome) {
     case PUT_STORED:
         resp_start(c, 201);
-        resp_header(c, "Location", "/repos/%s/%s/%s/%s", p->art.coord.repo, p->art.coord.name,
-                    p->art.coord.version, p->art.coord.path);
+        char *loc = artifact_uri(&p->art.coord);
+        if (loc)
+            resp_header(c, "Location", "%s", loc);
+        free(loc);
         resp_finish_json(c, artifact_to_json(&p->art));
         break;
     case PUT_SAME:

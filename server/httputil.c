@@ -3,6 +3,7 @@
 #include "arca_err.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -36,6 +37,34 @@ int url_decode(const char *in, size_t len, char *out, size_t *outlen)
     out[o] = '\0';
     *outlen = o;
     return 0;
+}
+
+/* Bytes a path keeps as they are: RFC 3986 unreserved, '/', and a few sub-delims. */
+static bool path_keeps(unsigned char ch)
+{
+    return isalnum(ch) || strchr("-._~/!$&'()*+,=:@", ch) != NULL;
+}
+
+char *uri_escape_path(const char *in)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++)
+        n += path_keeps(*p) && *p < 0x80 ? 1 : 3;
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        if (path_keeps(*p) && *p < 0x80) {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
 }
 
 int path_split(const char *path, size_t pathlen, char *buf, char **segs, size_t *lens, int max)

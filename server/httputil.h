@@ -19,6 +19,14 @@
 int url_decode(const char *in, size_t len, char *out, size_t *outlen);
 
 /*
+ * A path made safe to send as a URI path (a Location header, a download_uri):
+ * every byte but the unreserved ones, '/' and the sub-delimiters other than
+ * ';' is percent-encoded ("a%b c" → "a%25b%20c"), so that decoding it once
+ * gives in back.  Returns a malloc'd string, or NULL when out of memory.
+ */
+char *uri_escape_path(const char *in);
+
+/*
  * Splits a request path ("/a/b%2Fc/d") on '/' and decodes each segment.
  * Writes up to max segments into segs[] (each NUL-terminated, pointing into
  * buf, which must hold at least strlen(path)+max bytes) with lengths in lens[].

@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCAD = os.environ.get("ARCAD") or os.path.normpath(
@@ -1345,3 +1346,9 @@ class Cluster:
             p.close()
         for c in self.centres:
             c.cleanup()
+
+
+def uri_path(path):
+    """A path percent-encoded as arcad encodes download_uri and Location: everything but
+    RFC 3986's unreserved bytes, '/' and the sub-delimiters other than ';'."""
+    return urllib.parse.quote(path, safe="/!$&'()*+,=:@~")

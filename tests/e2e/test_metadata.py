@@ -11,7 +11,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import ServerTestCase, ArcaServer, ArcaTestMixin, run_arcad, sha256_hex
+from harness import ServerTestCase, ArcaServer, ArcaTestMixin, run_arcad, sha256_hex, uri_path
 
 ISO = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
@@ -141,8 +141,8 @@ class ListingTest(ServerTestCase):
             self.assertEqual(it["size"], len(d))
             self.assertEqual(it["checksums"]["sha256"], sha256_hex(d))
             self.assertEqual((it["repo"], it["name"], it["version"]), (repo, name, ver))
-            self.assertEqual(it["download_uri"], "/repos/%s/%s/%s/%s" % (repo, name, ver,
-                                                                         it["path"]))
+            self.assertEqual(it["download_uri"], uri_path("/repos/%s/%s/%s/%s"
+                                                          % (repo, name, ver, it["path"])))
         keys = self.check_pagination(base, "path")
         self.assertEqual(keys, got)
 

@@ -12,7 +12,7 @@ import time
 import unittest
 
 from harness import (ArcaServer, ArcaTestMixin, RawConn, ServerTestCase, b64,
-                     content_digest_sha256, md5_hex, sha1_hex, sha256_hex)
+                     content_digest_sha256, md5_hex, sha1_hex, sha256_hex, uri_path)
 
 MiB = 1 << 20
 SAFE_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -40,8 +40,8 @@ class UploadDownloadTest(ServerTestCase):
         self.assertRegex(j.get("created", ""), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", j)
         self.assertIsInstance(j.get("created_by"), str, j)
         self.assertTrue(j.get("created_by"), j)
-        self.assertEqual(j.get("download_uri"), "/repos/%s/%s/%s/%s" % (repo, name, version, path),
-                         j)
+        self.assertEqual(j.get("download_uri"), uri_path("/repos/%s/%s/%s/%s"
+                                                         % (repo, name, version, path)), j)
 
     def check_download_headers(self, r, data):
         h = r.headers
@@ -146,6 +146,32 @@ class UploadDownloadTest(ServerTestCase):
         self.assertEqual(j["version"], "1.0-\u00e9")
         self.assertEqual(j["path"], "a/b/\u00fcber.txt")
         self.assertStored(path, data)
+
+    def test_download_uri_and_location_are_percent_encoded(self):
+        """Names with '%', ' ', '?', '#', an encoded '/', '+' and UTF-8: the 201's Location and
+        download_uri, and the listing's download_uri, fetch exactly that file when used as
+        they are, never a neighbour ("a b" beside "a%20b", "a" beside "a?b")."""
+        base = "/repos/libs/enc%s/1.0+b.5/" % uniq()
+        names = {"a": "a", "a b": "a%20b", "a%20b": "a%2520b", "a?b": "a%3Fb", "a%b": "a%25b",
+                 "a%2Fb": "a%252Fb", "a#b": "a%23b", "d/\u00fcber;x.txt": "d/%C3%BCber%3Bx.txt"}
+        datas = {}
+        for name, enc in names.items():
+            data = os.urandom(100)
+            datas[name] = data
+            r = self.srv.put(base + enc, data)
+            self.assertEqual(r.status, 201, r)
+            self.assertEqual(r.json()["path"], name)
+            self.assertEqual(r.json()["download_uri"], base + enc)
+            self.assertEqual(r.header("location"), base + enc)
+        listing = self.srv.json("/api/v1" + base.rstrip("/"))
+        uris = {it["path"]: it["download_uri"] for it in listing["items"]}
+        self.assertEqual(set(uris), set(names))
+        for name, uri in uris.items():
+            with self.subTest(name=name):
+                self.assertEqual(uri, base + names[name])
+                r = self.srv.get(uri)
+                self.assertEqual(r.status, 200, r)
+                self.assertTrue(r.body == datas[name], "%s fetched another file" % uri)
 
     def test_query_string_ignored(self):
         data = os.urandom(50)

@@ -9,6 +9,7 @@
 #include "httputil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void test_url_decode(void **state)
@@ -27,6 +28,27 @@ static void test_url_decode(void **state)
     /* Decoded once: %252e stays "%2e", never "." */
     assert_int_equal(url_decode("%252e", 5, out, &n), 0);
     assert_string_equal(out, "%2e");
+}
+
+static void test_uri_escape_path(void **state)
+{
+    const char *cases[][2] = {
+        {"/repos/libs/app/1.0/app.jar", "/repos/libs/app/1.0/app.jar"},
+        {"/repos/r/n/1.0+build.5/a b%c?d#e;f", "/repos/r/n/1.0+build.5/a%20b%25c%3Fd%23e%3Bf"},
+        {"/repos/r/n/1/caf\xc3\xa9/\x7f\"<>\\", "/repos/r/n/1/caf%C3%A9/%7F%22%3C%3E%5C"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *e = uri_escape_path(cases[i][0]);
+        assert_non_null(e);
+        assert_string_equal(e, cases[i][1]);
+        /* decoding it once gives the input back */
+        char out[128];
+        size_t n;
+        assert_int_equal(url_decode(e, strlen(e), out, &n), 0);
+        assert_string_equal(out, cases[i][0]);
+        free(e);
+    }
 }
 
 static void test_path_split(void **state)
@@ -215,7 +237,7 @@ static void test_tokens_and_request_line(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_decode),    cmocka_unit_test(test_path_split),
+        cmocka_unit_test(test_url_decode), cmocka_unit_test(test_uri_escape_path),    cmocka_unit_test(test_path_split),
         cmocka_unit_test(test_range),         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_etag),          cmocka_unit_test(test_content_digest),
         cmocka_unit_test(test_base64),        cmocka_unit_test(test_chunk_check),
