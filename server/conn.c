@@ -1006,19 +1006,21 @@ static void conn_process(struct conn *c)
             break;
         size_t feed = v.iov_len < FEED_MAX ? v.iov_len : FEED_MAX;
         bool was_in_request = reqparse_in_request(c->rp);
-        if (!was_in_request && c->header_timer) {
-            /* The header clock starts with the first byte of a request. */
-            struct timeval tv = {(time_t)c->w->srv->cfg.header_timeout, 0};
-            evtimer_add(c->header_timer, &tv);
+        if (!was_in_request) {
+            /* Until routed, a request is "other": one refused before that, even at its
+             * first byte, is not counted under the previous request's route. */
+            c->route = ROUTE_OTHER;
+            c->start_ns = time_mono_ns();
+            if (c->header_timer) {
+                /* The header clock starts with the first byte of a request. */
+                struct timeval tv = {(time_t)c->w->srv->cfg.header_timeout, 0};
+                evtimer_add(c->header_timer, &tv);
+            }
         }
         uint64_t body_before = reqparse_body_bytes(c->rp);
         size_t n;
         enum reqparse_event ev = reqparse_feed(c->rp, v.iov_base, feed, &n);
         evbuffer_drain(in, n);
-        if (!was_in_request && reqparse_in_request(c->rp)) {
-            c->start_ns = time_mono_ns();
-            c->route = ROUTE_OTHER; /* until routed: a request refused before that is "other" */
-        }
         atomic_fetch_add_explicit(&c->w->srv->metrics.bytes_in,
                                   reqparse_body_bytes(c->rp) - body_before, memory_order_relaxed);
         if (ev == REQPARSE_ERROR) {

@@ -491,6 +491,23 @@ class ProtocolTest(ServerTestCase):
             time.sleep(0.02)
         self.assertEqual(count("other", "431"), before_other + 1)
         self.assertEqual(count("artifact_put", "431"), before_put)
+        # malformed from its first byte, on a new connection and after a routed request
+        want = {("other", "400"): count("other", "400") + 2,
+                ("storage", "400"): count("storage", "400"),
+                ("artifact_put", "400"): count("artifact_put", "400")}
+        with self.srv.conn() as c:
+            c.send(b"\x01x\r\n\r\n")
+            self.assertError(c.read_response(), 400, "bad_request")
+        with self.srv.conn() as c:
+            c.send("GET /api/v1/storage HTTP/1.1\r\nHost: t\r\n%s\r\n" % self.srv.auth_line())
+            self.assertEqual(c.read_response().status, 200)
+            c.send(b"\x01x\r\n\r\n")
+            self.assertError(c.read_response(), 400, "bad_request")
+        for _ in range(100):
+            if all(count(*k) == v for k, v in want.items()):
+                break
+            time.sleep(0.02)
+        self.assertEqual({k: count(*k) for k in want}, want)
 
     def test_refused_before_the_handler_counts_under_its_route(self):
         """A well-formed request refused before its handler runs (401 for a bad token, 413 for
