@@ -205,19 +205,29 @@ static void metrics(struct conn *c)
     struct repo_stats st = {0};
     repo_get_stats(srv->db, &st);
     evbuffer_add_printf(b,
+                        "# HELP arca_http_bytes_received_total Request body bytes received (decoded: chunk framing and headers are not counted).\n"
                         "# TYPE arca_http_bytes_received_total counter\narca_http_bytes_received_total %llu\n"
+                        "# HELP arca_http_bytes_sent_total Response body bytes sent (headers are not counted).\n"
                         "# TYPE arca_http_bytes_sent_total counter\narca_http_bytes_sent_total %llu\n"
+                        "# HELP arca_http_connections Client connections open now.\n"
                         "# TYPE arca_http_connections gauge\narca_http_connections %lld\n"
+                        "# HELP arca_http_connections_rejected_total Connections answered 503 because the connection cap was reached.\n"
                         "# TYPE arca_http_connections_rejected_total counter\narca_http_connections_rejected_total %llu\n"
+                        "# HELP arca_blob_corrupt_detected_total Downloads that found a blob missing, the wrong size or failing its block checksums.\n"
                         "# TYPE arca_blob_corrupt_detected_total counter\narca_blob_corrupt_detected_total %llu\n"
                         "# HELP arca_file_cache_hits_total Small-file GETs answered from memory.\n"
                         "# TYPE arca_file_cache_hits_total counter\narca_file_cache_hits_total %llu\n"
                         "# HELP arca_file_cache_misses_total Small-file GETs read from disk.\n"
                         "# TYPE arca_file_cache_misses_total counter\narca_file_cache_misses_total %llu\n"
+                        "# HELP arca_blob_count Distinct blobs stored (a deleted version's stay: no garbage collection yet).\n"
                         "# TYPE arca_blob_count gauge\narca_blob_count %llu\n"
+                        "# HELP arca_blob_stored_bytes Bytes of those blobs (each stored once).\n"
                         "# TYPE arca_blob_stored_bytes gauge\narca_blob_stored_bytes %llu\n"
+                        "# HELP arca_artifact_count Files (coordinates) the index holds.\n"
                         "# TYPE arca_artifact_count gauge\narca_artifact_count %llu\n"
+                        "# HELP arca_logical_bytes Bytes of all files, counting shared content once per coordinate.\n"
                         "# TYPE arca_logical_bytes gauge\narca_logical_bytes %llu\n"
+                        "# HELP arca_event_count Events in this centre's log.\n"
                         "# TYPE arca_event_count gauge\narca_event_count %llu\n",
                         (unsigned long long)atomic_load(&m->bytes_in),
                         (unsigned long long)atomic_load(&m->bytes_out),

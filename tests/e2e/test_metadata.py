@@ -244,6 +244,19 @@ class OpsTest(ServerTestCase):
                      "arca_logical_bytes"):
             self.assertRegex(text, r"(?m)^%s(\{[^}]*\})? [0-9.eE+-]+$" % re.escape(name),
                              "metric %s missing" % name)
+        # every family has one HELP and one TYPE line, before its samples
+        helps, types = {}, {}
+        for i, ln in enumerate(text.splitlines()):
+            if ln.startswith("# HELP ") or ln.startswith("# TYPE "):
+                into = helps if ln.startswith("# HELP ") else types
+                fam = ln.split(" ")[2]
+                self.assertNotIn(fam, into, "%s given twice" % ln[:6])
+                into[fam] = i
+            elif ln:
+                name = re.match(r"[a-z_]+", ln).group(0)
+                fam = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+                self.assertIn(fam, types, "no TYPE before %r" % ln)
+                self.assertIn(fam, helps, "no HELP for %r" % ln)
         lines = [ln for ln in text.splitlines() if ln.startswith("arca_http_requests_total{")]
         self.assertTrue(any('status="404"' in ln for ln in lines), lines)
         self.assertTrue(any('status="200"' in ln for ln in lines), lines)
