@@ -98,12 +98,17 @@ json_t *next_cursor_json(const char *next)
     return next[0] ? json_string(next) : json_null();
 }
 
+/* A repository is listed only to those who may read it. */
+static bool may_read_repo(void *arg, const char *repo)
+{
+    struct page *pg = arg;
+    return auth_allows(conn_server(pg->c)->auth, conn_principal(pg->c), "read", repo);
+}
+
 static int add_repo(void *arg, const struct repo_entry *e)
 {
     struct page *pg = arg;
     char created[32];
-    if (!auth_allows(conn_server(pg->c)->auth, conn_principal(pg->c), "read", e->repo))
-        return 0; /* listed only to those who may read it */
     time_format_iso(e->created_ms, created);
     json_array_append_new(pg->items, json_pack("{s:s,s:s}", "repo", e->repo, "created", created));
     return 0;
@@ -189,7 +194,7 @@ static void meta_headers(struct conn *c)
     repo_db *db = srv->db;
     switch (n) {
     case 0:
-        rc = repo_list_repos(db, pg.cursor, pg.limit, add_repo, &pg, next);
+        rc = repo_list_repos(db, pg.cursor, pg.limit, may_read_repo, add_repo, &pg, next);
         if (rc == 0)
             body = json_pack("{s:O}", "items", pg.items);
         break;

@@ -937,6 +937,8 @@ int event_read(repo_db *db, uint64_t seq, char **json)
  */
 typedef int (*emit_fn)(void *ctx, const char *suffix, size_t slen, const char *val,
                        size_t vlen);
+/* Whether a key is listed at all; one that is not is neither counted nor a cursor. */
+typedef bool (*keep_fn)(void *ctx, const char *suffix, size_t slen);
 
 static int cursor_decode(char tag, const char *after, char *suffix, size_t *slen)
 {
@@ -954,7 +956,8 @@ static int cursor_decode(char tag, const char *after, char *suffix, size_t *slen
 }
 
 static int list_walk(repo_db *db, enum repo_cf cf, const char *prefix, size_t plen, char tag,
-                     const char *after, size_t limit, emit_fn emit, void *ctx, char *next)
+                     const char *after, size_t limit, keep_fn keep, emit_fn emit, void *ctx,
+                     char *next)
 {
     int rc = 0;
     char seek[KEY_MAX], last[KEY_MAX];
@@ -989,12 +992,14 @@ static int list_walk(repo_db *db, enum repo_cf cf, const char *prefix, size_t pl
         const char *k = rocksdb_iter_key(it, &kl);
         if (kl < plen || memcmp(k, prefix, plen) != 0)
             break;
+        if (kl - plen >= KEY_MAX || kl == plen)
+            continue; /* cannot be a key we wrote */
+        if (keep && !keep(ctx, k + plen, kl - plen))
+            continue;
         if (count == limit) {
             more = true;
             break;
         }
-        if (kl - plen >= KEY_MAX || kl == plen)
-            continue; /* cannot be a key we wrote */
         const char *v = rocksdb_iter_value(it, &vl);
         lastlen = kl - plen;
         memcpy(last, k + plen, lastlen);
@@ -1029,8 +1034,17 @@ static bool suffix_str(char *buf, size_t cap, const char *s, size_t len)
 
 struct repos_ctx {
     int (*cb)(void *arg, const struct repo_entry *e);
+    bool (*want)(void *arg, const char *repo);
     void *arg;
 };
+
+static bool keep_repo(void *vctx, const char *s, size_t slen)
+{
+    struct repos_ctx *ctx = vctx;
+    char name[COORD_REPO_MAX + 1];
+    /* A key that does not decode is kept, so that emit_repo reports it. */
+    return !ctx->want || !suffix_str(name, sizeof(name), s, slen) || ctx->want(ctx->arg, name);
+}
 
 static int emit_repo(void *vctx, const char *s, size_t slen, const char *v, size_t vlen)
 {
@@ -1043,10 +1057,11 @@ static int emit_repo(void *vctx, const char *s, size_t slen, const char *v, size
 }
 
 int repo_list_repos(repo_db *db, const char *after, size_t limit,
+                    bool (*want)(void *arg, const char *repo),
                     int (*cb)(void *arg, const struct repo_entry *e), void *arg, char *next)
 {
-    struct repos_ctx ctx = {cb, arg};
-    return list_walk(db, CF_REPOS, "", 0, 'r', after, limit, emit_repo, &ctx, next);
+    struct repos_ctx ctx = {cb, want, arg};
+    return list_walk(db, CF_REPOS, "", 0, 'r', after, limit, keep_repo, emit_repo, &ctx, next);
 }
 
 struct names_ctx {
@@ -1074,7 +1089,7 @@ int repo_list_names(repo_db *db, const char *repo, const char *after, size_t lim
     if (!repo || coord_repo_check(repo, strlen(repo), &why) != 0)
         return ARCA_E_INVALID;
     size_t plen = key_make(prefix, true, repo, NULL, NULL, NULL);
-    return list_walk(db, CF_NAMES, prefix, plen, 'n', after, limit, emit_name, &ctx, next);
+    return list_walk(db, CF_NAMES, prefix, plen, 'n', after, limit, NULL, emit_name, &ctx, next);
 }
 
 struct versions_ctx {
@@ -1106,7 +1121,7 @@ int repo_list_versions(repo_db *db, const char *repo, const char *name, const ch
     if (coord_set(&c, repo, name, "x", NULL, &why) != 0)
         return ARCA_E_INVALID;
     size_t plen = key_make(prefix, true, repo, name, NULL, NULL);
-    return list_walk(db, CF_VTIME, prefix, plen, 'v', after, limit, emit_version, &ctx, next);
+    return list_walk(db, CF_VTIME, prefix, plen, 'v', after, limit, NULL, emit_version, &ctx, next);
 }
 
 struct files_ctx {
@@ -1136,7 +1151,7 @@ int repo_list_files(repo_db *db, const char *repo, const char *name, const char 
     if (coord_set(&ctx.a.coord, repo, name, version, NULL, &why) != 0)
         return ARCA_E_INVALID;
     size_t plen = key_make(prefix, true, repo, name, version, NULL);
-    return list_walk(db, CF_ARTIFACTS, prefix, plen, 'f', after, limit, emit_file, &ctx, next);
+    return list_walk(db, CF_ARTIFACTS, prefix, plen, 'f', after, limit, NULL, emit_file, &ctx, next);
 }
 
 int repo_walk_blobs(repo_db *db,
@@ -1308,7 +1323,7 @@ int repo_token_list(repo_db *db, const char *after, size_t limit,
                     int (*cb)(void *arg, const struct token *t), void *arg, char *next)
 {
     struct tokens_ctx ctx = {db, cb, arg};
-    return list_walk(db, CF_TOKENS, "", 0, 't', after, limit, emit_token, &ctx, next);
+    return list_walk(db, CF_TOKENS, "", 0, 't', after, limit, NULL, emit_token, &ctx, next);
 }
 
 int repo_token_touch(repo_db *db, const char *id, uint64_t when_ms)

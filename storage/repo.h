@@ -144,7 +144,12 @@ struct version_entry {
     const struct version_state *st;
 };
 
+/*
+ * want (NULL: every repository) says which repositories are listed at all:
+ * the others are not counted against limit, and a cursor never names one.
+ */
 int repo_list_repos(repo_db *db, const char *after, size_t limit,
+                    bool (*want)(void *arg, const char *repo),
                     int (*cb)(void *arg, const struct repo_entry *e), void *arg, char *next);
 int repo_list_names(repo_db *db, const char *repo, const char *after, size_t limit,
                     int (*cb)(void *arg, const struct name_entry *e), void *arg, char *next);

@@ -544,17 +544,21 @@ class AuthTest(AuthMixin, ServerTestCase):
                 got = [it["repo"] for it in r.json()["items"]]
                 self.assertEqual(set(got), want)
                 self.assertEqual(len(got), len(set(got)))
-                # paged with limit=1: the same set, and it ends
+                # paged with limit=1: the same set, one item on every page, and it ends;
+                # a cursor names only a repository this caller may read (its hex is the name)
                 seen, cursor = [], None
                 for _ in range(len(admin_names) + 3):
                     q = "?limit=1" + ("&cursor=" + urllib.parse.quote(
                         cursor) if cursor else "")
                     r = self.srv.get("/api/v1/repos" + q, token=s)
                     self.assertEqual(r.status, 200, r)
-                    seen += [it["repo"] for it in r.json()["items"]]
+                    page = [it["repo"] for it in r.json()["items"]]
+                    self.assertEqual(len(page), 1 if want else 0, page)
+                    seen += page
                     cursor = r.json()["next_cursor"]
                     if cursor is None:
                         break
+                    self.assertEqual(bytes.fromhex(cursor[1:]).decode(), page[0])
                 self.assertIsNone(cursor, "paging did not end")
                 self.assertEqual(set(seen), want)
 

@@ -283,6 +283,11 @@ static int cb_file(void *arg, const struct artifact *a)
     return 0;
 }
 
+static bool even_repo(void *arg, const char *repo)
+{
+    return repo[1] == '2' || repo[1] == '4';
+}
+
 static void test_list_repos_names_files(void **state)
 {
     struct fixture *f = *state;
@@ -303,7 +308,7 @@ static void test_list_repos_names_files(void **state)
     cur[0] = '\0';
     int pages = 0;
     do {
-        assert_int_equal(repo_list_repos(f->db, cur, 2, cb_repo, &c, next), 0);
+        assert_int_equal(repo_list_repos(f->db, cur, 2, NULL, cb_repo, &c, next), 0);
         strcpy(cur, next);
         pages++;
     } while (cur[0]);
@@ -314,14 +319,31 @@ static void test_list_repos_names_files(void **state)
 
     /* A page that ends exactly at the last item says there is no more. */
     memset(&c, 0, sizeof(c));
-    assert_int_equal(repo_list_repos(f->db, NULL, 5, cb_repo, &c, next), 0);
+    assert_int_equal(repo_list_repos(f->db, NULL, 5, NULL, cb_repo, &c, next), 0);
     assert_string_equal(next, "");
     assert_int_equal(c.n, 5);
+
+    /* A filter: r2 and r4 only.  Others are not counted and a cursor never names one. */
+    memset(&c, 0, sizeof(c));
+    cur[0] = '\0';
+    pages = 0;
+    do {
+        assert_int_equal(repo_list_repos(f->db, cur, 1, even_repo, cb_repo, &c, next), 0);
+        if (next[0]) {
+            assert_string_equal(next, pages == 0 ? "r7232" : "r7234"); /* hex of r2, r4 */
+        }
+        strcpy(cur, next);
+        pages++;
+    } while (cur[0]);
+    assert_int_equal(pages, 2); /* no empty page after r4: r5 is not listed */
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.items[0], "r2");
+    assert_string_equal(c.items[1], "r4");
 
     /* A callback's non-zero return stops the walk and is returned. */
     memset(&c, 0, sizeof(c));
     c.stop_at = 2;
-    assert_int_equal(repo_list_repos(f->db, NULL, 10, cb_repo, &c, next), 42);
+    assert_int_equal(repo_list_repos(f->db, NULL, 10, NULL, cb_repo, &c, next), 42);
     assert_int_equal(c.n, 2);
 
     /* Names within r1 only, in byte order, pages of 2. */
@@ -419,7 +441,7 @@ static void test_bad_cursors(void **state)
     assert_int_equal(repo_list_names(f->db, "r", good, 1, cb_name, &c, next), ARCA_E_INVALID);
     assert_int_equal(repo_list_versions(f->db, "r", "n", good, 1, cb_version, &c, next),
                      ARCA_E_INVALID);
-    assert_int_equal(repo_list_repos(f->db, good, 1, cb_repo, &c, next), ARCA_E_INVALID);
+    assert_int_equal(repo_list_repos(f->db, good, 1, NULL, cb_repo, &c, next), ARCA_E_INVALID);
     /* Over-long cursor. */
     char *huge = malloc(REPO_CURSOR_MAX + 10);
     memset(huge, 'a', REPO_CURSOR_MAX + 9);
