@@ -29,27 +29,32 @@ struct page {
 };
 
 /*
- * The first value of query parameter key, percent-decoded into out (cap
- * bytes); false when absent.  *bad is set when it is too long, malformed or
- * holds a NUL.
+ * The value of query parameter key, percent-decoded into out (cap bytes);
+ * false when absent.  "key" alone is the empty value.  *bad is set when it is
+ * too long, malformed, holds a NUL or the parameter is given more than once
+ * (which of two values counts would be a guess).
  */
 bool query_param(struct conn *c, const char *key, char *out, size_t cap, bool *bad)
 {
     const char *q = conn_query(c);
     size_t kl = strlen(key);
+    bool found = false;
     while (*q) {
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        if (len > kl && memcmp(q, key, kl) == 0 && q[kl] == '=') {
-            size_t dl;
-            if (len - kl - 1 >= cap || url_decode(q + kl + 1, len - kl - 1, out, &dl) != 0 ||
-                strlen(out) != dl)
+        if (len >= kl && memcmp(q, key, kl) == 0 && (len == kl || q[kl] == '=')) {
+            size_t dl, vl = len == kl ? 0 : len - kl - 1;
+            if (found)
                 *bad = true;
-            return true;
+            else if (vl >= cap || url_decode(q + len - vl, vl, out, &dl) != 0 || strlen(out) != dl)
+                *bad = true;
+            found = true;
         }
         q = amp ? amp + 1 : q + len;
     }
-    return false;
+    if (*bad && cap)
+        out[0] = '\0';
+    return found;
 }
 
 int page_query(struct conn *c, size_t *limit, char *cursor)
@@ -59,18 +64,19 @@ int page_query(struct conn *c, size_t *limit, char *cursor)
     *limit = LIMIT_DEFAULT;
     cursor[0] = '\0';
     if (query_param(c, "limit", buf, sizeof(buf), &bad)) {
-        char *end;
-        unsigned long n = bad ? 0 : strtoul(buf, &end, 10);
-        if (bad || !buf[0] || *end || buf[0] == '-' || n < 1 || n > LIMIT_MAX) {
-            resp_error(c, 400, "bad_request", NULL, "limit must be 1..%d, got '%.15s'", LIMIT_MAX,
-                       bad ? "" : buf);
+        /* Digits only: no sign, no space, at most 4 of them. */
+        size_t digits = strspn(buf, "0123456789");
+        unsigned long n = !bad && buf[0] && !buf[digits] && digits <= 4 ? strtoul(buf, NULL, 10) : 0;
+        if (n < 1 || n > LIMIT_MAX) {
+            resp_error(c, 400, "bad_request", NULL,
+                       "limit must be a number 1..%d, given once", LIMIT_MAX);
             return -1;
         }
         *limit = n;
     }
     if (query_param(c, "cursor", cursor, REPO_CURSOR_MAX, &bad) && bad) {
         cursor[0] = '\0';
-        resp_error(c, 400, "bad_request", NULL, "malformed cursor");
+        resp_error(c, 400, "bad_request", NULL, "malformed cursor, or more than one");
         return -1;
     }
     return 0;

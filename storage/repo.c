@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static const char *const cf_names[CF_COUNT] = {
     [CF_DEFAULT] = "default", [CF_META] = "meta",         [CF_REPOS] = "repos",
@@ -931,22 +932,35 @@ int event_read(repo_db *db, uint64_t seq, char **json)
 
 /*
  * A listing walks the keys under one prefix.  Its cursor is a tag letter
- * naming the listing followed by the hex of the last key's suffix after the
- * prefix, so a cursor from one kind of listing is rejected by another, and
- * the longest suffix (a 1024-byte path) fits in REPO_CURSOR_MAX.
+ * naming the kind of listing, 8 hex digits of the prefix's xxh3 (which
+ * repository, artifact or version it lists) and the hex of the last key's
+ * suffix after the prefix.  So a cursor from one listing is rejected by any
+ * other, even of the same kind, and the longest suffix (a 1024-byte path)
+ * fits in REPO_CURSOR_MAX.
  */
+#define CURSOR_BIND_HEX 8
+
+static void cursor_bind(const char *prefix, size_t plen, char out[CURSOR_BIND_HEX + 1])
+{
+    snprintf(out, CURSOR_BIND_HEX + 1, "%08x", (unsigned)(XXH3_64bits(prefix, plen) >> 32));
+}
+
 typedef int (*emit_fn)(void *ctx, const char *suffix, size_t slen, const char *val,
                        size_t vlen);
 /* Whether a key is listed at all; one that is not is neither counted nor a cursor. */
 typedef bool (*keep_fn)(void *ctx, const char *suffix, size_t slen);
 
-static int cursor_decode(char tag, const char *after, char *suffix, size_t *slen)
+static int cursor_decode(char tag, const char *prefix, size_t plen, const char *after,
+                         char *suffix, size_t *slen)
 {
-    size_t alen = strlen(after);
-    if (alen < 3 || alen >= REPO_CURSOR_MAX || after[0] != tag || (alen - 1) % 2 != 0)
+    size_t alen = strlen(after), head = 1 + CURSOR_BIND_HEX;
+    char bind[CURSOR_BIND_HEX + 1];
+    cursor_bind(prefix, plen, bind);
+    if (alen < head + 2 || alen >= REPO_CURSOR_MAX || after[0] != tag || (alen - head) % 2 != 0 ||
+        memcmp(after + 1, bind, CURSOR_BIND_HEX) != 0)
         return ARCA_E_INVALID;
-    *slen = (alen - 1) / 2;
-    if (hex_decode(after + 1, alen - 1, (uint8_t *)suffix, *slen) != 0)
+    *slen = (alen - head) / 2;
+    if (hex_decode(after + head, alen - head, (uint8_t *)suffix, *slen) != 0)
         return ARCA_E_INVALID;
     /* Version suffixes start with 8 binary bytes; every other suffix is a plain segment. */
     size_t text = tag == 'v' ? 8 : 0;
@@ -971,7 +985,7 @@ static int list_walk(repo_db *db, enum repo_cf cf, const char *prefix, size_t pl
     if (after && after[0]) {
         size_t slen;
         if (strlen(after) / 2 > KEY_MAX - plen ||
-            (rc = cursor_decode(tag, after, seek + plen, &slen)) != 0) {
+            (rc = cursor_decode(tag, prefix, plen, after, seek + plen, &slen)) != 0) {
             rc = ARCA_E_INVALID;
             goto out;
         }
@@ -1012,9 +1026,10 @@ static int list_walk(repo_db *db, enum repo_cf cf, const char *prefix, size_t pl
         rc = db_error("iterate", err);
         goto out;
     }
-    if (more && lastlen > 0 && 1 + 2 * lastlen < REPO_CURSOR_MAX) {
+    if (more && lastlen > 0 && 1 + CURSOR_BIND_HEX + 2 * lastlen < REPO_CURSOR_MAX) {
         next[0] = tag;
-        hex_encode((const uint8_t *)last, lastlen, next + 1);
+        cursor_bind(prefix, plen, next + 1);
+        hex_encode((const uint8_t *)last, lastlen, next + 1 + CURSOR_BIND_HEX);
     }
 out:
     if (it)

@@ -558,7 +558,7 @@ class AuthTest(AuthMixin, ServerTestCase):
                     cursor = r.json()["next_cursor"]
                     if cursor is None:
                         break
-                    self.assertEqual(bytes.fromhex(cursor[1:]).decode(), page[0])
+                    self.assertEqual(bytes.fromhex(cursor[9:]).decode(), page[0])
                 self.assertIsNone(cursor, "paging did not end")
                 self.assertEqual(set(seen), want)
 

@@ -155,13 +155,26 @@ class ListingTest(ServerTestCase):
         for base in bases:
             for q in ("limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=", "limit=1.5",
                       "limit=99999999999999999999999", "cursor=%%%", "cursor=garbage!!",
-                      "cursor=" + "A" * 3000):
+                      "cursor=" + "A" * 3000, "limit=+5", "limit=%205", "limit=5%20",
+                      "limit", "limit=1&limit=abc", "limit=2&limit=2", "cursor=&cursor="):
                 self.srv.assert_alive()  # fail fast if a previous case crashed it
                 with self.subTest(base=base, q=q[:40]):
                     r = self.srv.get(base + "?" + q)
                     self.assertError(r, 400, "bad_request")
-            for q in ("limit=1", "limit=1000"):
+            for q in ("limit=1", "limit=1000", "limit=0007", "cursor=", "limitx=3&xlimit=4"):
                 self.assertEqual(self.srv.get(base + "?" + q).status, 200)
+        # A cursor from another listing of the same kind (another version's files, another
+        # artifact's versions) is refused too: it would start at an unrelated position.
+        for p in ("n/1/g.txt", "n/2/g.txt", "m/1/f.txt", "m/2/f.txt"):
+            self.put("/repos/%s/%s" % (repo, p), b"y")
+        for mine, other in (("n/1", "n/2"), ("n", "m")):
+            with self.subTest(cursor_from=mine, used_on=other):
+                base = "/api/v1/repos/%s/" % repo
+                cursor = self.srv.json(base + mine + "?limit=1")["next_cursor"]
+                self.assertTrue(cursor)
+                self.assertEqual(self.srv.get(base + mine + "?cursor=" + cursor).status, 200)
+                self.assertError(self.srv.get(base + other + "?cursor=" + cursor), 400,
+                                 "bad_request")
         self.assertServing()
 
 

@@ -330,7 +330,7 @@ static void test_list_repos_names_files(void **state)
     do {
         assert_int_equal(repo_list_repos(f->db, cur, 1, even_repo, cb_repo, &c, next), 0);
         if (next[0]) {
-            assert_string_equal(next, pages == 0 ? "r7232" : "r7234"); /* hex of r2, r4 */
+            assert_string_equal(next + 9, pages == 0 ? "7232" : "7234"); /* hex of r2, r4 */
         }
         strcpy(cur, next);
         pages++;
@@ -437,6 +437,28 @@ static void test_bad_cursors(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(repo_list_files(f->db, "r", "n", "1", bad[i], 1, cb_file, &c, next),
                          ARCA_E_INVALID);
+    /* This listing's bind digits with a bad suffix: none, not hex, odd, a NUL. */
+    static const char *const tails[] = {"", "zz", "616", "00", "6600"};
+    for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+        char t[64];
+        snprintf(t, sizeof(t), "%.9s%s", good, tails[i]);
+        assert_int_equal(repo_list_files(f->db, "r", "n", "1", t, 1, cb_file, &c, next),
+                         ARCA_E_INVALID);
+    }
+    /* Well formed, but bound to another listing's prefix (the bind digits changed). */
+    char other[REPO_CURSOR_MAX];
+    strcpy(other, good);
+    other[1] = other[1] == '0' ? '1' : '0';
+    assert_int_equal(repo_list_files(f->db, "r", "n", "1", other, 1, cb_file, &c, next),
+                     ARCA_E_INVALID);
+    /* A cursor from another version's files listing: same kind, another listing. */
+    put_new(f->db, C("r", "n", "2", "f0"), "v2f0");
+    put_new(f->db, C("r", "n", "2", "f1"), "v2f1");
+    assert_int_equal(repo_list_files(f->db, "r", "n", "2", NULL, 1, cb_file, &c, next), 0);
+    assert_true(next[0] == 'f');
+    strcpy(other, next);
+    assert_int_equal(repo_list_files(f->db, "r", "n", "1", other, 1, cb_file, &c, next),
+                     ARCA_E_INVALID);
     /* A cursor from a names listing is refused by a files listing and vice versa. */
     assert_int_equal(repo_list_names(f->db, "r", good, 1, cb_name, &c, next), ARCA_E_INVALID);
     assert_int_equal(repo_list_versions(f->db, "r", "n", good, 1, cb_version, &c, next),
