@@ -1005,6 +1005,22 @@ static int small_blob_read(struct conn *c, int fd, const struct blob_digests *d,
     return 0;
 }
 
+/*
+ * Whether any line of an If-Match / If-None-Match field lists etag: several
+ * lines of one field are one list (RFC 9110 5.3).
+ */
+static bool etag_field_matches(const struct conn *c, const char *field, const char *etag,
+                               bool strong)
+{
+    int n = conn_header_count(c, field);
+    for (int i = 0; i < n; i++) {
+        const char *v = conn_header_nth(c, field, i);
+        if (v && (strong ? etag_list_matches_strong(v, etag) : etag_list_matches(v, etag)))
+            return true;
+    }
+    return false;
+}
+
 void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_ms,
                 const char *content_type, const char *resolved)
 {
@@ -1070,7 +1086,7 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
      * holds: only the ETag validates it.
      */
     bool have_time = created_ms != 0 && !resolved;
-    if (im ? !etag_list_matches_strong(im, etag)
+    if (im ? !etag_field_matches(c, "If-Match", etag, true)
            : ius && have_time && time_parse_http(ius, &when) == 0 && mtime > when) {
         if (fd >= 0)
             close(fd);
@@ -1084,7 +1100,7 @@ void serve_blob(struct conn *c, const struct blob_digests *d, uint64_t created_m
                                        im ? etag : lastmod));
         return;
     }
-    if (inm ? etag_list_matches(inm, etag)
+    if (inm ? etag_field_matches(c, "If-None-Match", etag, false)
             : ims && have_time && time_parse_http(ims, &when) == 0 && mtime <= when)
         status = 304;
     const char *range = conn_header(c, "Range");

@@ -158,8 +158,10 @@ enum range_result range_parse(const char *value, uint64_t size, uint64_t *start,
     if (*p != '\0' || (!has_a && !has_b))
         return RANGE_NONE;
     if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0 || size == 0)
+        if (b == 0)
             return RANGE_UNSATISFIABLE;
+        if (size == 0)
+            return RANGE_NONE; /* satisfiable (RFC 9110 14.1.1), but no 206 can say so: 200 */
         if (b > size)
             b = size;
         *start = size - b;

@@ -455,6 +455,13 @@ enum reqparse_action reqparse_check(struct reqparse *rp, struct reqparse_verdict
         }
     }
     const char *te = reqparse_header(rp, "Transfer-Encoding");
+    if (te && rp->parser.http_major == 1 && rp->parser.http_minor == 0) {
+        /* RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty
+         * (a 1.0 proxy in front would not have seen chunks): refuse it and close. */
+        verdict(v, REQPARSE_FAIL, 400, "bad_request",
+                "Transfer-Encoding in an HTTP/1.0 request; send Content-Length");
+        return v->action;
+    }
     if (te &&
         (reqparse_header_count(rp, "Transfer-Encoding") > 1 || strcasecmp(te, "chunked") != 0)) {
         verdict(v, REQPARSE_FAIL, 501, "not_implemented",

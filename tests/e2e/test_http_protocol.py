@@ -164,6 +164,16 @@ class ProtocolTest(ServerTestCase):
         # HTTP/1.1 keeps the connection without saying so
         r = self.srv.get("/healthz")
         self.assertIsNone(r.header("connection"))
+        # HTTP/1.0 with Transfer-Encoding has faulty framing (RFC 9112 6.1): 400, nothing
+        # stored, closed, and a request smuggled in after it is never answered
+        p = "/repos/lim/te10%s/1/x" % uniq()
+        with self.srv.conn() as c:
+            c.send(("PUT %s HTTP/1.0\r\n%sTransfer-Encoding: chunked\r\n"
+                    "Connection: keep-alive\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                    "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n") % (p, self.srv.auth_line()))
+            self.assertError(c.read_response(), 400, "bad_request")
+            self.assertClosedAfterError(c)
+        self.assertNotStored(p)
 
     def test_host_required_and_version(self):
         """RFC 9112: an HTTP/1.1 request without Host is a 400; a version other than 1.0 and

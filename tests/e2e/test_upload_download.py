@@ -658,6 +658,10 @@ class UploadDownloadTest(ServerTestCase):
         r = self.srv.get(empty, headers={"Range": "bytes=0-0"})
         self.assertError(r, 416, "range_not_satisfiable")
         self.assertEqual(r.header("content-range"), "bytes */0", r)
+        # a suffix range of an empty file is satisfiable, but no 206 can say so: the whole (empty)
+        # file, 200 (RFC 9110 14.1.1)
+        r = self.srv.get(empty, headers={"Range": "bytes=-1"})
+        self.assertEqual((r.status, r.body, r.header("content-range")), (200, b"", None), r)
 
     def test_range_multi_and_malformed_give_200(self):
         data = os.urandom(5000)
@@ -770,6 +774,12 @@ class UploadDownloadTest(ServerTestCase):
         r = self.srv.get(path, headers={"If-Match": etag, "Range": "bytes=0-9"})
         self.assertEqual(r.status, 206)
         self.assertTrue(r.body == data[:10])
+        # several lines of one field are one list (RFC 9110 5.3): the tag on the second counts
+        for field, status in (("If-Match", 200), ("If-None-Match", 304)):
+            with self.subTest(field=field), RawConn(self.srv.port) as c:
+                c.send("GET %s HTTP/1.1\r\nHost: t\r\n%s%s: \"x\"\r\n%s: %s\r\n\r\n"
+                       % (path, self.srv.auth_line(), field, field, etag))
+                self.assertEqual(c.read_response().status, status)
 
     # -- request ids -------------------------------------------------------------------
 

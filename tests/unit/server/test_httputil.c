@@ -92,6 +92,9 @@ static void test_range(void **state)
     assert_int_equal(range_parse("bytes=100-", 100, &s, &l), RANGE_UNSATISFIABLE);
     assert_int_equal(range_parse("bytes=-0", 100, &s, &l), RANGE_UNSATISFIABLE);
     assert_int_equal(range_parse("bytes=0-0", 0, &s, &l), RANGE_UNSATISFIABLE);
+    assert_int_equal(range_parse("bytes=-0", 0, &s, &l), RANGE_UNSATISFIABLE);
+    /* A suffix of an empty file is satisfiable, but no 206 can express it: 200. */
+    assert_int_equal(range_parse("bytes=-1", 0, &s, &l), RANGE_NONE);
     /* Ignored (answer 200): malformed, reversed, other units, several ranges. */
     assert_int_equal(range_parse("bytes=9-1", 100, &s, &l), RANGE_NONE);
     assert_int_equal(range_parse("items=0-1", 100, &s, &l), RANGE_NONE);
