@@ -395,12 +395,16 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
             /* fall through */
         case CC_SIZE:
             if (hexdig((unsigned char)ch) >= 0) {
-                if (++cc->digits > 15)
+                cc->any = true;
+                if ((cc->remaining || ch != '0') && ++cc->digits > 15)
                     return CHUNK_CHECK_BAD; /* http-parser also refuses sizes this large */
                 cc->remaining = cc->remaining * 16 + (uint64_t)hexdig((unsigned char)ch);
-            } else if (cc->digits > 0 && (ch == ';' || ch == ' ' || ch == '\t')) {
+                if (cc->limit && cc->remaining > cc->limit - (cc->declared < cc->limit
+                                                                   ? cc->declared : cc->limit))
+                    return CHUNK_CHECK_TOO_BIG;
+            } else if (cc->any && (ch == ';' || ch == ' ' || ch == '\t')) {
                 cc->state = CC_EXT;
-            } else if (cc->digits > 0 && ch == '\r') {
+            } else if (cc->any && ch == '\r') {
                 cc->state = CC_SIZE_LF;
             } else {
                 return CHUNK_CHECK_BAD;
@@ -416,6 +420,8 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
             if (ch != '\n')
                 return CHUNK_CHECK_BAD;
             cc->digits = 0;
+            cc->any = false;
+            cc->declared += cc->remaining;
             cc->state = cc->remaining ? CC_DATA : CC_TRAILER;
             break;
         case CC_DATA: {

@@ -82,10 +82,17 @@ int content_digest_get(const char *header, const char *alg, uint8_t *out, size_t
 struct chunk_check {
     int state;
     uint64_t remaining;
-    unsigned digits;
+    unsigned digits;    /* significant hex digits of the size being read (leading zeros are not) */
+    bool any;           /* the size being read has a digit */
+    uint64_t declared;  /* the sizes of the chunks before it */
+    uint64_t limit;     /* set by the caller: sizes adding up past it are _TOO_BIG (0: none) */
 };
-enum { CHUNK_CHECK_MORE = 0, CHUNK_CHECK_DONE = 1, CHUNK_CHECK_BAD = -1 };
-/* Consumes n bytes; returns CHUNK_CHECK_MORE, _DONE (message over) or _BAD. */
+enum { CHUNK_CHECK_MORE = 0, CHUNK_CHECK_DONE = 1, CHUNK_CHECK_BAD = -1, CHUNK_CHECK_TOO_BIG = -2 };
+/*
+ * Consumes n bytes; returns CHUNK_CHECK_MORE, _DONE (message over), _BAD, or
+ * _TOO_BIG as soon as a chunk size line takes the body past limit (before
+ * that chunk's data is read).
+ */
 int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n);
 
 /* True if s (len bytes) is an RFC 9110 token (header names, methods). */

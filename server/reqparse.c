@@ -309,6 +309,10 @@ enum reqparse_event reqparse_feed(struct reqparse *rp, const char *data, size_t 
         scan_head(rp, data, n);
     } else if (rp->chunked) {
         rp->chunk_state = chunk_check_feed(&rp->chunks, data, n);
+        if (rp->chunk_state == CHUNK_CHECK_TOO_BIG) {
+            rp->parse_status = 413; /* a chunk size says so: before its data is read */
+            return REQPARSE_ERROR;
+        }
         if (rp->chunk_state == CHUNK_CHECK_BAD) {
             rp->framing_bad = true;
             return REQPARSE_ERROR;
@@ -533,6 +537,7 @@ void reqparse_reset(struct reqparse *rp)
     rp->perr = HPE_OK;
     rp->body_bytes = 0;
     memset(&rp->chunks, 0, sizeof(rp->chunks));
+    rp->chunks.limit = rp->lim.max_upload_bytes;
     rp->chunk_state = CHUNK_CHECK_MORE;
     rp->line_tail_len = 0;
     rp->line_started = rp->line_done = rp->line_bad = rp->version_bad = false;

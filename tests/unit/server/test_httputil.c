@@ -202,6 +202,7 @@ static void test_chunk_check(void **state)
         "\n5\r\nhello\r\n0\r\n\r\n",
         "5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\n\r\n",
         "\n0\r\nX-Trailer: yes\r\n\r\n",
+        "00000000000000000005\r\nhello\r\n0000000000000000000\r\n\r\n", /* leading zeros */
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         assert_int_equal(check_all(good[i]), CHUNK_CHECK_DONE);
@@ -221,6 +222,17 @@ static void test_chunk_check(void **state)
         assert_int_equal(check_bytewise(bad[i]), CHUNK_CHECK_BAD);
     }
     assert_int_equal(check_all("5\r\nhel"), CHUNK_CHECK_MORE);
+    assert_int_equal(check_all("0000000000000000000000001000000000000000\r\n"), CHUNK_CHECK_BAD);
+
+    /* A limit: the size line that takes the body past it is refused before its data. */
+    struct chunk_check cc = {.limit = 10};
+    const char *s1 = "5\r\nhello\r\n5\r\nworld\r\n";
+    assert_int_equal(chunk_check_feed(&cc, s1, strlen(s1)), CHUNK_CHECK_MORE); /* exactly 10 */
+    assert_int_equal(chunk_check_feed(&cc, "1\r\n", 3), CHUNK_CHECK_TOO_BIG);
+    cc = (struct chunk_check){.limit = 1000};
+    assert_int_equal(chunk_check_feed(&cc, "fffffffffff", 11), CHUNK_CHECK_TOO_BIG);
+    cc = (struct chunk_check){.limit = 1000};
+    assert_int_equal(chunk_check_feed(&cc, "3e8\r\n", 5), CHUNK_CHECK_MORE); /* 1000 */
 }
 
 static void test_tokens_and_request_line(void **state)
