@@ -50,7 +50,8 @@ struct reqparse {
     bool in_request; /* the first byte of a request has arrived */
     bool headers_done, msg_complete;
     bool body_accepted, body_paused;
-    bool framing_bad;     /* the strict chunk check failed */
+    bool framing_bad;
+    bool method_unknown; /* HPE_INVALID_METHOD on a token: an unknown method, not garbage */     /* the strict chunk check failed */
     enum http_errno perr; /* http-parser's error, when it stopped on one */
     uint64_t body_bytes;
     struct chunk_check chunks; /* strict framing check of a chunked body */
@@ -305,6 +306,19 @@ enum reqparse_event reqparse_feed(struct reqparse *rp, const char *data, size_t 
     *consumed = n;
     if (!rp->line_done)
         scan_request_line(rp, data, n);
+    if (e == HPE_INVALID_METHOD && !rp->line_done) {
+        /*
+         * A token followed by SP, as a method is, but none we know (501); anything
+         * else is not a request line at all (400).  Only the bytes at hand are looked at.
+         */
+        bool token = n < len && http_is_token(data + n, 1);
+        for (size_t i = 0; token && i < rp->line_tail_len; i++)
+            token = http_is_token(rp->line_tail + i, 1);
+        size_t end = n;
+        while (token && end < len && http_is_token(data + end, 1))
+            end++;
+        rp->method_unknown = token && end < len && data[end] == ' ';
+    }
     if (!in_body) {
         scan_head(rp, data, n);
     } else if (rp->chunked) {
@@ -381,6 +395,9 @@ void reqparse_error(const struct reqparse *rp, struct reqparse_verdict *v)
     else if (rp->perr == HPE_INVALID_TRANSFER_ENCODING)
         verdict(v, REQPARSE_FAIL, 501, "not_implemented",
                 "only chunked Transfer-Encoding is supported");
+    else if (rp->perr == HPE_INVALID_METHOD && rp->method_unknown)
+        verdict(v, REQPARSE_FAIL, 501, "not_implemented",
+                "unknown method; this server knows GET, HEAD, PUT, POST, PATCH and DELETE");
     else if (rp->perr == HPE_UNEXPECTED_CONTENT_LENGTH)
         verdict(v, REQPARSE_FAIL, 400, "bad_request",
                 "conflicting Content-Length headers, or Content-Length with Transfer-Encoding");
@@ -533,7 +550,7 @@ void reqparse_reset(struct reqparse *rp)
     rp->pause = PAUSE_NONE;
     rp->in_request = rp->headers_done = rp->msg_complete = false;
     rp->body_accepted = rp->body_paused = false;
-    rp->framing_bad = false;
+    rp->framing_bad = rp->method_unknown = false;
     rp->perr = HPE_OK;
     rp->body_bytes = 0;
     memset(&rp->chunks, 0, sizeof(rp->chunks));

@@ -616,6 +616,13 @@ class ProtocolTest(ServerTestCase):
             with self.subTest(route=route):
                 self.assertError(self.srv.get(route), 404, "not_found")
         self.assertStored(p, b"x")
+        # a method no one knows is 501 (RFC 9110 9.1), not 400; the connection closes
+        for method in ("FOO", "QUERY", "X-CUSTOM"):
+            with self.subTest(method=method), self.srv.conn() as c:
+                c.send("%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, p, self.auth()))
+                self.assertError(c.read_response(), 501, "not_implemented")
+                self.assertClosedAfterError(c)
+        self.assertStored(p, b"x")
 
     def test_malformed_requests(self):
         before = self.srv.storage()

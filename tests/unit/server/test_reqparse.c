@@ -291,6 +291,12 @@ static void test_strict_checks(void **state)
         {"GET /a HTTP/1.0\r\n\r\n", REQPARSE_OK, 0},                    /* 1.0 needs none */
         {"PUT /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", REQPARSE_FAIL, 400},
         {"PUT /a HTTP/1.0\r\nContent-Length: 3\r\n\r\n", REQPARSE_OK, 0},
+        {"FOO /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},   /* an unknown method */
+        {"PURGX /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501}, /* fails mid-token */
+        {"get /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},   /* methods are case-sensitive */
+        {"\x01x\r\n\r\n", REQPARSE_FAIL, 400},                         /* not a method at all */
+        {"G(T /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
+        {"GARBAGE\r\n\r\n", REQPARSE_FAIL, 400},                         /* no SP: no request line */
         {"GET /a HTTP/2.0\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 505},
         {"GET /a HTTP/1.2\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 505},
         {"GET /a HTTP/1.x\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
