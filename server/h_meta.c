@@ -160,6 +160,8 @@ static void meta_headers(struct conn *c)
     size_t blen = strlen(base);
     const char *path = conn_path(c) + blen;
     size_t len = conn_path_len(c) - blen;
+    if (len > 1 && path[len - 1] == '/')
+        len--; /* one trailing slash names the same listing, as "/api/v1/repos/" does */
     char *buf = malloc(len + 8);
     char *segs[4];
     size_t lens[4];

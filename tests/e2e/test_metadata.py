@@ -66,6 +66,15 @@ class ListingTest(ServerTestCase):
                 self.assertEqual(len(set(got)), len(got), "duplicates across pages")
         return all_keys
 
+    def test_trailing_slash_names_the_same_listing(self):
+        repo = "ts" + uniq()
+        self.put("/repos/%s/n/1/f.txt" % repo, b"x")
+        for path in ("/api/v1/repos", "/api/v1/repos/%s" % repo, "/api/v1/repos/%s/n" % repo,
+                     "/api/v1/repos/%s/n/1" % repo):
+            with self.subTest(path=path):
+                self.assertEqual(self.srv.json(path + "/"), self.srv.json(path))
+        self.assertError(self.srv.get("/api/v1/repos/%s//" % repo), 400, "invalid_path")
+
     def test_repos_listing(self):
         repos = ["lr%s-%d" % (uniq(), i) for i in range(5)]
         for rp in repos:
