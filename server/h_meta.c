@@ -160,7 +160,7 @@ static void meta_headers(struct conn *c)
     size_t blen = strlen(base);
     const char *path = conn_path(c) + blen;
     size_t len = conn_path_len(c) - blen;
-    if (len > 1 && path[len - 1] == '/')
+    if (len > 1 && path[len - 1] == '/' && path[len - 2] != '/')
         len--; /* one trailing slash names the same listing, as "/api/v1/repos/" does */
     char *buf = malloc(len + 8);
     char *segs[4];
@@ -174,6 +174,8 @@ static void meta_headers(struct conn *c)
         return;
     }
     int n = len == 0 ? 0 : path_split(path, len, buf, segs, lens, 4);
+    if (n > 3)
+        n = ARCA_E_TOOBIG; /* "…/{version}/{x}/": no listing is that deep */
     if (n < 0) {
         resp_error(c, n == ARCA_E_TOOBIG ? 404 : 400, n == ARCA_E_TOOBIG ? "not_found" : "invalid_path",
                    NULL, n == ARCA_E_TOOBIG ? "no such listing" : "malformed percent-escape");

@@ -394,6 +394,8 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
                 break;
             /* fall through */
         case CC_SIZE:
+            if (++cc->line > 4096)
+                return CHUNK_CHECK_BAD; /* zeros or extensions without end */
             if (hexdig((unsigned char)ch) >= 0) {
                 cc->any = true;
                 if ((cc->remaining || ch != '0') && ++cc->digits > 15)
@@ -411,6 +413,8 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
             }
             break;
         case CC_EXT:
+            if (++cc->line > 4096)
+                return CHUNK_CHECK_BAD;
             if (ch == '\r')
                 cc->state = CC_SIZE_LF;
             else if (ch == '\n' || ((unsigned char)ch < 0x20 && ch != '\t'))
@@ -419,7 +423,7 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
         case CC_SIZE_LF:
             if (ch != '\n')
                 return CHUNK_CHECK_BAD;
-            cc->digits = 0;
+            cc->digits = cc->line = 0;
             cc->any = false;
             cc->declared += cc->remaining;
             cc->state = cc->remaining ? CC_DATA : CC_TRAILER;

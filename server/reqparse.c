@@ -50,8 +50,8 @@ struct reqparse {
     bool in_request; /* the first byte of a request has arrived */
     bool headers_done, msg_complete;
     bool body_accepted, body_paused;
-    bool framing_bad;
-    bool method_unknown; /* HPE_INVALID_METHOD on a token: an unknown method, not garbage */     /* the strict chunk check failed */
+    bool framing_bad;     /* the strict chunk check failed */
+    bool method_unknown;  /* HPE_INVALID_METHOD on a token: an unknown method, not garbage */
     enum http_errno perr; /* http-parser's error, when it stopped on one */
     uint64_t body_bytes;
     struct chunk_check chunks; /* strict framing check of a chunked body */
@@ -308,16 +308,21 @@ enum reqparse_event reqparse_feed(struct reqparse *rp, const char *data, size_t 
         scan_request_line(rp, data, n);
     if (e == HPE_INVALID_METHOD && !rp->line_done) {
         /*
-         * A token followed by SP, as a method is, but none we know (501); anything
-         * else is not a request line at all (400).  Only the bytes at hand are looked at.
+         * A non-empty token followed by SP, as a method is, but none we know (501);
+         * anything else is not a request line at all (400).  http-parser stops at the
+         * first byte that fits no method it knows ("FOO" at 'F', "GE /" at the SP); the
+         * bytes before it are in line_tail.  A token still running at the end of the
+         * bytes at hand counts as a method, so the answer does not depend on how the
+         * request was split into reads.
          */
-        bool token = n < len && http_is_token(data + n, 1);
+        bool token = true;
         for (size_t i = 0; token && i < rp->line_tail_len; i++)
             token = http_is_token(rp->line_tail + i, 1);
         size_t end = n;
         while (token && end < len && http_is_token(data + end, 1))
             end++;
-        rp->method_unknown = token && end < len && data[end] == ' ';
+        rp->method_unknown = token && rp->line_tail_len + (end - n) > 0 &&
+                             (end == len || data[end] == ' ');
     }
     if (!in_body) {
         scan_head(rp, data, n);

@@ -617,9 +617,14 @@ class ProtocolTest(ServerTestCase):
                 self.assertError(self.srv.get(route), 404, "not_found")
         self.assertStored(p, b"x")
         # a method no one knows is 501 (RFC 9110 9.1), not 400; the connection closes
-        for method in ("FOO", "QUERY", "X-CUSTOM"):
+        for method in ("FOO", "QUERY", "X-CUSTOM", "GE", "DELET", "FO|O", "G|E"):
             with self.subTest(method=method), self.srv.conn() as c:
-                c.send("%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, p, self.auth()))
+                # "|": the request arrives in two writes, split there
+                for i, part in enumerate(("%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n"
+                                          % (method, p, self.auth())).split("|")):
+                    if i:
+                        time.sleep(0.2)
+                    c.send(part)
                 self.assertError(c.read_response(), 501, "not_implemented")
                 self.assertClosedAfterError(c)
         self.assertStored(p, b"x")

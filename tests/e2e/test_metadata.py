@@ -74,6 +74,11 @@ class ListingTest(ServerTestCase):
             with self.subTest(path=path):
                 self.assertEqual(self.srv.json(path + "/"), self.srv.json(path))
         self.assertError(self.srv.get("/api/v1/repos/%s//" % repo), 400, "invalid_path")
+        self.assertError(self.srv.get("/api/v1/repos//"), 400, "invalid_path")
+        for deeper in ("n/1/f.txt/", "n/1/properties/"):  # not a listing: never version 1's files
+            with self.subTest(deeper=deeper):
+                self.assertError(self.srv.get("/api/v1/repos/%s/%s" % (repo, deeper)), 404,
+                                 "not_found")
 
     def test_repos_listing(self):
         repos = ["lr%s-%d" % (uniq(), i) for i in range(5)]

@@ -198,6 +198,7 @@ static int check_bytewise(const char *s)
 
 static void test_chunk_check(void **state)
 {
+    struct chunk_check cc;
     const char *good[] = {
         "\n5\r\nhello\r\n0\r\n\r\n",
         "5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\n\r\n",
@@ -224,8 +225,19 @@ static void test_chunk_check(void **state)
     assert_int_equal(check_all("5\r\nhel"), CHUNK_CHECK_MORE);
     assert_int_equal(check_all("0000000000000000000000001000000000000000\r\n"), CHUNK_CHECK_BAD);
 
-    /* A limit: the size line that takes the body past it is refused before its data. */
-    struct chunk_check cc = {.limit = 10};
+    /* A size line is at most 4096 bytes, zeros and extensions included. */
+    char line[4200];
+    memset(line, '0', sizeof(line));
+    cc = (struct chunk_check){0};
+    assert_int_equal(chunk_check_feed(&cc, line, 4096), CHUNK_CHECK_MORE);
+    assert_int_equal(chunk_check_feed(&cc, "0", 1), CHUNK_CHECK_BAD);
+    cc = (struct chunk_check){0};
+    line[0] = '5';
+    line[1] = ';';
+    assert_int_equal(chunk_check_feed(&cc, line, sizeof(line)), CHUNK_CHECK_BAD);
+
+    /* A limit: the size line that takes the body past it is refused. */
+    cc = (struct chunk_check){.limit = 10};
     const char *s1 = "5\r\nhello\r\n5\r\nworld\r\n";
     assert_int_equal(chunk_check_feed(&cc, s1, strlen(s1)), CHUNK_CHECK_MORE); /* exactly 10 */
     assert_int_equal(chunk_check_feed(&cc, "1\r\n", 3), CHUNK_CHECK_TOO_BIG);
@@ -252,8 +264,9 @@ static void test_tokens_and_request_line(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_decode), cmocka_unit_test(test_uri_escape_path),    cmocka_unit_test(test_path_split),
-        cmocka_unit_test(test_range),         cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_url_decode),    cmocka_unit_test(test_uri_escape_path),
+        cmocka_unit_test(test_path_split),    cmocka_unit_test(test_range),
+        cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_etag),          cmocka_unit_test(test_content_digest),
         cmocka_unit_test(test_base64),        cmocka_unit_test(test_chunk_check),
         cmocka_unit_test(test_tokens_and_request_line),

@@ -297,6 +297,9 @@ static void test_strict_checks(void **state)
         {"\x01x\r\n\r\n", REQPARSE_FAIL, 400},                         /* not a method at all */
         {"G(T /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
         {"GARBAGE\r\n\r\n", REQPARSE_FAIL, 400},                         /* no SP: no request line */
+        {"GE /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},     /* stops at the SP */
+        {"DELET /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},
+        {" /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},       /* no method */
         {"GET /a HTTP/2.0\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 505},
         {"GET /a HTTP/1.2\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 505},
         {"GET /a HTTP/1.x\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
