@@ -308,21 +308,17 @@ enum reqparse_event reqparse_feed(struct reqparse *rp, const char *data, size_t 
         scan_request_line(rp, data, n);
     if (e == HPE_INVALID_METHOD && !rp->line_done) {
         /*
-         * A non-empty token followed by SP, as a method is, but none we know (501);
-         * anything else is not a request line at all (400).  http-parser stops at the
-         * first byte that fits no method it knows ("FOO" at 'F', "GE /" at the SP); the
-         * bytes before it are in line_tail.  A token still running at the end of the
-         * bytes at hand counts as a method, so the answer does not depend on how the
-         * request was split into reads.
+         * An unknown method (501) rather than no request line at all (400): http-parser
+         * stops at the first byte that fits no method it knows ("FOO" at 'F', "GE /" at
+         * the SP), and the bytes before it (line_tail) and that byte are still a method
+         * token, or a non-empty token and its SP.  Only those bytes are looked at, so the
+         * answer does not depend on how the request was split into reads.
          */
-        bool token = true;
+        bool token = n < len;
         for (size_t i = 0; token && i < rp->line_tail_len; i++)
             token = http_is_token(rp->line_tail + i, 1);
-        size_t end = n;
-        while (token && end < len && http_is_token(data + end, 1))
-            end++;
-        rp->method_unknown = token && rp->line_tail_len + (end - n) > 0 &&
-                             (end == len || data[end] == ' ');
+        rp->method_unknown = token && (http_is_token(data + n, 1) ||
+                                       (data[n] == ' ' && rp->line_tail_len > 0));
     }
     if (!in_body) {
         scan_head(rp, data, n);

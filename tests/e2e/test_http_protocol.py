@@ -632,7 +632,7 @@ class ProtocolTest(ServerTestCase):
     def test_malformed_requests(self):
         before = self.srv.storage()
         cases = [
-            b"GARBAGE\r\n\r\n",
+            b"G\x01RBAGE\r\n\r\n",
             b"GET\r\n\r\n",
             b"GET /healthz HTTX/1.1\r\n\r\n",
             b"GET /healthz HTTP/1.1 extra\r\n\r\n",

@@ -296,7 +296,8 @@ static void test_strict_checks(void **state)
         {"get /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},   /* methods are case-sensitive */
         {"\x01x\r\n\r\n", REQPARSE_FAIL, 400},                         /* not a method at all */
         {"G(T /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},
-        {"GARBAGE\r\n\r\n", REQPARSE_FAIL, 400},                         /* no SP: no request line */
+        {"GARBAGE\r\n\r\n", REQPARSE_FAIL, 501}, /* stops at 'A': known no further than that */
+        {"GET\r\n\r\n", REQPARSE_FAIL, 400},     /* a method, then no SP */
         {"GE /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},     /* stops at the SP */
         {"DELET /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 501},
         {" /a HTTP/1.1\r\nHost: t\r\n\r\n", REQPARSE_FAIL, 400},       /* no method */
