@@ -938,25 +938,26 @@ static void dispatch(struct conn *c)
     c->keep_alive = reqparse_keep_alive(c->rp);
     set_request_id(c);
     struct reqparse_verdict v;
-    switch (reqparse_check(c->rp, &v)) {
-    case REQPARSE_OK:
-        break;
-    case REQPARSE_FAIL:
+    enum reqparse_action action = reqparse_check(c->rp, &v);
+    if (action == REQPARSE_FAIL) { /* too malformed to route: counted as "other" */
         fail_request(c, v.status, v.code, v.message);
         return;
-    case REQPARSE_REFUSE: /* a well-formed request refused (417): counted under its route */
-        router_match(c, &c->route);
+    }
+    /*
+     * Routed before anything else can refuse it, so that a 413, 417, 401 or
+     * 429 is counted under its route.  The handler runs only once authenticated.
+     */
+    const struct handler *h = router_match(c, &c->route);
+    if (action == REQPARSE_REFUSE) { /* 417 */
         c->h = &notfound_handler;
         resp_error(c, v.status, v.code, NULL, "%s", v.message);
         return;
-    case REQPARSE_REFUSE_CLOSE: /* 413 before the body */
-        router_match(c, &c->route);
+    }
+    if (action == REQPARSE_REFUSE_CLOSE) { /* 413 before the body */
         resp_error(c, v.status, v.code, NULL, "%s", v.message);
         c->close_after = true;
         return;
     }
-    /* Routed before authentication, so that a 401 or 429 is counted under its route. */
-    const struct handler *h = router_match(c, &c->route);
     const char *why = NULL;
     int arc = authenticate(c, &why);
     if (arc == ARCA_E_LIMITED) {

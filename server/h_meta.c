@@ -38,22 +38,23 @@ bool query_param(struct conn *c, const char *key, char *out, size_t cap, bool *b
 {
     const char *q = conn_query(c);
     size_t kl = strlen(key);
-    bool found = false;
+    bool found = false, wrong = false;
     while (*q) {
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         if (len >= kl && memcmp(q, key, kl) == 0 && (len == kl || q[kl] == '=')) {
             size_t dl, vl = len == kl ? 0 : len - kl - 1;
-            if (found)
-                *bad = true;
-            else if (vl >= cap || url_decode(q + len - vl, vl, out, &dl) != 0 || strlen(out) != dl)
-                *bad = true;
+            wrong = wrong || found || vl >= cap || url_decode(q + len - vl, vl, out, &dl) != 0 ||
+                    strlen(out) != dl;
             found = true;
         }
         q = amp ? amp + 1 : q + len;
     }
-    if (*bad && cap)
-        out[0] = '\0';
+    if (wrong) {
+        *bad = true;
+        if (cap)
+            out[0] = '\0';
+    }
     return found;
 }
 

@@ -42,7 +42,7 @@ int url_decode(const char *in, size_t len, char *out, size_t *outlen)
 /* Bytes a path keeps as they are: RFC 3986 unreserved, '/', and a few sub-delims. */
 static bool path_keeps(unsigned char ch)
 {
-    return isalnum(ch) || strchr("-._~/!$&'()*+,=:@", ch) != NULL;
+    return ch < 0x80 && ch != '\0' && (isalnum(ch) || strchr("-._~/!$&'()*+,=:@", ch));
 }
 
 char *uri_escape_path(const char *in)
@@ -50,12 +50,12 @@ char *uri_escape_path(const char *in)
     static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)in; *p; p++)
-        n += path_keeps(*p) && *p < 0x80 ? 1 : 3;
+        n += path_keeps(*p) ? 1 : 3;
     char *out = malloc(n + 1), *o = out;
     if (!out)
         return NULL;
     for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-        if (path_keeps(*p) && *p < 0x80) {
+        if (path_keeps(*p)) {
             *o++ = (char)*p;
         } else {
             *o++ = '%';
@@ -394,19 +394,19 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
                 break;
             /* fall through */
         case CC_SIZE:
+            /* Every byte of the size line before this one was a hex digit. */
             if (++cc->line > 4096)
-                return CHUNK_CHECK_BAD; /* zeros or extensions without end */
+                return CHUNK_CHECK_BAD; /* zeros without end */
             if (hexdig((unsigned char)ch) >= 0) {
-                cc->any = true;
                 if ((cc->remaining || ch != '0') && ++cc->digits > 15)
                     return CHUNK_CHECK_BAD; /* http-parser also refuses sizes this large */
                 cc->remaining = cc->remaining * 16 + (uint64_t)hexdig((unsigned char)ch);
-                if (cc->limit && cc->remaining > cc->limit - (cc->declared < cc->limit
-                                                                   ? cc->declared : cc->limit))
+                /* declared never passes limit: the line that would have said so stopped */
+                if (cc->limit && cc->remaining > cc->limit - cc->declared)
                     return CHUNK_CHECK_TOO_BIG;
-            } else if (cc->any && (ch == ';' || ch == ' ' || ch == '\t')) {
+            } else if (cc->line > 1 && (ch == ';' || ch == ' ' || ch == '\t')) {
                 cc->state = CC_EXT;
-            } else if (cc->any && ch == '\r') {
+            } else if (cc->line > 1 && ch == '\r') {
                 cc->state = CC_SIZE_LF;
             } else {
                 return CHUNK_CHECK_BAD;
@@ -424,7 +424,6 @@ int chunk_check_feed(struct chunk_check *cc, const char *p, size_t n)
             if (ch != '\n')
                 return CHUNK_CHECK_BAD;
             cc->digits = cc->line = 0;
-            cc->any = false;
             cc->declared += cc->remaining;
             cc->state = cc->remaining ? CC_DATA : CC_TRAILER;
             break;

@@ -83,7 +83,6 @@ struct chunk_check {
     int state;
     uint64_t remaining;
     unsigned digits;    /* significant hex digits of the size being read (leading zeros are not) */
-    bool any;           /* the size being read has a digit */
     unsigned line;      /* bytes of the size line so far (size, extensions): at most 4096 */
     uint64_t declared;  /* the sizes of the chunks before it */
     uint64_t limit;     /* set by the caller: sizes adding up past it are _TOO_BIG (0: none) */
