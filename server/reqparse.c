@@ -112,6 +112,10 @@ static int on_url(http_parser *p, const char *at, size_t len)
         rp->parse_status = 414;
         return -1;
     }
+    if (rp->header_bytes > rp->lim.max_header_bytes) { /* the target counts toward the head */
+        rp->parse_status = 431;
+        return -1;
+    }
     return arena_append(rp, at, len);
 }
 

@@ -248,6 +248,21 @@ static void test_limits(void **state)
     assert_int_equal(v.status, 413);
     assert_non_null(strstr(v.message, "1001"));
 
+    /* The target counts toward the head's limit even when the URL limit is larger. */
+    {
+        static const struct reqparse_limits wide_url = {1000, 300, 1000};
+        struct sink s0 = {0};
+        struct reqparse *rp0 = NULL;
+        assert_int_equal(reqparse_new(&wide_url, sink_fn, &s0, &rp0), 0);
+        /* no header field at all, where the check used to be */
+        snprintf(req, sizeof(req), "GET /%.500s HTTP/1.0\r\n\r\n", big);
+        size_t pos0 = 0;
+        assert_int_equal(feed(rp0, req, &pos0, 1000), REQPARSE_ERROR);
+        reqparse_error(rp0, &v);
+        assert_int_equal(v.status, 431);
+        reqparse_free(rp0);
+    }
+
     /* A chunked body that grows past the limit fails while it is read. */
     struct sink s = {0};
     struct reqparse *rp = new_rp(&s);
