@@ -229,7 +229,9 @@ class ProtocolTest(ServerTestCase):
         for bad in (b"zz\r\nhello\r\n0\r\n\r\n",
                     b"5\r\nhelloXX0\r\n\r\n",
                     b"-5\r\nhello\r\n0\r\n\r\n",
-                    b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n"):
+                    b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+                    b"0" * 5000 + b"5\r\nhello\r\n0\r\n\r\n",  # a size line over 4096 bytes
+                    b"5;" + b"x" * 5000 + b"\r\nhello\r\n0\r\n\r\n"):
             self.srv.assert_alive()  # fail fast if a previous case crashed it
             with self.subTest(body=bad):
                 before = self.srv.storage()
